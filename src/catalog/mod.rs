@@ -1,0 +1,521 @@
+//! The SQLite catalog: the single source of truth for collections, documents, scalar
+//! columns, pending vectors, tombstones and the segment manifest. This is the only module
+//! that talks to rusqlite.
+
+pub(crate) mod migrate;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, ToSql};
+
+use crate::filter::Filter;
+use crate::types::{CollectionSpec, ColumnType, DocId, IdType, Value};
+use crate::{Error, Result};
+
+pub use migrate::SCHEMA_VERSION;
+
+/// A catalog connection.
+pub(crate) struct Catalog {
+    conn: Connection,
+}
+
+/// A collection as recorded in the catalog.
+#[derive(Debug, Clone)]
+pub(crate) struct CollectionRow {
+    pub id: i64,
+    pub spec: CollectionSpec,
+}
+
+/// A manifest row.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentRow {
+    pub id: i64,
+    pub file: String,
+    pub doc_count: i64,
+    pub token_count: i64,
+    pub bytes: i64,
+}
+
+/// Vectors of a committed write not yet flushed into a segment.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRow {
+    pub row: u64,
+    pub tokens: Vec<u8>,
+    pub pooled: Vec<u8>,
+}
+
+/// Where a document's vectors live: its row id and segment (`None` = pending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DocLoc {
+    pub row: u64,
+    pub seg: Option<i64>,
+}
+
+/// Scalar values of one row, with its id.
+pub(crate) type RowValues = (DocId, Vec<(String, Value)>);
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Owned(SqlValue::Null),
+            Value::Integer(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
+            Value::Real(r) => ToSqlOutput::Owned(SqlValue::Real(*r)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Json(j) => ToSqlOutput::Owned(SqlValue::Text(j.to_string())),
+        })
+    }
+}
+
+impl ToSql for DocId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            DocId::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
+            DocId::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+fn read_value(ty: ColumnType, v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) if ty == ColumnType::Real => Value::Real(i as f64),
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(r) => Value::Real(r),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            let s = String::from_utf8_lossy(t).into_owned();
+            if ty == ColumnType::Json {
+                serde_json::from_str(&s).map_or(Value::Text(s), Value::Json)
+            } else {
+                Value::Text(s)
+            }
+        }
+    }
+}
+
+fn read_id(v: ValueRef<'_>) -> DocId {
+    match v {
+        ValueRef::Integer(i) => DocId::Int(i),
+        other => DocId::Text(String::from_utf8_lossy(other.as_bytes().unwrap_or_default()).into_owned()),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+impl Catalog {
+    /// Open (creating and migrating when writable) the catalog at `path`.
+    pub fn open(path: &Path, read_only: bool) -> Result<Self> {
+        Self::open_with_target(path, read_only, SCHEMA_VERSION)
+    }
+
+    /// Open, migrating only up to `target` (tests of the upgrade path use this).
+    pub fn open_with_target(path: &Path, read_only: bool, target: u32) -> Result<Self> {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let mut conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        if !read_only {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            migrate::migrate_to(&mut conn, path, target)?;
+        }
+        let v = migrate::version(&conn)?;
+        if v > SCHEMA_VERSION || (read_only && v < SCHEMA_VERSION) {
+            return Err(Error::IncompatibleFormat { path: path.to_path_buf(), found: v, oldest: SCHEMA_VERSION, newest: SCHEMA_VERSION });
+        }
+        Ok(Self { conn })
+    }
+
+    /// Begin a read transaction (a consistent snapshot in WAL mode).
+    pub fn read(&mut self) -> Result<Txn<'_>> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+        // Touch the schema so the snapshot is taken now, not at the first later read.
+        tx.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
+        Ok(Txn { tx })
+    }
+
+    /// Begin a write transaction.
+    pub fn write(&mut self) -> Result<Txn<'_>> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Txn { tx })
+    }
+
+    /// `PRAGMA integrity_check` results other than "ok".
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let v: Vec<String> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(v.into_iter().filter(|s| s != "ok").collect())
+    }
+}
+
+/// A catalog transaction; dropped without [`Txn::commit`] it rolls back.
+pub(crate) struct Txn<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+fn docs(c: i64) -> String {
+    format!("c{c}_docs")
+}
+fn pending(c: i64) -> String {
+    format!("c{c}_pending")
+}
+fn tomb(c: i64) -> String {
+    format!("c{c}_tomb")
+}
+
+impl Txn<'_> {
+    /// Commit.
+    pub fn commit(self) -> Result<()> {
+        Ok(self.tx.commit()?)
+    }
+
+    /// A `meta` value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.tx.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    /// Count one more committed write.
+    pub fn bump_generation(&self) -> Result<()> {
+        self.tx.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'", [])?;
+        Ok(())
+    }
+
+    /// Reserve the next segment id.
+    pub fn next_segment_id(&self) -> Result<i64> {
+        let id: i64 = self.tx.query_row(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_segment_id'
+             RETURNING CAST(value AS INTEGER) - 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(id)
+    }
+
+    /// Every collection, by name.
+    pub fn collections(&self) -> Result<Vec<CollectionRow>> {
+        let mut st = self.tx.prepare_cached("SELECT id, spec FROM collections ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (id, spec) = r?;
+            Ok(CollectionRow { id, spec: serde_json::from_str(&spec)? })
+        })
+        .collect()
+    }
+
+    /// The collection `name`.
+    pub fn collection(&self, name: &str) -> Result<CollectionRow> {
+        let row: Option<(i64, String)> = self
+            .tx
+            .prepare_cached("SELECT id, spec FROM collections WHERE name = ?1")?
+            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (id, spec) = row.ok_or_else(|| Error::NotFound { kind: "collection", name: name.to_string() })?;
+        Ok(CollectionRow { id, spec: serde_json::from_str(&spec)? })
+    }
+
+    /// Create a collection and its tables.
+    pub fn create_collection(&self, spec: &CollectionSpec) -> Result<i64> {
+        let json = serde_json::to_string(spec)?;
+        let res = self.tx.execute(
+            "INSERT INTO collections(name, spec, created_at) VALUES (?1, ?2, ?3)",
+            params![spec.name, json, now()],
+        );
+        match res {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::AlreadyExists { kind: "collection", name: spec.name.clone() })
+            }
+            r => r?,
+        };
+        let id = self.tx.last_insert_rowid();
+        let id_ty = match spec.id_type {
+            IdType::Text => "TEXT",
+            IdType::Integer => "INTEGER",
+        };
+        let cols: String =
+            spec.columns.iter().map(|c| format!(", \"{}\" {}", c.name, c.ty.sql_type())).collect();
+        self.tx.execute_batch(&format!(
+            "CREATE TABLE {d} (_row INTEGER PRIMARY KEY AUTOINCREMENT, _id {id_ty} NOT NULL UNIQUE, _seg INTEGER{cols});
+             CREATE TABLE {p} (_row INTEGER PRIMARY KEY, ntok INTEGER NOT NULL, tokens BLOB NOT NULL, pooled BLOB NOT NULL);
+             CREATE TABLE {t} (_row INTEGER PRIMARY KEY, _seg INTEGER NOT NULL);
+             CREATE INDEX {t}_by_seg ON {t}(_seg);",
+            d = docs(id),
+            p = pending(id),
+            t = tomb(id),
+        ))?;
+        Ok(id)
+    }
+
+    /// Drop a collection's tables, manifest rows and catalog row; returns its segment files
+    /// (relative paths) for retirement.
+    pub fn drop_collection(&self, c: &CollectionRow) -> Result<Vec<SegmentRow>> {
+        let segs = self.segments(c.id)?;
+        self.tx.execute_batch(&format!(
+            "DROP TABLE {}; DROP TABLE {}; DROP TABLE {};",
+            docs(c.id),
+            pending(c.id),
+            tomb(c.id)
+        ))?;
+        self.tx.execute("DELETE FROM segments WHERE collection_id = ?1", [c.id])?;
+        self.tx.execute("DELETE FROM collections WHERE id = ?1", [c.id])?;
+        Ok(segs)
+    }
+
+    /// The manifest of collection `c`, by segment id.
+    pub fn segments(&self, c: i64) -> Result<Vec<SegmentRow>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT id, file, doc_count, token_count, bytes FROM segments WHERE collection_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([c], |r| {
+            Ok(SegmentRow { id: r.get(0)?, file: r.get(1)?, doc_count: r.get(2)?, token_count: r.get(3)?, bytes: r.get(4)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every file the manifest names (relative to the database root).
+    pub fn manifest_files(&self) -> Result<Vec<String>> {
+        let mut st = self.tx.prepare_cached("SELECT file FROM segments")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Add a published segment to the manifest.
+    pub fn add_segment(&self, c: i64, s: &SegmentRow) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO segments(id, collection_id, file, doc_count, token_count, bytes, format_version, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![s.id, c, s.file, s.doc_count, s.token_count, s.bytes, crate::storage::format::FORMAT_VERSION, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Replace segments `old` by `new` (compaction): every live row of `old` moves to
+    /// `new`, their tombstones and manifest rows go, their files are retired.
+    pub fn replace_segments(&self, c: i64, old: &[SegmentRow], new: Option<&SegmentRow>) -> Result<()> {
+        if let Some(n) = new {
+            self.add_segment(c, n)?;
+        }
+        for s in old {
+            self.tx.execute(&format!("UPDATE {} SET _seg = ?1 WHERE _seg = ?2", docs(c)), params![new.map(|n| n.id), s.id])?;
+            self.tx.execute(&format!("DELETE FROM {} WHERE _seg = ?1", tomb(c)), [s.id])?;
+            self.tx.execute("DELETE FROM segments WHERE id = ?1", [s.id])?;
+            self.retire(&s.file)?;
+        }
+        Ok(())
+    }
+
+    /// Mark a file for deletion after the grace period.
+    pub fn retire(&self, file: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR REPLACE INTO retired_files(path, retired_at) VALUES (?1, ?2)",
+            params![file, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Retired files and when they were retired (unix seconds).
+    pub fn retired(&self) -> Result<Vec<(String, i64)>> {
+        let mut st = self.tx.prepare_cached("SELECT path, retired_at FROM retired_files")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forget a retired file (after deleting it).
+    pub fn forget_retired(&self, file: &str) -> Result<()> {
+        self.tx.execute("DELETE FROM retired_files WHERE path = ?1", [file])?;
+        Ok(())
+    }
+
+    /// Tombstoned rows of segment `seg`, ascending.
+    pub fn tombstones(&self, c: i64, seg: i64) -> Result<Vec<u64>> {
+        let mut st = self.tx.prepare_cached(&format!("SELECT _row FROM {} WHERE _seg = ?1 ORDER BY _row", tomb(c)))?;
+        let rows = st.query_map([seg], |r| r.get::<_, i64>(0))?;
+        rows.map(|r| Ok(r? as u64)).collect()
+    }
+
+    /// Number of tombstones of collection `c`.
+    pub fn tombstone_count(&self, c: i64) -> Result<u64> {
+        Ok(self.tx.query_row(&format!("SELECT count(*) FROM {}", tomb(c)), [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Where document `id` lives.
+    pub fn locate(&self, c: i64, id: &DocId) -> Result<Option<DocLoc>> {
+        let mut st = self.tx.prepare_cached(&format!("SELECT _row, _seg FROM {} WHERE _id = ?1", docs(c)))?;
+        Ok(st.query_row([id], |r| Ok(DocLoc { row: r.get::<_, i64>(0)? as u64, seg: r.get(1)? })).optional()?)
+    }
+
+    /// Insert the catalog row of a document. `row` forces the row id (bulk loads that
+    /// write a segment first); `seg` is its segment, `None` while pending.
+    pub fn insert_doc(
+        &self,
+        c: &CollectionRow,
+        id: &DocId,
+        values: &[(String, Value)],
+        row: Option<u64>,
+        seg: Option<i64>,
+    ) -> Result<u64> {
+        let mut cols = String::from("_row, _id, _seg");
+        let mut marks = String::from("?1, ?2, ?3");
+        for (i, (name, _)) in values.iter().enumerate() {
+            // Names were resolved against the spec by the caller: validated identifiers.
+            cols.push_str(&format!(", \"{name}\""));
+            marks.push_str(&format!(", ?{}", i + 4));
+        }
+        let sql = format!("INSERT INTO {} ({cols}) VALUES ({marks})", docs(c.id));
+        let mut st = self.tx.prepare_cached(&sql)?;
+        let row_i64 = row.map(|r| r as i64);
+        let mut p: Vec<&dyn ToSql> = vec![&row_i64, id, &seg];
+        p.extend(values.iter().map(|(_, v)| v as &dyn ToSql));
+        match st.execute(params_from_iter(p)) {
+            Err(e) if is_unique_violation(&e) => {
+                Err(Error::AlreadyExists { kind: "document", name: id.to_string() })
+            }
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(self.tx.last_insert_rowid() as u64),
+        }
+    }
+
+    /// Store the vectors of a pending row.
+    pub fn insert_pending(&self, c: i64, row: u64, ntok: usize, tokens: &[u8], pooled: &[u8]) -> Result<()> {
+        let mut st = self.tx.prepare_cached(&format!(
+            "INSERT INTO {} (_row, ntok, tokens, pooled) VALUES (?1, ?2, ?3, ?4)",
+            pending(c)
+        ))?;
+        st.execute(params![row as i64, ntok as i64, tokens, pooled])?;
+        Ok(())
+    }
+
+    /// Remove a document: its catalog row, and its pending vectors or a tombstone for its
+    /// segment row.
+    pub fn remove_doc(&self, c: i64, loc: DocLoc) -> Result<()> {
+        let row = loc.row as i64;
+        self.tx.prepare_cached(&format!("DELETE FROM {} WHERE _row = ?1", docs(c)))?.execute([row])?;
+        match loc.seg {
+            None => self.tx.prepare_cached(&format!("DELETE FROM {} WHERE _row = ?1", pending(c)))?.execute([row])?,
+            Some(s) => self
+                .tx
+                .prepare_cached(&format!("INSERT INTO {} (_row, _seg) VALUES (?1, ?2)", tomb(c)))?
+                .execute([row, s])?,
+        };
+        Ok(())
+    }
+
+    /// Pending vectors, by row id; `rows` restricts to those rows (ascending).
+    pub fn pending(&self, c: i64) -> Result<Vec<PendingRow>> {
+        let mut st = self.tx.prepare_cached(&format!("SELECT _row, tokens, pooled FROM {} ORDER BY _row", pending(c)))?;
+        let rows = st.query_map([], |r| {
+            Ok(PendingRow { row: r.get::<_, i64>(0)? as u64, tokens: r.get(1)?, pooled: r.get(2)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Pending vectors of one row.
+    pub fn pending_row(&self, c: i64, row: u64) -> Result<Option<PendingRow>> {
+        let mut st = self.tx.prepare_cached(&format!("SELECT tokens, pooled FROM {} WHERE _row = ?1", pending(c)))?;
+        Ok(st
+            .query_row([row as i64], |r| Ok(PendingRow { row, tokens: r.get(0)?, pooled: r.get(1)? }))
+            .optional()?)
+    }
+
+    /// (pending documents, pending token vectors).
+    pub fn pending_stats(&self, c: i64) -> Result<(u64, u64)> {
+        let (n, t): (i64, i64) = self.tx.query_row(
+            &format!("SELECT count(*), coalesce(sum(ntok), 0) FROM {}", pending(c)),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((n as u64, t as u64))
+    }
+
+    /// Move every pending row up to `max_row` into segment `seg`.
+    pub fn flush_pending(&self, c: i64, max_row: u64, seg: i64) -> Result<()> {
+        let max = max_row as i64;
+        self.tx.execute(
+            &format!("UPDATE {} SET _seg = ?1 WHERE _seg IS NULL AND _row <= ?2", docs(c)),
+            params![seg, max],
+        )?;
+        self.tx.execute(&format!("DELETE FROM {} WHERE _row <= ?1", pending(c)), [max])?;
+        Ok(())
+    }
+
+    /// The largest row id ever handed out in collection `c` (AUTOINCREMENT sequence).
+    pub fn last_row(&self, c: i64) -> Result<u64> {
+        let v: Option<i64> = self
+            .tx
+            .query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [docs(c)], |r| r.get(0))
+            .optional()?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// Number of live documents.
+    pub fn doc_count(&self, c: i64) -> Result<u64> {
+        Ok(self.tx.query_row(&format!("SELECT count(*) FROM {}", docs(c)), [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Rows (with their segment) matching `filter`, ascending by row id.
+    pub fn filter_rows(&self, c: &CollectionRow, filter: &Filter) -> Result<Vec<DocLoc>> {
+        let mut params = Vec::new();
+        let cond = filter.to_sql(&c.spec, &mut params)?;
+        let sql = format!("SELECT _row, _seg FROM {} WHERE {cond} ORDER BY _row", docs(c.id));
+        let mut st = self.tx.prepare(&sql)?;
+        let rows = st.query_map(params_from_iter(params.iter()), |r| {
+            Ok(DocLoc { row: r.get::<_, i64>(0)? as u64, seg: r.get(1)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Ids and scalar values of `rows`.
+    pub fn fetch(&self, c: &CollectionRow, rows: &[u64]) -> Result<HashMap<u64, RowValues>> {
+        let mut out = HashMap::with_capacity(rows.len());
+        let cols: String = c.spec.columns.iter().map(|col| format!(", \"{}\"", col.name)).collect();
+        let sql = format!("SELECT _row, _id{cols} FROM {} WHERE _row = ?1", docs(c.id));
+        let mut st = self.tx.prepare_cached(&sql)?;
+        for &row in rows {
+            let got = st
+                .query_row([row as i64], |r| {
+                    let id = read_id(r.get_ref(1)?);
+                    let mut vals = Vec::with_capacity(c.spec.columns.len());
+                    for (i, col) in c.spec.columns.iter().enumerate() {
+                        vals.push((col.name.clone(), read_value(col.ty, r.get_ref(i + 2)?)));
+                    }
+                    Ok((id, vals))
+                })
+                .optional()?;
+            if let Some(v) = got {
+                out.insert(row, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Set scalar columns of document `id`; false when it does not exist.
+    pub fn update_values(&self, c: &CollectionRow, id: &DocId, values: &[(String, Value)]) -> Result<bool> {
+        if values.is_empty() {
+            return Ok(self.locate(c.id, id)?.is_some());
+        }
+        let sets: Vec<String> = values.iter().enumerate().map(|(i, (n, _))| format!("\"{n}\" = ?{}", i + 2)).collect();
+        let sql = format!("UPDATE {} SET {} WHERE _id = ?1", docs(c.id), sets.join(", "));
+        let mut p: Vec<&dyn ToSql> = vec![id];
+        p.extend(values.iter().map(|(_, v)| v as &dyn ToSql));
+        Ok(self.tx.execute(&sql, params_from_iter(p))? > 0)
+    }
+}
+
+/// The catalog file inside a database directory.
+pub(crate) fn catalog_path(root: &Path) -> PathBuf {
+    root.join("catalog.sqlite")
+}

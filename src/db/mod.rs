@@ -1,0 +1,438 @@
+//! [`Database`]: opening, locking, collections, statistics, integrity checks and garbage
+//! collection. Writes live in `write.rs`, reads in `search.rs`.
+
+mod search;
+mod write;
+
+pub use search::{Query, SearchRequest, MAX_LIMIT};
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::catalog::{self, Catalog, CollectionRow, SegmentRow};
+use crate::error::IoContext;
+use crate::storage::segment::SegmentReader;
+use crate::types::CollectionSpec;
+use crate::{Error, Result};
+
+/// Default number of pending token vectors that triggers an automatic flush.
+pub const DEFAULT_FLUSH_THRESHOLD_TOKENS: usize = 262_144;
+/// Default time a retired segment file is kept for readers of older snapshots.
+pub const DEFAULT_RETIRE_GRACE: Duration = Duration::from_secs(60);
+
+/// Options for opening a database; see [`Database::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DatabaseBuilder {
+    path: PathBuf,
+    read_only: bool,
+    flush_threshold_tokens: usize,
+    retire_grace: Duration,
+    flush_on_close: bool,
+}
+
+impl DatabaseBuilder {
+    /// Open read-only: no write lock is taken, so any number of readers may run beside
+    /// one writer process.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = yes;
+        self
+    }
+
+    /// Flush pending vectors into a segment once this many token vectors are pending
+    /// (default [`DEFAULT_FLUSH_THRESHOLD_TOKENS`]). A single insert batch at least this
+    /// large is written straight to a new segment.
+    pub fn flush_threshold_tokens(mut self, n: usize) -> Self {
+        self.flush_threshold_tokens = n.max(1);
+        self
+    }
+
+    /// How long files replaced by compaction stay on disk for readers of older snapshots
+    /// (default [`DEFAULT_RETIRE_GRACE`]).
+    pub fn retire_grace(mut self, d: Duration) -> Self {
+        self.retire_grace = d;
+        self
+    }
+
+    /// Flush pending vectors when the last handle is dropped (default true).
+    pub fn flush_on_close(mut self, yes: bool) -> Self {
+        self.flush_on_close = yes;
+        self
+    }
+
+    /// Open the database (creating the directory and catalog when writable and absent).
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when another process holds the write lock; [`Error::NotFound`]
+    /// for a missing database opened read-only; [`Error::IncompatibleFormat`] for a
+    /// catalog written by a newer version; [`Error::Io`] and [`Error::Catalog`].
+    pub fn open(self) -> Result<Database> {
+        let root = self.path.clone();
+        let cat_path = catalog::catalog_path(&root);
+        let lock = if self.read_only {
+            if !cat_path.exists() {
+                return Err(Error::NotFound { kind: "database", name: root.display().to_string() });
+            }
+            None
+        } else {
+            std::fs::create_dir_all(&root).at(&root)?;
+            Some(acquire_lock(&root)?)
+        };
+        let writer = if self.read_only { None } else { Some(Mutex::new(Catalog::open(&cat_path, false)?)) };
+        let inner = Inner {
+            root,
+            opts: self,
+            lock,
+            writer,
+            readers: Mutex::new(Vec::new()),
+            segments: Mutex::new(HashMap::new()),
+        };
+        // A read-only open checks the catalog version now rather than at first use.
+        let first_reader = Catalog::open(&cat_path, true)?;
+        lock_or(&inner.readers)?.push(first_reader);
+        let db = Database { inner: Arc::new(inner) };
+        if let Some(w) = &db.inner.writer {
+            db.collect_garbage(&mut *lock_or(w)?, true)?;
+        }
+        Ok(db)
+    }
+}
+
+fn acquire_lock(root: &Path) -> Result<File> {
+    let path = root.join("LOCK");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: root.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+#[track_caller]
+fn lock_or<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    m.lock().map_err(|_| Error::poisoned())
+}
+
+struct Inner {
+    root: PathBuf,
+    opts: DatabaseBuilder,
+    #[expect(dead_code, reason = "held for its file lock until the database closes")]
+    lock: Option<File>,
+    writer: Option<Mutex<Catalog>>,
+    readers: Mutex<Vec<Catalog>>,
+    segments: Mutex<HashMap<i64, Arc<SegmentReader>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.opts.flush_on_close {
+            return;
+        }
+        let Some(w) = &self.writer else { return };
+        let Ok(mut cat) = w.lock() else { return };
+        // Best effort: committed writes are durable in the catalog whether or not this
+        // flush happens; use `Database::close` to see errors.
+        let _ = write::flush_all(self, &mut cat);
+    }
+}
+
+/// An open maxsimdb database (a directory). Cheap to clone; all clones share one
+/// connection pool and segment cache. `Send + Sync`: share it between threads.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("root", &self.inner.root).field("read_only", &self.inner.opts.read_only).finish()
+    }
+}
+
+/// Counts and sizes of one collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionStats {
+    /// Collection name.
+    pub name: String,
+    /// Live documents.
+    pub docs: u64,
+    /// Documents whose vectors are still pending (not yet in a segment).
+    pub pending_docs: u64,
+    /// Pending token vectors.
+    pub pending_tokens: u64,
+    /// Segment files.
+    pub segments: u64,
+    /// Token vectors in segments (including deleted rows not yet compacted).
+    pub segment_tokens: u64,
+    /// Deleted rows still present in segments.
+    pub tombstones: u64,
+    /// Bytes of segment files.
+    pub segment_bytes: u64,
+}
+
+/// Versions and counters of a database, from its catalog's `meta` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    /// Catalog schema version (`PRAGMA user_version`).
+    pub schema_version: u32,
+    /// maxsimdb version that created the database.
+    pub created_with_version: String,
+    /// Number of committed writes so far.
+    pub generation: u64,
+}
+
+/// Result of [`Database::check`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Segment files verified.
+    pub segments_checked: u64,
+    /// Bytes of segment files verified.
+    pub bytes_checked: u64,
+    /// Every problem found (empty when the database is sound).
+    pub problems: Vec<String>,
+}
+
+impl Database {
+    /// Open or create the database at `path` for reading and writing.
+    ///
+    /// # Errors
+    /// As [`DatabaseBuilder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(path).open()
+    }
+
+    /// Open an existing database read-only.
+    ///
+    /// # Errors
+    /// As [`DatabaseBuilder::open`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(path).read_only(true).open()
+    }
+
+    /// Options for opening the database at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> DatabaseBuilder {
+        DatabaseBuilder {
+            path: path.as_ref().to_path_buf(),
+            read_only: false,
+            flush_threshold_tokens: DEFAULT_FLUSH_THRESHOLD_TOKENS,
+            retire_grace: DEFAULT_RETIRE_GRACE,
+            flush_on_close: true,
+        }
+    }
+
+    /// The database directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Whether this handle was opened read-only.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.inner.opts.read_only
+    }
+
+    /// Flush everything and close. Dropping the last handle does the same but cannot
+    /// report errors.
+    ///
+    /// # Errors
+    /// Errors of the final flush.
+    pub fn close(self) -> Result<()> {
+        if let Some(w) = &self.inner.writer {
+            write::flush_all(&self.inner, &mut *lock_or(w)?)?;
+        }
+        Ok(())
+    }
+
+    fn writer(&self) -> Result<MutexGuard<'_, Catalog>> {
+        lock_or(self.inner.writer.as_ref().ok_or(Error::ReadOnly)?)
+    }
+
+    /// Run `f` on a pooled read-only catalog connection.
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Catalog) -> Result<T>) -> Result<T> {
+        let pooled = lock_or(&self.inner.readers)?.pop();
+        let mut cat = match pooled {
+            Some(c) => c,
+            None => Catalog::open(&catalog::catalog_path(&self.inner.root), true)?,
+        };
+        let out = f(&mut cat);
+        lock_or(&self.inner.readers)?.push(cat);
+        out
+    }
+
+    /// Open (or take from the cache) the reader of a manifest segment.
+    fn segment(&self, c: &CollectionRow, s: &SegmentRow) -> Result<Arc<SegmentReader>> {
+        if let Some(r) = lock_or(&self.inner.segments)?.get(&s.id) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(SegmentReader::open(&self.inner.root.join(&s.file), s.id as u64, &c.spec.vectors)?);
+        lock_or(&self.inner.segments)?.insert(s.id, r.clone());
+        Ok(r)
+    }
+
+    /// Create a collection.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for bad names or dimensions, [`Error::AlreadyExists`],
+    /// [`Error::ReadOnly`].
+    pub fn create_collection(&self, spec: &CollectionSpec) -> Result<()> {
+        spec.validate()?;
+        let mut w = self.writer()?;
+        let tx = w.write()?;
+        tx.create_collection(spec)?;
+        tx.bump_generation()?;
+        tx.commit()
+    }
+
+    /// Drop a collection and all its documents. Its segment files are retired and deleted
+    /// after the grace period.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::ReadOnly`].
+    pub fn drop_collection(&self, name: &str) -> Result<()> {
+        let mut w = self.writer()?;
+        {
+            let tx = w.write()?;
+            let c = tx.collection(name)?;
+            for s in tx.drop_collection(&c)? {
+                tx.retire(&s.file)?;
+            }
+            tx.bump_generation()?;
+            tx.commit()?;
+        }
+        self.collect_garbage(&mut w, false)
+    }
+
+    /// Versions and the write generation of the database.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub fn info(&self) -> Result<DatabaseInfo> {
+        self.with_reader(|c| {
+            let tx = c.read()?;
+            let get = |k: &str| tx.meta(k).map(Option::unwrap_or_default);
+            Ok(DatabaseInfo {
+                schema_version: get("format_version")?.parse().unwrap_or(0),
+                created_with_version: get("created_with_version")?,
+                generation: get("generation")?.parse().unwrap_or(0),
+            })
+        })
+    }
+
+    /// Every collection's spec, by name.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub fn collections(&self) -> Result<Vec<CollectionSpec>> {
+        self.with_reader(|c| Ok(c.read()?.collections()?.into_iter().map(|r| r.spec).collect()))
+    }
+
+    /// The spec of collection `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    pub fn describe(&self, name: &str) -> Result<CollectionSpec> {
+        self.with_reader(|c| Ok(c.read()?.collection(name)?.spec))
+    }
+
+    /// Counts and sizes of collection `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    pub fn stats(&self, name: &str) -> Result<CollectionStats> {
+        self.with_reader(|c| {
+            let tx = c.read()?;
+            let coll = tx.collection(name)?;
+            let segs = tx.segments(coll.id)?;
+            let (pending_docs, pending_tokens) = tx.pending_stats(coll.id)?;
+            Ok(CollectionStats {
+                name: coll.spec.name.clone(),
+                docs: tx.doc_count(coll.id)?,
+                pending_docs,
+                pending_tokens,
+                segments: segs.len() as u64,
+                segment_tokens: segs.iter().map(|s| s.token_count as u64).sum(),
+                tombstones: tx.tombstone_count(coll.id)?,
+                segment_bytes: segs.iter().map(|s| s.bytes as u64).sum(),
+            })
+        })
+    }
+
+    /// Verify every checksum of every segment and the catalog's integrity.
+    ///
+    /// # Errors
+    /// Only errors that prevent checking at all; damage is reported in the report.
+    pub fn check(&self) -> Result<CheckReport> {
+        self.with_reader(|cat| {
+            let mut report = CheckReport { problems: cat.integrity_check()?, ..CheckReport::default() };
+            let tx = cat.read()?;
+            for coll in tx.collections()? {
+                for s in tx.segments(coll.id)? {
+                    let path = self.inner.root.join(&s.file);
+                    let res = SegmentReader::open(&path, s.id as u64, &coll.spec.vectors).and_then(|r| r.verify_all());
+                    report.segments_checked += 1;
+                    report.bytes_checked += s.bytes as u64;
+                    if let Err(e) = res {
+                        report.problems.push(e.to_string());
+                    }
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    /// Delete retired files past their grace period and, at open, files that neither the
+    /// manifest nor the retired list names.
+    fn collect_garbage(&self, cat: &mut Catalog, at_open: bool) -> Result<()> {
+        let tx = cat.write()?;
+        let manifest: HashSet<String> = tx.manifest_files()?.into_iter().collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let grace = self.inner.opts.retire_grace.as_secs() as i64;
+        let mut keep: HashSet<String> = HashSet::new();
+        for (file, at) in tx.retired()? {
+            if now - at >= grace {
+                remove_file(&self.inner.root.join(&file))?;
+                tx.forget_retired(&file)?;
+            } else {
+                keep.insert(file);
+            }
+        }
+        if at_open {
+            self.remove_unknown_files(&manifest, &keep)?;
+        }
+        tx.commit()?;
+        lock_or(&self.inner.segments)?.retain(|_, r| {
+            let rel = r.path().strip_prefix(&self.inner.root).map(|p| p.to_string_lossy().into_owned());
+            rel.is_ok_and(|p| manifest.contains(&p))
+        });
+        Ok(())
+    }
+
+    /// Remove files under `segments/` that are neither in the manifest nor retired:
+    /// leftovers of flushes or compactions that crashed before their commit.
+    fn remove_unknown_files(&self, manifest: &HashSet<String>, retired: &HashSet<String>) -> Result<()> {
+        let seg_root = self.inner.root.join("segments");
+        let Ok(dirs) = std::fs::read_dir(&seg_root) else { return Ok(()) };
+        for dir in dirs.flatten() {
+            let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
+            for f in files.flatten() {
+                let path = f.path();
+                let rel = path.strip_prefix(&self.inner.root).map(|p| p.to_string_lossy().into_owned());
+                if rel.is_ok_and(|r| !manifest.contains(&r) && !retired.contains(&r)) {
+                    remove_file(&path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}

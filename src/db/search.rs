@@ -1,0 +1,290 @@
+//! The read path: exact MaxSim and dense search over a consistent snapshot, and `get`.
+//!
+//! A search runs inside one catalog read transaction (a WAL snapshot): the manifest, the
+//! tombstones, the filter's allowed rows, the pending vectors and the returned scalar
+//! columns all come from the same committed state, while a writer keeps flushing or
+//! compacting. Segment files named by that snapshot stay on disk for the retire grace
+//! period, and once mapped they stay readable even if deleted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::Database;
+use crate::catalog::{CollectionRow, DocLoc, Txn};
+use crate::filter::Filter;
+use crate::scoring::{self, PreparedQuery, Scored, TopK};
+use crate::storage::segment::{SegmentReader, VecRef};
+use crate::types::{DocId, Hit, StoredDocument};
+use crate::validate::Decoded;
+use crate::{Error, Result};
+
+/// Largest `limit` a search accepts.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// What to score documents with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    /// Late interaction: `Σ_i max_j q_i·d_j` over the query's token vectors.
+    MaxSim {
+        /// Query token vectors, row-major (`n × token_dim`).
+        tokens: Vec<f32>,
+        /// Optional per-token mask; false tokens are left out of the sum.
+        mask: Option<Vec<bool>>,
+    },
+    /// Dot product with a stored pooled vector.
+    Dense {
+        /// Name of the pooled vector.
+        field: String,
+        /// Query vector.
+        vector: Vec<f32>,
+    },
+}
+
+/// A search: query, optional filter, limit.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct SearchRequest {
+    /// The query.
+    pub query: Query,
+    /// Only documents matching this filter are scored.
+    pub filter: Option<Filter>,
+    /// Number of hits (default 10, at most [`MAX_LIMIT`]).
+    pub limit: usize,
+}
+
+impl SearchRequest {
+    /// Exact MaxSim with the given query token vectors (row-major).
+    pub fn maxsim(tokens: Vec<f32>) -> Self {
+        Self { query: Query::MaxSim { tokens, mask: None }, filter: None, limit: 10 }
+    }
+
+    /// Exact dense search over the pooled vector `field`.
+    pub fn dense(field: impl Into<String>, vector: Vec<f32>) -> Self {
+        Self { query: Query::Dense { field: field.into(), vector }, filter: None, limit: 10 }
+    }
+
+    /// Restrict to documents matching `filter`.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Return at most `k` hits.
+    pub fn limit(mut self, k: usize) -> Self {
+        self.limit = k;
+        self
+    }
+}
+
+/// How one document is scored.
+enum Scorer {
+    MaxSim(PreparedQuery),
+    Dense(usize, Vec<f32>),
+}
+
+impl Scorer {
+    fn new(c: &CollectionRow, q: &Query) -> Result<Self> {
+        let v = &c.spec.vectors;
+        match q {
+            Query::MaxSim { tokens, mask } => {
+                Ok(Scorer::MaxSim(PreparedQuery::new(tokens, v.token_dim, mask.as_deref())?))
+            }
+            Query::Dense { field, vector } => {
+                let p = v.pooled_index(field)?;
+                if vector.len() != v.pooled[p].dim {
+                    return Err(Error::DimensionMismatch {
+                        what: format!("query for pooled vector '{field}'"),
+                        expected: v.pooled[p].dim,
+                        got: vector.len(),
+                    });
+                }
+                crate::validate::finite("query vector", vector)?;
+                Ok(Scorer::Dense(p, vector.clone()))
+            }
+        }
+    }
+
+    fn verify(&self, r: &SegmentReader) -> Result<()> {
+        match self {
+            Scorer::MaxSim(_) => r.verify_tokens(),
+            Scorer::Dense(p, _) => r.verify_pooled(*p),
+        }
+    }
+
+    fn score_segment(&self, r: &SegmentReader, doc: usize) -> f32 {
+        match self {
+            Scorer::MaxSim(q) => q.maxsim(r.doc_tokens(doc)),
+            Scorer::Dense(p, v) => scoring::dot(v, r.pooled(*p, doc)),
+        }
+    }
+
+    fn score_pending(&self, tokens: VecRef<'_>, pooled: &Decoded, offsets: &[usize]) -> f32 {
+        match self {
+            Scorer::MaxSim(q) => q.maxsim(tokens),
+            Scorer::Dense(p, v) => scoring::dot(v, pooled.slice(offsets[*p]..offsets[*p + 1])),
+        }
+    }
+}
+
+/// Indices of `rows` (ascending) whose row id is in `keep` (ascending) — or, when
+/// `invert`, not in it.
+fn select(rows: &[u64], keep: &[u64], invert: bool) -> Vec<u32> {
+    let mut out = Vec::with_capacity(if invert { rows.len() } else { keep.len() });
+    let mut k = 0;
+    for (i, &r) in rows.iter().enumerate() {
+        while k < keep.len() && keep[k] < r {
+            k += 1;
+        }
+        let hit = k < keep.len() && keep[k] == r;
+        if hit != invert {
+            out.push(i as u32);
+        }
+    }
+    out
+}
+
+fn pooled_offsets(c: &CollectionRow) -> Vec<usize> {
+    let mut offs = vec![0];
+    for p in &c.spec.vectors.pooled {
+        offs.push(offs.last().copied().unwrap_or(0) + p.dim);
+    }
+    offs
+}
+
+impl Database {
+    /// Exact search: score every live document (or every document passing the filter)
+    /// and return the best `limit`, best first, with their scalar columns.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] (collection, pooled vector, filter column),
+    /// [`Error::DimensionMismatch`], [`Error::InvalidArgument`] (NaN query, limit above
+    /// [`MAX_LIMIT`]), [`Error::Corruption`] naming a damaged segment file.
+    pub fn search(&self, collection: &str, req: &SearchRequest) -> Result<Vec<Hit>> {
+        if req.limit > MAX_LIMIT {
+            return Err(Error::invalid(format!("limit {} is above the maximum {MAX_LIMIT}", req.limit)));
+        }
+        self.with_reader(|cat| {
+            let tx = cat.read()?;
+            let c = tx.collection(collection)?;
+            let scorer = Scorer::new(&c, &req.query)?;
+            if req.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let top = self.score_snapshot(&tx, &c, &scorer, req)?;
+            let rows: Vec<u64> = top.iter().map(|s| s.row).collect();
+            let mut vals = tx.fetch(&c, &rows)?;
+            Ok(top
+                .into_iter()
+                .filter_map(|s| vals.remove(&s.row).map(|(id, values)| Hit { id, score: s.score, values }))
+                .collect())
+        })
+    }
+
+    fn score_snapshot(&self, tx: &Txn<'_>, c: &CollectionRow, scorer: &Scorer, req: &SearchRequest) -> Result<Vec<Scored>> {
+        let segs = tx.segments(c.id)?;
+        let readers: Vec<Arc<SegmentReader>> = segs.iter().map(|s| self.segment(c, s)).collect::<Result<_>>()?;
+        let allowed: Option<HashMap<Option<i64>, Vec<u64>>> = match &req.filter {
+            None => None,
+            Some(f) => {
+                let mut m: HashMap<Option<i64>, Vec<u64>> = HashMap::new();
+                for DocLoc { row, seg } in tx.filter_rows(c, f)? {
+                    m.entry(seg).or_default().push(row);
+                }
+                Some(m)
+            }
+        };
+        let mut work: Vec<(u32, u32)> = Vec::new();
+        for (si, (s, r)) in segs.iter().zip(&readers).enumerate() {
+            let docs = match &allowed {
+                Some(m) => m.get(&Some(s.id)).map_or_else(Vec::new, |keep| select(r.row_ids(), keep, false)),
+                None => select(r.row_ids(), &tx.tombstones(c.id, s.id)?, true),
+            };
+            if !docs.is_empty() {
+                scorer.verify(r)?;
+            }
+            work.extend(docs.into_iter().map(|d| (si as u32, d)));
+        }
+        let k = req.limit;
+        let seg_top = work
+            .par_chunks(64)
+            .fold(
+                || TopK::new(k),
+                |mut top, chunk| {
+                    for &(si, d) in chunk {
+                        let r = &readers[si as usize];
+                        let row = r.row_ids()[d as usize];
+                        top.push(Scored { score: scorer.score_segment(r, d as usize), row });
+                    }
+                    top
+                },
+            )
+            .reduce(|| TopK::new(k), TopK::merge);
+        let mut top = TopK::new(k);
+        let pending_allowed = allowed.as_ref().map(|m| m.get(&None).cloned().unwrap_or_default());
+        let offsets = pooled_offsets(c);
+        let dtype = c.spec.vectors.dtype;
+        for p in tx.pending(c.id)? {
+            if pending_allowed.as_ref().is_some_and(|a| a.binary_search(&p.row).is_err()) {
+                continue;
+            }
+            let tokens = Decoded::from_bytes(&p.tokens, dtype);
+            let pooled = Decoded::from_bytes(&p.pooled, dtype);
+            top.push(Scored { score: scorer.score_pending(tokens.as_ref(), &pooled, &offsets), row: p.row });
+        }
+        Ok(top.merge(seg_top).into_sorted())
+    }
+
+    /// Read back a document: scalar values and its vectors (as f32).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown collection, [`Error::Corruption`] for a damaged
+    /// segment.
+    pub fn get(&self, collection: &str, id: &DocId) -> Result<Option<StoredDocument>> {
+        self.with_reader(|cat| {
+            let tx = cat.read()?;
+            let c = tx.collection(collection)?;
+            crate::validate::id(&c.spec, id)?;
+            let Some(loc) = tx.locate(c.id, id)? else { return Ok(None) };
+            let dtype = c.spec.vectors.dtype;
+            let (tokens, pooled) = match loc.seg {
+                None => {
+                    let p = tx.pending_row(c.id, loc.row)?.ok_or_else(|| {
+                        Error::invalid(format!("document {id} has no pending vectors (catalog inconsistent)"))
+                    })?;
+                    (Decoded::from_bytes(&p.tokens, dtype).as_ref().to_f32(), Decoded::from_bytes(&p.pooled, dtype).as_ref().to_f32())
+                }
+                Some(seg) => {
+                    let s = tx.segments(c.id)?.into_iter().find(|s| s.id == seg).ok_or_else(|| {
+                        Error::NotFound { kind: "segment", name: seg.to_string() }
+                    })?;
+                    let r = self.segment(&c, &s)?;
+                    r.verify_all()?;
+                    let d = r.row_ids().binary_search(&loc.row).map_err(|_| {
+                        Error::corruption(r.path(), format!("row {} missing from segment", loc.row))
+                    })?;
+                    let pooled = (0..c.spec.vectors.pooled.len()).flat_map(|p| r.pooled(p, d).to_f32()).collect();
+                    (r.doc_tokens(d).to_f32(), pooled)
+                }
+            };
+            let offs = pooled_offsets(&c);
+            let pooled = c.spec.vectors.pooled.iter().enumerate().map(|(i, p)| (p.name.clone(), pooled[offs[i]..offs[i + 1]].to_vec())).collect();
+            let (id, values) = tx.fetch(&c, &[loc.row])?.remove(&loc.row).ok_or_else(|| Error::NotFound { kind: "document", name: id.to_string() })?;
+            Ok(Some(StoredDocument { id, values, tokens, pooled }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select;
+
+    #[test]
+    fn select_keeps_or_drops_listed_rows() {
+        let rows = [2, 4, 6, 8, 10];
+        assert_eq!(select(&rows, &[4, 5, 10], false), vec![1, 4]);
+        assert_eq!(select(&rows, &[4, 5, 10], true), vec![0, 2, 3]);
+        assert_eq!(select(&rows, &[], true), vec![0, 1, 2, 3, 4]);
+    }
+}

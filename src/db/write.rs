@@ -1,0 +1,360 @@
+//! The write path: insert, upsert, delete, update, flush and compaction.
+//!
+//! A write is acknowledged when its catalog transaction commits: the document row and its
+//! pending vectors (or, for a bulk batch, the manifest row of a segment published just
+//! before) become visible together. Flush and compaction publish a segment file first
+//! (temp → fsync → rename → fsync dir) and then commit one catalog transaction; a crash
+//! between the two leaves only an unnamed file, removed at the next open.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::{Database, Inner};
+use crate::catalog::{Catalog, CollectionRow, PendingRow, SegmentRow};
+use crate::error::IoContext;
+use crate::filter::Filter;
+use crate::storage::segment::{self, SegmentReader, SegmentSource, VecRef};
+use crate::storage;
+use crate::types::{DocId, Document, Dtype, Value};
+use crate::validate::{self, Decoded, PreparedDoc};
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Insert,
+    Upsert,
+}
+
+/// In-memory documents (a bulk batch or the pending rows) as a segment source.
+struct MemSource {
+    rows: Vec<u64>,
+    tokens: Vec<Decoded>,
+    pooled: Vec<Decoded>,
+    dims: Vec<usize>,
+}
+
+impl MemSource {
+    fn new(dtype: Dtype, dims: Vec<usize>, docs: impl Iterator<Item = (u64, Vec<u8>, Vec<u8>)>) -> Self {
+        let mut s = Self { rows: Vec::new(), tokens: Vec::new(), pooled: Vec::new(), dims };
+        for (row, t, p) in docs {
+            s.rows.push(row);
+            s.tokens.push(Decoded::from_bytes(&t, dtype));
+            s.pooled.push(Decoded::from_bytes(&p, dtype));
+        }
+        s
+    }
+}
+
+impl SegmentSource for MemSource {
+    fn doc_count(&self) -> usize {
+        self.rows.len()
+    }
+    fn row_id(&self, i: usize) -> u64 {
+        self.rows[i]
+    }
+    fn tokens(&self, i: usize) -> VecRef<'_> {
+        self.tokens[i].as_ref()
+    }
+    fn pooled(&self, i: usize, p: usize) -> VecRef<'_> {
+        let start: usize = self.dims[..p].iter().sum();
+        self.pooled[i].slice(start..start + self.dims[p])
+    }
+}
+
+/// Live rows of several segments, merged in row order (compaction).
+struct MergeSource {
+    readers: Vec<Arc<SegmentReader>>,
+    docs: Vec<(u64, usize, usize)>,
+}
+
+impl SegmentSource for MergeSource {
+    fn doc_count(&self) -> usize {
+        self.docs.len()
+    }
+    fn row_id(&self, i: usize) -> u64 {
+        self.docs[i].0
+    }
+    fn tokens(&self, i: usize) -> VecRef<'_> {
+        let (_, s, d) = self.docs[i];
+        self.readers[s].doc_tokens(d)
+    }
+    fn pooled(&self, i: usize, p: usize) -> VecRef<'_> {
+        let (_, s, d) = self.docs[i];
+        self.readers[s].pooled(p, d)
+    }
+}
+
+/// Write `src` as segment `id` of collection `c` and publish the file. Returns the
+/// manifest row to commit. On error nothing is left behind.
+fn publish_segment(inner: &Inner, c: &CollectionRow, id: i64, src: &dyn SegmentSource) -> Result<SegmentRow> {
+    let dir = storage::collection_dir(&inner.root, c.id);
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    let name = storage::segment_file_name(id);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let dest = dir.join(&name);
+    let _ = std::fs::remove_file(&tmp);
+    let written = segment::write_segment(&tmp, id as u64, &c.spec.vectors, src)
+        .and_then(|bytes| storage::publish(&tmp, &dest).map(|()| bytes));
+    let bytes = match written {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let token_count = (0..src.doc_count()).map(|i| src.tokens(i).len() / c.spec.vectors.token_dim).sum::<usize>();
+    Ok(SegmentRow {
+        id,
+        file: format!("segments/{}/{name}", c.id),
+        doc_count: src.doc_count() as i64,
+        token_count: token_count as i64,
+        bytes: bytes as i64,
+    })
+}
+
+/// Remove a published file whose commit failed.
+fn unpublish(inner: &Inner, s: &SegmentRow) {
+    let _ = std::fs::remove_file(inner.root.join(&s.file));
+}
+
+fn reserve_segment_id(cat: &mut Catalog) -> Result<i64> {
+    let tx = cat.write()?;
+    let id = tx.next_segment_id()?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Flush the pending vectors of collection `c` into a new segment.
+fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Result<bool> {
+    let pending: Vec<PendingRow> = cat.read()?.pending(c.id)?;
+    let Some(max_row) = pending.last().map(|p| p.row) else { return Ok(false) };
+    let id = reserve_segment_id(cat)?;
+    let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
+    let src = MemSource::new(c.spec.vectors.dtype, dims, pending.into_iter().map(|p| (p.row, p.tokens, p.pooled)));
+    let seg = publish_segment(inner, c, id, &src)?;
+    let commit = (|| {
+        let tx = cat.write()?;
+        tx.add_segment(c.id, &seg)?;
+        tx.flush_pending(c.id, max_row, seg.id)?;
+        tx.bump_generation()?;
+        tx.commit()
+    })();
+    commit.inspect_err(|_| unpublish(inner, &seg)).map(|()| true)
+}
+
+/// Flush every collection (used at close).
+pub(super) fn flush_all(inner: &Inner, cat: &mut Catalog) -> Result<()> {
+    let colls = cat.read()?.collections()?;
+    for c in &colls {
+        flush_collection(inner, cat, c)?;
+    }
+    Ok(())
+}
+
+impl Database {
+    /// Insert documents atomically: all of them or, on any error, none.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] for an id that exists (or repeats in the batch);
+    /// [`Error::DimensionMismatch`], [`Error::InvalidArgument`] (empty token matrix,
+    /// NaN/inf, wrong id type, bad column value), [`Error::NotFound`] for an unknown
+    /// collection or column, [`Error::ReadOnly`].
+    pub fn insert(&self, collection: &str, docs: &[Document]) -> Result<()> {
+        self.write_docs(collection, docs, Mode::Insert)
+    }
+
+    /// Insert documents, replacing any existing document with the same id (its old
+    /// vectors become tombstones). Atomic like [`Database::insert`].
+    ///
+    /// # Errors
+    /// As [`Database::insert`], except that existing ids are replaced.
+    pub fn upsert(&self, collection: &str, docs: &[Document]) -> Result<()> {
+        self.write_docs(collection, docs, Mode::Upsert)
+    }
+
+    fn write_docs(&self, name: &str, docs: &[Document], mode: Mode) -> Result<()> {
+        let mut w = self.writer()?;
+        let c = w.read()?.collection(name)?;
+        let mut seen = HashSet::with_capacity(docs.len());
+        let mut prepared = Vec::with_capacity(docs.len());
+        for d in docs {
+            if !seen.insert(&d.id) {
+                return Err(Error::AlreadyExists { kind: "document (twice in one batch)", name: d.id.to_string() });
+            }
+            prepared.push(validate::document(&c.spec, d)?);
+        }
+        if prepared.is_empty() {
+            return Ok(());
+        }
+        let tokens: usize = prepared.iter().map(|p| p.ntok).sum();
+        let threshold = self.inner.opts.flush_threshold_tokens;
+        if tokens >= threshold {
+            return self.write_segment_direct(&mut w, &c, prepared, mode);
+        }
+        let tx = w.write()?;
+        for p in &prepared {
+            if mode == Mode::Upsert {
+                if let Some(loc) = tx.locate(c.id, &p.id)? {
+                    tx.remove_doc(c.id, loc)?;
+                }
+            }
+            let row = tx.insert_doc(&c, &p.id, &p.values, None, None)?;
+            tx.insert_pending(c.id, row, p.ntok, &p.tokens, &p.pooled)?;
+        }
+        tx.bump_generation()?;
+        let (_, pending_tokens) = tx.pending_stats(c.id)?;
+        tx.commit()?;
+        if pending_tokens as usize >= threshold {
+            flush_collection(&self.inner, &mut w, &c)?;
+        }
+        Ok(())
+    }
+
+    /// A batch large enough to fill a segment skips the pending table: the segment is
+    /// published first, then one transaction adds the rows and the manifest entry.
+    fn write_segment_direct(&self, cat: &mut Catalog, c: &CollectionRow, docs: Vec<PreparedDoc>, mode: Mode) -> Result<()> {
+        let base = cat.read()?.last_row(c.id)?;
+        let id = reserve_segment_id(cat)?;
+        let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
+        let dtype = c.spec.vectors.dtype;
+        let src = MemSource::new(
+            dtype,
+            dims,
+            docs.iter().enumerate().map(|(i, d)| (base + 1 + i as u64, d.tokens.clone(), d.pooled.clone())),
+        );
+        let seg = publish_segment(&self.inner, c, id, &src)?;
+        drop(src);
+        let commit = (|| {
+            let tx = cat.write()?;
+            for (i, d) in docs.iter().enumerate() {
+                if mode == Mode::Upsert {
+                    if let Some(loc) = tx.locate(c.id, &d.id)? {
+                        tx.remove_doc(c.id, loc)?;
+                    }
+                }
+                tx.insert_doc(c, &d.id, &d.values, Some(base + 1 + i as u64), Some(seg.id))?;
+            }
+            tx.add_segment(c.id, &seg)?;
+            tx.bump_generation()?;
+            tx.commit()
+        })();
+        commit.inspect_err(|_| unpublish(&self.inner, &seg))
+    }
+
+    /// Delete documents by id; returns how many existed.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown collection, [`Error::InvalidArgument`] for an id
+    /// of the wrong type, [`Error::ReadOnly`].
+    pub fn delete(&self, collection: &str, ids: &[DocId]) -> Result<u64> {
+        let mut w = self.writer()?;
+        let tx = w.write()?;
+        let c = tx.collection(collection)?;
+        let mut n = 0;
+        for id in ids {
+            validate::id(&c.spec, id)?;
+            if let Some(loc) = tx.locate(c.id, id)? {
+                tx.remove_doc(c.id, loc)?;
+                n += 1;
+            }
+        }
+        tx.bump_generation()?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Delete every document matching `filter`; returns how many.
+    ///
+    /// # Errors
+    /// As [`Database::delete`], plus filter errors (unknown column, bad value).
+    pub fn delete_where(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        let mut w = self.writer()?;
+        let tx = w.write()?;
+        let c = tx.collection(collection)?;
+        let locs = tx.filter_rows(&c, filter)?;
+        for loc in &locs {
+            tx.remove_doc(c.id, *loc)?;
+        }
+        tx.bump_generation()?;
+        tx.commit()?;
+        Ok(locs.len() as u64)
+    }
+
+    /// Set scalar columns of document `id` (vectors are unchanged).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown collection, column or document;
+    /// [`Error::InvalidArgument`] for a value of the wrong type.
+    pub fn update(&self, collection: &str, id: &DocId, values: &[(String, Value)]) -> Result<()> {
+        let mut w = self.writer()?;
+        let tx = w.write()?;
+        let c = tx.collection(collection)?;
+        validate::id(&c.spec, id)?;
+        let values = validate::values(&c.spec, values)?;
+        if !tx.update_values(&c, id, &values)? {
+            return Err(Error::NotFound { kind: "document", name: id.to_string() });
+        }
+        tx.bump_generation()?;
+        tx.commit()
+    }
+
+    /// Write the pending vectors of `collection` into a new segment. Returns false when
+    /// nothing was pending.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::ReadOnly`], I/O errors (the database is unchanged).
+    pub fn flush(&self, collection: &str) -> Result<bool> {
+        let mut w = self.writer()?;
+        let c = w.read()?.collection(collection)?;
+        flush_collection(&self.inner, &mut w, &c)
+    }
+
+    /// Compact `collection`: merge all its segments into one without deleted rows. User
+    /// ids never change; internal row ids are kept. Returns false when there was nothing
+    /// to do (at most one segment and no tombstones).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] when a source segment is damaged (nothing is changed),
+    /// [`Error::NotFound`], [`Error::ReadOnly`], I/O errors.
+    pub fn compact(&self, collection: &str) -> Result<bool> {
+        let mut w = self.writer()?;
+        let (c, segs, dead) = {
+            let tx = w.read()?;
+            let c = tx.collection(collection)?;
+            let segs = tx.segments(c.id)?;
+            let dead: Vec<Vec<u64>> = segs.iter().map(|s| tx.tombstones(c.id, s.id)).collect::<Result<_>>()?;
+            (c, segs, dead)
+        };
+        if segs.len() <= 1 && dead.iter().all(Vec::is_empty) {
+            return Ok(false);
+        }
+        let readers: Vec<Arc<SegmentReader>> = segs.iter().map(|s| self.segment(&c, s)).collect::<Result<_>>()?;
+        let mut docs = Vec::new();
+        for (si, (r, dead)) in readers.iter().zip(&dead).enumerate() {
+            r.verify_all()?;
+            let dead: HashSet<u64> = dead.iter().copied().collect();
+            docs.extend(r.row_ids().iter().enumerate().filter(|(_, row)| !dead.contains(row)).map(|(d, &row)| (row, si, d)));
+        }
+        docs.sort_unstable_by_key(|d| d.0);
+        let new = if docs.is_empty() {
+            None
+        } else {
+            let id = reserve_segment_id(&mut w)?;
+            Some(publish_segment(&self.inner, &c, id, &MergeSource { readers, docs })?)
+        };
+        let commit = (|| {
+            let tx = w.write()?;
+            tx.replace_segments(c.id, &segs, new.as_ref())?;
+            tx.bump_generation()?;
+            tx.commit()
+        })();
+        if let Err(e) = commit {
+            if let Some(s) = &new {
+                unpublish(&self.inner, s);
+            }
+            return Err(e);
+        }
+        self.collect_garbage(&mut w, false)?;
+        Ok(true)
+    }
+}

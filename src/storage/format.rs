@@ -1,0 +1,279 @@
+//! Byte-level specification of a segment file (`segments/<collection>/<segment>.seg`).
+//!
+//! ```text
+//! offset 0                                                     all integers little-endian
+//! ┌──────────────────────── header (64 bytes) ───────────────────────────┐
+//! │ 0  magic        [u8; 8] = "MSDBSEG\x1a"                               │
+//! │ 8  format       u32     = FORMAT_VERSION                              │
+//! │ 12 header_len   u32     = 64                                          │
+//! │ 16 dtype        u8      (0 = f32, 1 = f16)   17..20 reserved (0)      │
+//! │ 20 token_dim    u32                                                    │
+//! │ 24 doc_count    u64                                                    │
+//! │ 32 token_count  u64                                                    │
+//! │ 40 segment_id   u64                                                    │
+//! │ 48 pooled_count u32     52 reserved u32 (0)                            │
+//! │ 56 checksum     u64     xxh3-64 of bytes 0..56                         │
+//! └────────────────────────────────────────────────────────────────────────┘
+//! sections, each starting on a 64-byte boundary (zero padding between):
+//!   ROW_IDS       u64 × doc_count          internal row ids, strictly increasing
+//!   TOKEN_OFFSETS u64 × (doc_count + 1)    offsets[0] = 0, strictly increasing, last = token_count
+//!   TOKENS        dtype × token_count × token_dim
+//!   POOLED[i]     dtype × doc_count × dim_i          (one per pooled vector, spec order)
+//! section table at table_offset (64-aligned), SECTION_ENTRY_LEN bytes per section:
+//!   kind u32 | index u32 | offset u64 | length u64 | xxh3-128 of the section bytes (u128)
+//! trailer (last 32 bytes of the file):
+//!   table_offset u64 | section_count u32 | format u32 | xxh3-64 of the table u64 | "MSDBEND\x1a"
+//! ```
+//!
+//! The header, trailer, table, `ROW_IDS` and `TOKEN_OFFSETS` are verified when the file is
+//! opened (they are small); `TOKENS` and `POOLED` sections are verified on first use, so
+//! opening a large database reads almost nothing.
+//!
+//! # Version changes
+//! - v1: the layout above.
+
+use crate::{Error, Result};
+use std::path::Path;
+
+/// Magic at offset 0.
+pub const MAGIC: [u8; 8] = *b"MSDBSEG\x1a";
+/// Magic in the last 8 bytes.
+pub const END_MAGIC: [u8; 8] = *b"MSDBEND\x1a";
+/// Version written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+/// Oldest version this build reads.
+pub const OLDEST_SUPPORTED_FORMAT_VERSION: u32 = 1;
+/// Header length.
+pub const HEADER_LEN: usize = 64;
+/// Trailer length.
+pub const TRAILER_LEN: usize = 32;
+/// Length of one section-table entry.
+pub const SECTION_ENTRY_LEN: usize = 40;
+/// Section alignment.
+pub const ALIGN: u64 = 64;
+
+/// What a section holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum SectionKind {
+    /// Internal row ids.
+    RowIds = 1,
+    /// Token offsets per document.
+    TokenOffsets = 2,
+    /// Token vectors.
+    Tokens = 3,
+    /// One pooled vector per document (`index` = pooled vector number).
+    Pooled = 4,
+}
+
+impl SectionKind {
+    fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::RowIds),
+            2 => Some(Self::TokenOffsets),
+            3 => Some(Self::Tokens),
+            4 => Some(Self::Pooled),
+            _ => None,
+        }
+    }
+
+    /// Readable name for error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RowIds => "ROW_IDS",
+            Self::TokenOffsets => "TOKEN_OFFSETS",
+            Self::Tokens => "TOKENS",
+            Self::Pooled => "POOLED",
+        }
+    }
+}
+
+/// The decoded header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Format version.
+    pub format: u32,
+    /// Storage type tag.
+    pub dtype: u8,
+    /// Token dimension.
+    pub token_dim: u32,
+    /// Documents in the segment.
+    pub doc_count: u64,
+    /// Token vectors in the segment.
+    pub token_count: u64,
+    /// Segment id (matches the catalog manifest).
+    pub segment_id: u64,
+    /// Number of pooled sections.
+    pub pooled_count: u32,
+}
+
+/// One entry of the section table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionEntry {
+    /// Section kind.
+    pub kind: SectionKind,
+    /// Index (pooled vector number; 0 otherwise).
+    pub index: u32,
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Byte length.
+    pub len: u64,
+    /// xxh3-128 of the bytes.
+    pub checksum: u128,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn u128_at(b: &[u8], at: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    u128::from_le_bytes(a)
+}
+
+impl Header {
+    /// Encode into 64 bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&self.format.to_le_bytes());
+        b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        b[16] = self.dtype;
+        b[20..24].copy_from_slice(&self.token_dim.to_le_bytes());
+        b[24..32].copy_from_slice(&self.doc_count.to_le_bytes());
+        b[32..40].copy_from_slice(&self.token_count.to_le_bytes());
+        b[40..48].copy_from_slice(&self.segment_id.to_le_bytes());
+        b[48..52].copy_from_slice(&self.pooled_count.to_le_bytes());
+        let sum = xxhash_rust::xxh3::xxh3_64(&b[0..56]);
+        b[56..64].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// Decode and validate the first 64 bytes of `file`.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] on bad magic or checksum, [`Error::IncompatibleFormat`] on a
+    /// version this build cannot read.
+    pub fn decode(path: &Path, file: &[u8]) -> Result<Self> {
+        if file.len() < HEADER_LEN + TRAILER_LEN {
+            return Err(Error::corruption(path, format!("file too short ({} bytes)", file.len())));
+        }
+        let b = &file[..HEADER_LEN];
+        if b[0..8] != MAGIC {
+            return Err(Error::corruption(path, "bad magic: not a maxsimdb segment"));
+        }
+        if xxhash_rust::xxh3::xxh3_64(&b[0..56]) != u64_at(b, 56) {
+            return Err(Error::corruption(path, "header checksum mismatch"));
+        }
+        let format = u32_at(b, 8);
+        check_version(path, format)?;
+        if u32_at(b, 12) as usize != HEADER_LEN {
+            return Err(Error::corruption(path, "bad header length"));
+        }
+        Ok(Self {
+            format,
+            dtype: b[16],
+            token_dim: u32_at(b, 20),
+            doc_count: u64_at(b, 24),
+            token_count: u64_at(b, 32),
+            segment_id: u64_at(b, 40),
+            pooled_count: u32_at(b, 48),
+        })
+    }
+}
+
+fn check_version(path: &Path, found: u32) -> Result<()> {
+    if !(OLDEST_SUPPORTED_FORMAT_VERSION..=FORMAT_VERSION).contains(&found) {
+        return Err(Error::IncompatibleFormat {
+            path: path.to_path_buf(),
+            found,
+            oldest: OLDEST_SUPPORTED_FORMAT_VERSION,
+            newest: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Encode the section table and trailer that end the file; `table_offset` is where the
+/// table starts.
+#[must_use]
+pub fn encode_footer(entries: &[SectionEntry], table_offset: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * SECTION_ENTRY_LEN + TRAILER_LEN);
+    for e in entries {
+        out.extend_from_slice(&(e.kind as u32).to_le_bytes());
+        out.extend_from_slice(&e.index.to_le_bytes());
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.len.to_le_bytes());
+        out.extend_from_slice(&e.checksum.to_le_bytes());
+    }
+    let table_sum = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&table_offset.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&table_sum.to_le_bytes());
+    out.extend_from_slice(&END_MAGIC);
+    out
+}
+
+/// Decode and validate the trailer and section table of `file`.
+///
+/// # Errors
+/// [`Error::Corruption`] when the trailer, the table or any section bound is invalid.
+pub fn decode_footer(path: &Path, file: &[u8]) -> Result<Vec<SectionEntry>> {
+    let len = file.len();
+    let t = &file[len - TRAILER_LEN..];
+    if t[24..32] != END_MAGIC {
+        return Err(Error::corruption(path, "bad end magic: file truncated or overwritten"));
+    }
+    let table_offset = u64_at(t, 0);
+    let count = u32_at(t, 8) as usize;
+    check_version(path, u32_at(t, 12))?;
+    let table_end = len - TRAILER_LEN;
+    let table_len = count.checked_mul(SECTION_ENTRY_LEN);
+    let table_start = usize::try_from(table_offset).ok();
+    let (Some(table_len), Some(table_start)) = (table_len, table_start) else {
+        return Err(Error::corruption(path, "bad section table bounds"));
+    };
+    if table_start.checked_add(table_len) != Some(table_end) || table_start < HEADER_LEN {
+        return Err(Error::corruption(path, "bad section table bounds"));
+    }
+    let table = &file[table_start..table_end];
+    if xxhash_rust::xxh3::xxh3_64(table) != u64_at(t, 16) {
+        return Err(Error::corruption(path, "section table checksum mismatch"));
+    }
+    let mut entries = Vec::with_capacity(count);
+    for i in 0..count {
+        let e = &table[i * SECTION_ENTRY_LEN..(i + 1) * SECTION_ENTRY_LEN];
+        let kind = SectionKind::from_u32(u32_at(e, 0))
+            .ok_or_else(|| Error::corruption(path, format!("unknown section kind {}", u32_at(e, 0))))?;
+        let entry = SectionEntry {
+            kind,
+            index: u32_at(e, 4),
+            offset: u64_at(e, 8),
+            len: u64_at(e, 16),
+            checksum: u128_at(e, 24),
+        };
+        let end = entry.offset.checked_add(entry.len);
+        if entry.offset % ALIGN != 0 || entry.offset < HEADER_LEN as u64 || end.is_none_or(|e| e > table_offset) {
+            return Err(Error::corruption(path, format!("section {} out of bounds", kind.name())));
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// Bytes of padding needed to bring `pos` to the next multiple of [`ALIGN`].
+#[must_use]
+pub fn padding(pos: u64) -> u64 {
+    (ALIGN - pos % ALIGN) % ALIGN
+}

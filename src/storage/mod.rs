@@ -1,0 +1,36 @@
+//! Segment files: naming, the publish protocol, and garbage collection.
+//!
+//! A segment is written to `<id>.seg.tmp`, fsynced, renamed to `<id>.seg`, and the
+//! directory is fsynced; only then does a catalog transaction add it to the manifest.
+//! That transaction is the commit point: a file without a manifest row is garbage and is
+//! removed by the next writer to open the database.
+
+pub mod format;
+pub mod mmap;
+pub mod segment;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::IoContext;
+use crate::Result;
+
+/// Directory holding the segments of collection `coll`.
+pub(crate) fn collection_dir(root: &Path, coll: i64) -> PathBuf {
+    root.join("segments").join(coll.to_string())
+}
+
+/// Final file name of segment `id`.
+pub(crate) fn segment_file_name(id: i64) -> String {
+    format!("{id}.seg")
+}
+
+/// fsync a directory so that renames and creations in it are durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Atomically publish `tmp` as `dest` (same directory): rename, then fsync the directory.
+pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+    std::fs::rename(tmp, dest).at(dest)?;
+    fsync_dir(dest.parent().unwrap_or(Path::new(".")))
+}

@@ -1,0 +1,400 @@
+//! Segment writer (streams sections to a temporary file) and reader (zero-copy over mmap).
+
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use super::format::{self, Header, SectionEntry, SectionKind};
+use super::mmap::{self, MappedFile};
+use crate::error::IoContext;
+use crate::types::{Dtype, VectorSpec};
+use crate::{Error, Result};
+
+/// A borrowed vector (or matrix) in either storage type.
+#[derive(Debug, Clone, Copy)]
+pub enum VecRef<'a> {
+    /// f32 components.
+    F32(&'a [f32]),
+    /// f16 components.
+    F16(&'a [f16]),
+}
+
+impl VecRef<'_> {
+    /// Number of components.
+    pub fn len(&self) -> usize {
+        match self {
+            VecRef::F32(v) => v.len(),
+            VecRef::F16(v) => v.len(),
+        }
+    }
+
+    /// Copy into a new f32 vector.
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            VecRef::F32(v) => v.to_vec(),
+            VecRef::F16(v) => v.to_f32_vec(),
+        }
+    }
+
+    /// Append the components, converted to `dtype`, as little-endian bytes.
+    pub fn encode_into(&self, dtype: Dtype, out: &mut Vec<u8>) {
+        match (self, dtype) {
+            (VecRef::F32(v), Dtype::F32) => out.extend_from_slice(mmap::as_bytes(v)),
+            (VecRef::F16(v), Dtype::F16) => out.extend_from_slice(mmap::as_bytes(v)),
+            (VecRef::F32(v), Dtype::F16) => {
+                let mut h = vec![f16::ZERO; v.len()];
+                h.convert_from_f32_slice(v);
+                out.extend_from_slice(mmap::as_bytes(&h));
+            }
+            (VecRef::F16(v), Dtype::F32) => out.extend_from_slice(mmap::as_bytes(&v.to_f32_vec())),
+        }
+    }
+}
+
+/// Documents to write into a segment, in ascending row-id order. Iterated once per section.
+pub trait SegmentSource {
+    /// Number of documents.
+    fn doc_count(&self) -> usize;
+    /// Internal row id of document `i`.
+    fn row_id(&self, i: usize) -> u64;
+    /// Token matrix of document `i` (row-major).
+    fn tokens(&self, i: usize) -> VecRef<'_>;
+    /// Pooled vector `p` of document `i`.
+    fn pooled(&self, i: usize, p: usize) -> VecRef<'_>;
+}
+
+/// Streams a segment to `path` (a temporary name); see [`super::publish`].
+struct SegmentWriter {
+    path: PathBuf,
+    out: BufWriter<std::fs::File>,
+    pos: u64,
+    entries: Vec<SectionEntry>,
+}
+
+impl SegmentWriter {
+    fn create(path: &Path, header: &Header) -> Result<Self> {
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).at(path)?;
+        let mut w = Self {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            entries: Vec::new(),
+        };
+        w.raw(&header.encode())?;
+        Ok(w)
+    }
+
+    fn raw(&mut self, b: &[u8]) -> Result<()> {
+        self.out.write_all(b).at(&self.path)?;
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+
+    fn align(&mut self) -> Result<()> {
+        let pad = format::padding(self.pos) as usize;
+        self.raw(&[0u8; 64][..pad])
+    }
+
+    /// Write one section produced by `fill`, which appends bytes through the callback.
+    fn section(
+        &mut self,
+        kind: SectionKind,
+        index: u32,
+        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+    ) -> Result<()> {
+        self.align()?;
+        let offset = self.pos;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        fill(&mut |b: &[u8]| {
+            hasher.update(b);
+            self.raw(b)
+        })?;
+        let len = self.pos - offset;
+        self.entries.push(SectionEntry { kind, index, offset, len, checksum: hasher.digest128() });
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<u64> {
+        self.align()?;
+        let footer = format::encode_footer(&self.entries, self.pos);
+        self.raw(&footer)?;
+        let file = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        file.sync_all().at(&self.path)?;
+        Ok(self.pos)
+    }
+}
+
+/// Write `src` as a complete, fsynced segment file at `path` (which must not exist).
+/// Returns the file size.
+///
+/// # Errors
+/// I/O errors; on error the partial file is left for the caller to remove.
+pub fn write_segment(
+    path: &Path,
+    segment_id: u64,
+    spec: &VectorSpec,
+    src: &dyn SegmentSource,
+) -> Result<u64> {
+    let n = src.doc_count();
+    let token_count: u64 = (0..n).map(|i| (src.tokens(i).len() / spec.token_dim) as u64).sum();
+    let header = Header {
+        format: format::FORMAT_VERSION,
+        dtype: spec.dtype.tag(),
+        token_dim: spec.token_dim as u32,
+        doc_count: n as u64,
+        token_count,
+        segment_id,
+        pooled_count: spec.pooled.len() as u32,
+    };
+    let mut w = SegmentWriter::create(path, &header)?;
+    w.section(SectionKind::RowIds, 0, |put| {
+        (0..n).try_for_each(|i| put(&src.row_id(i).to_le_bytes()))
+    })?;
+    w.section(SectionKind::TokenOffsets, 0, |put| {
+        let mut acc = 0u64;
+        put(&acc.to_le_bytes())?;
+        (0..n).try_for_each(|i| {
+            acc += (src.tokens(i).len() / spec.token_dim) as u64;
+            put(&acc.to_le_bytes())
+        })
+    })?;
+    let mut buf = Vec::new();
+    w.section(SectionKind::Tokens, 0, |put| {
+        (0..n).try_for_each(|i| {
+            buf.clear();
+            src.tokens(i).encode_into(spec.dtype, &mut buf);
+            put(&buf)
+        })
+    })?;
+    for p in 0..spec.pooled.len() {
+        w.section(SectionKind::Pooled, p as u32, |put| {
+            (0..n).try_for_each(|i| {
+                buf.clear();
+                src.pooled(i, p).encode_into(spec.dtype, &mut buf);
+                put(&buf)
+            })
+        })?;
+    }
+    w.finish()
+}
+
+/// One section's location plus its lazily computed verification result.
+#[derive(Debug)]
+struct Section {
+    entry: SectionEntry,
+    verified: OnceLock<bool>,
+}
+
+/// A read-only view of a published segment file.
+#[derive(Debug)]
+pub struct SegmentReader {
+    path: PathBuf,
+    file: MappedFile,
+    header: Header,
+    dtype: Dtype,
+    dim: usize,
+    rows: Range<usize>,
+    offsets: Range<usize>,
+    tokens: Section,
+    pooled: Vec<(Section, usize)>,
+}
+
+fn range(e: &SectionEntry) -> Range<usize> {
+    e.offset as usize..(e.offset + e.len) as usize
+}
+
+impl SegmentReader {
+    /// Open and validate the segment at `path`. Reads the header, footer, row ids and
+    /// offsets; token and pooled data are verified on first use.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the file when anything is inconsistent with the format
+    /// or with `spec`; [`Error::IncompatibleFormat`] for an unsupported version.
+    pub fn open(path: &Path, segment_id: u64, spec: &VectorSpec) -> Result<Self> {
+        let file = MappedFile::open(path)?;
+        let bytes = file.bytes();
+        let header = Header::decode(path, bytes)?;
+        let entries = format::decode_footer(path, bytes)?;
+        let bad = |d: String| Error::corruption(path, d);
+        if header.segment_id != segment_id {
+            return Err(bad(format!("segment id {} != manifest id {segment_id}", header.segment_id)));
+        }
+        let dtype = Dtype::from_tag(header.dtype).ok_or_else(|| bad("unknown dtype".into()))?;
+        if dtype != spec.dtype || header.token_dim as usize != spec.token_dim {
+            return Err(bad("dtype or token dimension differs from the collection spec".into()));
+        }
+        if header.pooled_count as usize != spec.pooled.len() || entries.len() != 3 + spec.pooled.len() {
+            return Err(bad("pooled section count differs from the collection spec".into()));
+        }
+        let find = |kind: SectionKind, index: u32| {
+            entries
+                .iter()
+                .find(|e| e.kind == kind && e.index == index)
+                .copied()
+                .ok_or_else(|| bad(format!("missing section {}[{index}]", kind.name())))
+        };
+        let n = header.doc_count;
+        let size = dtype.size() as u64;
+        let expect_len = |e: &SectionEntry, want: Option<u64>| {
+            if Some(e.len) == want {
+                Ok(())
+            } else {
+                Err(bad(format!("section {} has wrong length {}", e.kind.name(), e.len)))
+            }
+        };
+        let rows_e = find(SectionKind::RowIds, 0)?;
+        expect_len(&rows_e, n.checked_mul(8))?;
+        let offs_e = find(SectionKind::TokenOffsets, 0)?;
+        expect_len(&offs_e, n.checked_add(1).and_then(|m| m.checked_mul(8)))?;
+        let tok_e = find(SectionKind::Tokens, 0)?;
+        let per_tok = u64::from(header.token_dim) * size;
+        expect_len(&tok_e, header.token_count.checked_mul(per_tok))?;
+        let mut pooled = Vec::new();
+        for (i, p) in spec.pooled.iter().enumerate() {
+            let e = find(SectionKind::Pooled, i as u32)?;
+            expect_len(&e, n.checked_mul(p.dim as u64 * size))?;
+            pooled.push((Section { entry: e, verified: OnceLock::new() }, p.dim));
+        }
+        for e in [&rows_e, &offs_e] {
+            if xxhash_rust::xxh3::xxh3_128(&bytes[range(e)]) != e.checksum {
+                return Err(bad(format!("checksum mismatch in section {}", e.kind.name())));
+            }
+        }
+        let reader = Self {
+            path: path.to_path_buf(),
+            header,
+            dtype,
+            dim: spec.token_dim,
+            rows: range(&rows_e),
+            offsets: range(&offs_e),
+            tokens: Section { entry: tok_e, verified: OnceLock::new() },
+            pooled,
+            file,
+        };
+        reader.check_index()?;
+        Ok(reader)
+    }
+
+    /// Row ids strictly increasing; offsets start at 0, strictly increase, end at token_count.
+    fn check_index(&self) -> Result<()> {
+        let rows = self.row_ids();
+        if rows.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::corruption(&self.path, "row ids are not strictly increasing"));
+        }
+        let offs = self.offsets();
+        let ok = offs.first() == Some(&0)
+            && offs.last() == Some(&self.header.token_count)
+            && offs.windows(2).all(|w| w[0] < w[1]);
+        if !ok {
+            return Err(Error::corruption(&self.path, "token offsets are inconsistent"));
+        }
+        Ok(())
+    }
+
+    fn slice<T: mmap::Pod>(&self, r: Range<usize>) -> &[T] {
+        // Sections are 64-aligned in a page-aligned map and their lengths were checked
+        // against the element size in `open`, so the cast cannot fail.
+        mmap::cast(&self.file.bytes()[r]).unwrap_or(&[])
+    }
+
+    fn vec_ref(&self, r: Range<usize>) -> VecRef<'_> {
+        match self.dtype {
+            Dtype::F32 => VecRef::F32(self.slice(r)),
+            Dtype::F16 => VecRef::F16(self.slice(r)),
+        }
+    }
+
+    /// The file this segment was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of documents.
+    pub fn doc_count(&self) -> usize {
+        self.header.doc_count as usize
+    }
+
+    /// Number of token vectors.
+    pub fn token_count(&self) -> u64 {
+        self.header.token_count
+    }
+
+    /// File size in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.file.bytes().len() as u64
+    }
+
+    /// Internal row ids, ascending.
+    pub fn row_ids(&self) -> &[u64] {
+        self.slice(self.rows.clone())
+    }
+
+    /// Token offsets (`doc_count + 1` entries).
+    pub fn offsets(&self) -> &[u64] {
+        self.slice(self.offsets.clone())
+    }
+
+    /// All token vectors of the segment (row-major).
+    pub fn all_tokens(&self) -> VecRef<'_> {
+        self.vec_ref(range(&self.tokens.entry))
+    }
+
+    /// Token matrix of document `i`.
+    pub fn doc_tokens(&self, i: usize) -> VecRef<'_> {
+        let offs = self.offsets();
+        let (a, b) = (offs[i] as usize * self.dim, offs[i + 1] as usize * self.dim);
+        let base = self.tokens.entry.offset as usize;
+        let s = self.dtype.size();
+        self.vec_ref(base + a * s..base + b * s)
+    }
+
+    /// Pooled vector `p` of document `i`.
+    pub fn pooled(&self, p: usize, i: usize) -> VecRef<'_> {
+        let (sec, dim) = &self.pooled[p];
+        let s = self.dtype.size();
+        let base = sec.entry.offset as usize + i * dim * s;
+        self.vec_ref(base..base + dim * s)
+    }
+
+    fn verify(&self, sec: &Section) -> Result<()> {
+        let ok = *sec.verified.get_or_init(|| {
+            let r = range(&sec.entry);
+            xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[r]) == sec.entry.checksum
+        });
+        if ok {
+            Ok(())
+        } else {
+            let what = format!("checksum mismatch in section {}[{}]", sec.entry.kind.name(), sec.entry.index);
+            Err(Error::corruption(&self.path, what))
+        }
+    }
+
+    /// Verify the token section (once; later calls return the cached result).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] on a checksum mismatch.
+    pub fn verify_tokens(&self) -> Result<()> {
+        self.verify(&self.tokens)
+    }
+
+    /// Verify pooled section `p` (cached).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] on a checksum mismatch.
+    pub fn verify_pooled(&self, p: usize) -> Result<()> {
+        self.verify(&self.pooled[p].0)
+    }
+
+    /// Verify every section.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the first damaged section.
+    pub fn verify_all(&self) -> Result<()> {
+        self.verify_tokens()?;
+        (0..self.pooled.len()).try_for_each(|p| self.verify_pooled(p))
+    }
+}

@@ -1,0 +1,1 @@
+//! Test support (crash workloads), shared by the integration tests and the bench runner.

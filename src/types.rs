@@ -1,0 +1,436 @@
+//! The data model: collection specs, column types, values, documents and hits.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Largest token or pooled dimension accepted.
+pub const MAX_DIM: usize = 8192;
+/// Largest number of token vectors in one document.
+pub const MAX_TOKENS_PER_DOC: usize = 65_536;
+
+/// Type of a user scalar column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ColumnType {
+    /// UTF-8 text.
+    Text,
+    /// 64-bit signed integer.
+    Integer,
+    /// 64-bit float.
+    Real,
+    /// A JSON document, validated on write.
+    Json,
+}
+
+impl ColumnType {
+    /// The SQLite declared type used for the column.
+    pub(crate) fn sql_type(self) -> &'static str {
+        match self {
+            ColumnType::Text | ColumnType::Json => "TEXT",
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Real => "REAL",
+        }
+    }
+
+    /// Parse `TEXT`, `INTEGER`, `REAL` or `JSON` (case-insensitive).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for any other name.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "TEXT" => Ok(ColumnType::Text),
+            "INTEGER" | "INT" => Ok(ColumnType::Integer),
+            "REAL" | "FLOAT" | "DOUBLE" => Ok(ColumnType::Real),
+            "JSON" => Ok(ColumnType::Json),
+            other => Err(Error::invalid(format!(
+                "unknown column type '{other}': use TEXT, INTEGER, REAL or JSON"
+            ))),
+        }
+    }
+}
+
+/// A user scalar column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    /// Column name: ASCII letter first, then letters, digits or `_`; at most 64 bytes.
+    pub name: String,
+    /// Column type.
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+}
+
+impl ColumnDef {
+    /// A column named `name` of type `ty`.
+    #[must_use]
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+        Self { name: name.into(), ty }
+    }
+}
+
+/// Type of the user document id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum IdType {
+    /// Text ids (the default).
+    #[default]
+    Text,
+    /// Integer ids.
+    Integer,
+}
+
+/// Storage type of vectors in segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 32-bit IEEE float.
+    F32,
+    /// 16-bit IEEE float (half the bytes; scores accumulate in f32).
+    #[default]
+    F16,
+}
+
+impl Dtype {
+    /// Bytes per component.
+    #[must_use]
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 => 2,
+        }
+    }
+
+    /// On-disk tag.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Dtype::F32 => 0,
+            Dtype::F16 => 1,
+        }
+    }
+
+    /// From the on-disk tag.
+    pub(crate) fn from_tag(t: u8) -> Option<Self> {
+        match t {
+            0 => Some(Dtype::F32),
+            1 => Some(Dtype::F16),
+            _ => None,
+        }
+    }
+
+    /// Parse `f32` or `f16`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for anything else.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(Dtype::F32),
+            "f16" | "float16" | "half" => Ok(Dtype::F16),
+            other => Err(Error::invalid(format!("unknown storage type '{other}': use f32 or f16"))),
+        }
+    }
+}
+
+/// A named pooled (one-per-document) vector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PooledSpec {
+    /// Name, e.g. `mean`; same naming rules as columns.
+    pub name: String,
+    /// Dimension.
+    pub dim: usize,
+}
+
+/// Which vectors a collection stores and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorSpec {
+    /// Dimension of each token vector.
+    pub token_dim: usize,
+    /// Pooled vectors stored per document, in this order.
+    #[serde(default)]
+    pub pooled: Vec<PooledSpec>,
+    /// Storage type of token and pooled vectors.
+    #[serde(default)]
+    pub dtype: Dtype,
+}
+
+impl VectorSpec {
+    /// Token vectors of dimension `token_dim`, stored as f16, no pooled vectors.
+    #[must_use]
+    pub fn new(token_dim: usize) -> Self {
+        Self { token_dim, pooled: Vec::new(), dtype: Dtype::F16 }
+    }
+
+    /// Add a pooled vector `name` of dimension `dim`.
+    #[must_use]
+    pub fn pooled(mut self, name: impl Into<String>, dim: usize) -> Self {
+        self.pooled.push(PooledSpec { name: name.into(), dim });
+        self
+    }
+
+    /// Set the storage type.
+    #[must_use]
+    pub fn dtype(mut self, dtype: Dtype) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// Index of the pooled vector `name`.
+    pub(crate) fn pooled_index(&self, name: &str) -> Result<usize> {
+        self.pooled
+            .iter()
+            .position(|p| p.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| Error::NotFound { kind: "pooled vector", name: name.to_string() })
+    }
+}
+
+/// Everything needed to create a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionSpec {
+    /// Collection name (same rules as column names).
+    pub name: String,
+    /// Type of document ids.
+    #[serde(default)]
+    pub id_type: IdType,
+    /// User scalar columns.
+    #[serde(default)]
+    pub columns: Vec<ColumnDef>,
+    /// Vector layout.
+    pub vectors: VectorSpec,
+}
+
+impl CollectionSpec {
+    /// A collection `name` with the given vector layout, text ids and no columns.
+    #[must_use]
+    pub fn new(name: impl Into<String>, vectors: VectorSpec) -> Self {
+        Self { name: name.into(), id_type: IdType::Text, columns: Vec::new(), vectors }
+    }
+
+    /// Add a scalar column.
+    #[must_use]
+    pub fn column(mut self, name: impl Into<String>, ty: ColumnType) -> Self {
+        self.columns.push(ColumnDef::new(name, ty));
+        self
+    }
+
+    /// Set the id type.
+    #[must_use]
+    pub fn id_type(mut self, id_type: IdType) -> Self {
+        self.id_type = id_type;
+        self
+    }
+
+    /// The column `name` (case-insensitive).
+    pub(crate) fn column_def(&self, name: &str) -> Result<&ColumnDef> {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| Error::NotFound { kind: "column", name: name.to_string() })
+    }
+
+    /// Check names, dimensions and uniqueness.
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_name("collection", &self.name)?;
+        let v = &self.vectors;
+        check_dim("token_dim", v.token_dim)?;
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.columns {
+            check_name("column", &c.name)?;
+            if !seen.insert(c.name.to_ascii_lowercase()) {
+                return Err(Error::AlreadyExists { kind: "column", name: c.name.clone() });
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &v.pooled {
+            check_name("pooled vector", &p.name)?;
+            check_dim(&p.name, p.dim)?;
+            if !seen.insert(p.name.to_ascii_lowercase()) {
+                return Err(Error::AlreadyExists { kind: "pooled vector", name: p.name.clone() });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_dim(what: &str, dim: usize) -> Result<()> {
+    if dim == 0 || dim > MAX_DIM {
+        return Err(Error::invalid(format!("{what} must be between 1 and {MAX_DIM}, got {dim}")));
+    }
+    Ok(())
+}
+
+/// Check an identifier: ASCII letter first, then letters, digits or `_`, at most 64 bytes.
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !first_ok || name.len() > 64 || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::invalid(format!(
+            "bad {kind} name '{name}': start with a letter, then letters, digits or '_' (at most 64)"
+        )));
+    }
+    Ok(())
+}
+
+/// A user document id: text or integer, never renumbered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DocId {
+    /// Integer id.
+    Int(i64),
+    /// Text id.
+    Text(String),
+}
+
+impl std::fmt::Display for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DocId::Int(i) => write!(f, "{i}"),
+            DocId::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<i64> for DocId {
+    fn from(v: i64) -> Self {
+        DocId::Int(v)
+    }
+}
+impl From<&str> for DocId {
+    fn from(v: &str) -> Self {
+        DocId::Text(v.to_string())
+    }
+}
+impl From<String> for DocId {
+    fn from(v: String) -> Self {
+        DocId::Text(v)
+    }
+}
+
+/// A scalar value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// Integer.
+    Integer(i64),
+    /// Float.
+    Real(f64),
+    /// Text.
+    Text(String),
+    /// JSON (stored as text in a JSON column).
+    Json(serde_json::Value),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Integer(v)
+    }
+}
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value::Integer(i64::from(v))
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<serde_json::Value> for Value {
+    fn from(v: serde_json::Value) -> Self {
+        Value::Json(v)
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Integer(i) => write!(f, "{i}"),
+            Value::Real(r) => write!(f, "{r}"),
+            Value::Text(s) => f.write_str(s),
+            Value::Json(j) => write!(f, "{j}"),
+        }
+    }
+}
+
+/// A document to insert: id, scalar values, token vectors and pooled vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// User id.
+    pub id: DocId,
+    /// Scalar values by column name; missing columns are NULL.
+    pub values: Vec<(String, Value)>,
+    /// Token vectors, row-major, `n_tokens × token_dim`.
+    pub tokens: Vec<f32>,
+    /// Pooled vectors by name.
+    pub pooled: Vec<(String, Vec<f32>)>,
+}
+
+impl Document {
+    /// A document with id `id` and no vectors yet.
+    #[must_use]
+    pub fn new(id: impl Into<DocId>) -> Self {
+        Self { id: id.into(), values: Vec::new(), tokens: Vec::new(), pooled: Vec::new() }
+    }
+
+    /// Set the token matrix (row-major, `n × token_dim`).
+    #[must_use]
+    pub fn tokens(mut self, tokens: Vec<f32>) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Set the pooled vector `name`.
+    #[must_use]
+    pub fn pooled(mut self, name: impl Into<String>, v: Vec<f32>) -> Self {
+        self.pooled.push((name.into(), v));
+        self
+    }
+
+    /// Set the scalar column `name`.
+    #[must_use]
+    pub fn set(mut self, name: impl Into<String>, v: impl Into<Value>) -> Self {
+        self.values.push((name.into(), v.into()));
+        self
+    }
+}
+
+/// A stored document as read back by [`crate::Database::get`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    /// User id.
+    pub id: DocId,
+    /// Scalar values in column order.
+    pub values: Vec<(String, Value)>,
+    /// Token vectors (row-major, converted to f32).
+    pub tokens: Vec<f32>,
+    /// Pooled vectors in spec order.
+    pub pooled: Vec<(String, Vec<f32>)>,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// User id.
+    pub id: DocId,
+    /// Score (MaxSim sum, or dot product for dense search).
+    pub score: f32,
+    /// Scalar values in column order.
+    pub values: Vec<(String, Value)>,
+}
+
+impl Hit {
+    /// The value of column `name`, if selected.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+}
