@@ -234,6 +234,12 @@ impl CollectionSpec {
         let mut seen = std::collections::HashSet::new();
         for c in &self.columns {
             check_name("column", &c.name)?;
+            if RESERVED_COLUMNS.iter().any(|r| r.eq_ignore_ascii_case(&c.name)) {
+                return Err(Error::invalid(format!(
+                    "column name '{}' is reserved (it names the document id or the search score)",
+                    c.name
+                )));
+            }
             if !seen.insert(c.name.to_ascii_lowercase()) {
                 return Err(Error::AlreadyExists { kind: "column", name: c.name.clone() });
             }
@@ -249,6 +255,9 @@ impl CollectionSpec {
         Ok(())
     }
 }
+
+/// Column names that are reserved for the document id and the search score.
+pub const RESERVED_COLUMNS: &[&str] = &["id", "score"];
 
 fn check_dim(what: &str, dim: usize) -> Result<()> {
     if dim == 0 || dim > MAX_DIM {

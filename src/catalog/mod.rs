@@ -519,3 +519,33 @@ impl Txn<'_> {
 pub(crate) fn catalog_path(root: &Path) -> PathBuf {
     root.join("catalog.sqlite")
 }
+
+/// Test hooks on raw catalogs (used through `crate::testing`).
+pub(crate) mod hooks {
+    use super::{Catalog, Connection, Result};
+    use crate::types::CollectionSpec;
+    use std::path::Path;
+
+    /// Create a catalog at schema `version` holding collection `spec`.
+    pub fn create_at_version(path: &Path, version: u32, spec: &CollectionSpec) -> Result<()> {
+        let mut cat = Catalog::open_with_target(path, false, version)?;
+        let tx = cat.write()?;
+        tx.create_collection(spec)?;
+        tx.commit()
+    }
+
+    /// Overwrite `PRAGMA user_version`.
+    pub fn set_user_version(path: &Path, v: u32) -> Result<()> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "user_version", v)?;
+        Ok(())
+    }
+
+    /// The schema (`sqlite_master`), one statement per line, sorted.
+    pub fn schema(path: &Path) -> Result<String> {
+        let conn = Connection::open(path)?;
+        let mut st = conn.prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")?;
+        let rows: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows.join(";\n") + ";\n")
+    }
+}

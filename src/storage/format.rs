@@ -22,7 +22,8 @@
 //! section table at table_offset (64-aligned), SECTION_ENTRY_LEN bytes per section:
 //!   kind u32 | index u32 | offset u64 | length u64 | xxh3-128 of the section bytes (u128)
 //! trailer (last 32 bytes of the file):
-//!   table_offset u64 | section_count u32 | format u32 | xxh3-64 of the table u64 | "MSDBEND\x1a"
+//!   table_offset u64 | section_count u32 | format u32 | xxh3-64 u64 | "MSDBEND\x1a"
+//!   (the xxh3-64 covers the section table and the first 16 trailer bytes)
 //! ```
 //!
 //! The header, trailer, table, `ROW_IDS` and `TOKEN_OFFSETS` are verified when the file is
@@ -216,11 +217,11 @@ pub fn encode_footer(entries: &[SectionEntry], table_offset: u64) -> Vec<u8> {
         out.extend_from_slice(&e.len.to_le_bytes());
         out.extend_from_slice(&e.checksum.to_le_bytes());
     }
-    let table_sum = xxhash_rust::xxh3::xxh3_64(&out);
     out.extend_from_slice(&table_offset.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&table_sum.to_le_bytes());
+    let sum = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
     out.extend_from_slice(&END_MAGIC);
     out
 }
@@ -237,7 +238,6 @@ pub fn decode_footer(path: &Path, file: &[u8]) -> Result<Vec<SectionEntry>> {
     }
     let table_offset = u64_at(t, 0);
     let count = u32_at(t, 8) as usize;
-    check_version(path, u32_at(t, 12))?;
     let table_end = len - TRAILER_LEN;
     let table_len = count.checked_mul(SECTION_ENTRY_LEN);
     let table_start = usize::try_from(table_offset).ok();
@@ -248,9 +248,10 @@ pub fn decode_footer(path: &Path, file: &[u8]) -> Result<Vec<SectionEntry>> {
         return Err(Error::corruption(path, "bad section table bounds"));
     }
     let table = &file[table_start..table_end];
-    if xxhash_rust::xxh3::xxh3_64(table) != u64_at(t, 16) {
+    if xxhash_rust::xxh3::xxh3_64(&file[table_start..table_end + 16]) != u64_at(t, 16) {
         return Err(Error::corruption(path, "section table checksum mismatch"));
     }
+    check_version(path, u32_at(t, 12))?;
     let mut entries = Vec::with_capacity(count);
     for i in 0..count {
         let e = &table[i * SECTION_ENTRY_LEN..(i + 1) * SECTION_ENTRY_LEN];

@@ -1,0 +1,105 @@
+//! Every byte flip in a section, and every truncation, of a segment file is reported as a
+//! corruption error naming the file: never a panic, never silently wrong results.
+
+use std::path::{Path, PathBuf};
+
+use maxsimdb::storage::format::{decode_footer, HEADER_LEN, TRAILER_LEN};
+use maxsimdb::testing::Rng;
+use maxsimdb::{Database, Dtype, Error, SearchRequest};
+
+use crate::common::{doc, spec, DIM};
+
+fn build(root: &Path) -> PathBuf {
+    let db = Database::open(root).unwrap();
+    db.create_collection(&spec("c", Dtype::F16)).unwrap();
+    let mut rng = Rng::new(30);
+    let docs: Vec<_> = (0..40).map(|i| doc(&mut rng, &format!("d{i}"), 3 + i % 9, 2000)).collect();
+    db.insert("c", &docs).unwrap();
+    db.flush("c").unwrap();
+    db.close().unwrap();
+    let dir = root.join("segments/1");
+    let f = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    assert!(f.extension().is_some_and(|e| e == "seg"));
+    f
+}
+
+/// Open and run both kinds of search; the first error wins.
+fn probe(root: &Path) -> maxsimdb::Result<()> {
+    let db = Database::open(root)?;
+    let mut rng = Rng::new(31);
+    db.search("c", &SearchRequest::maxsim(rng.unit_vectors(3, DIM)))?;
+    db.search("c", &SearchRequest::dense("mean", rng.unit_vectors(1, DIM)))?;
+    Ok(())
+}
+
+fn expect_corruption(root: &Path, seg: &Path, what: &str) {
+    let err = probe(root).expect_err(what);
+    match &err {
+        Error::Corruption { path, .. } => assert_eq!(path, seg, "{what}: error names the file"),
+        other => panic!("{what}: expected a corruption error, got {other}"),
+    }
+    let db = Database::open(root).unwrap();
+    let report = db.check().unwrap();
+    assert_eq!(report.problems.len(), 1, "{what}: CHECK reports it: {:?}", report.problems);
+    assert!(report.problems[0].contains(&seg.display().to_string()));
+}
+
+#[test]
+fn byte_flips_in_every_section_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("db");
+    let seg = build(&root);
+    let original = std::fs::read(&seg).unwrap();
+    probe(&root).expect("undamaged database works");
+    let entries = decode_footer(&seg, &original).unwrap();
+    let len = original.len();
+    let table_start = len - TRAILER_LEN - entries.len() * 40;
+    let mut spots: Vec<(String, usize)> = vec![
+        ("header magic".into(), 0),
+        ("header field".into(), 25),
+        ("section table".into(), table_start + 10),
+        ("trailer".into(), len - 20),
+        ("end magic".into(), len - 3),
+    ];
+    for e in &entries {
+        let (a, b) = (e.offset as usize, (e.offset + e.len) as usize);
+        for (tag, at) in [("first", a), ("middle", (a + b) / 2), ("last", b - 1)] {
+            spots.push((format!("{:?}[{}] {tag} byte", e.kind, e.index), at));
+        }
+    }
+    for (what, at) in spots {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0x5A;
+        std::fs::write(&seg, &bytes).unwrap();
+        expect_corruption(&root, &seg, &what);
+    }
+    std::fs::write(&seg, &original).unwrap();
+    probe(&root).expect("restored database works again");
+}
+
+#[test]
+fn truncation_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("db");
+    let seg = build(&root);
+    let original = std::fs::read(&seg).unwrap();
+    for keep in [0, 10, HEADER_LEN, HEADER_LEN + TRAILER_LEN, original.len() / 2, original.len() - 1] {
+        std::fs::write(&seg, &original[..keep]).unwrap();
+        expect_corruption(&root, &seg, &format!("truncated to {keep} bytes"));
+    }
+    // Appended garbage moves the trailer: also detected.
+    let mut longer = original.clone();
+    longer.extend_from_slice(&[0u8; 64]);
+    std::fs::write(&seg, &longer).unwrap();
+    expect_corruption(&root, &seg, "appended bytes");
+}
+
+#[test]
+fn missing_segment_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("db");
+    let seg = build(&root);
+    std::fs::remove_file(&seg).unwrap();
+    let err = probe(&root).unwrap_err();
+    assert!(matches!(&err, Error::Io { path, .. } if path == &seg), "{err}");
+}

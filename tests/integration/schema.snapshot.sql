@@ -1,0 +1,30 @@
+CREATE TABLE c1_docs (_row INTEGER PRIMARY KEY AUTOINCREMENT, _id TEXT NOT NULL UNIQUE, _seg INTEGER, "year" INTEGER, "title" TEXT, "rating" REAL, "meta" TEXT);
+CREATE TABLE c1_pending (_row INTEGER PRIMARY KEY, ntok INTEGER NOT NULL, tokens BLOB NOT NULL, pooled BLOB NOT NULL);
+CREATE TABLE c1_tomb (_row INTEGER PRIMARY KEY, _seg INTEGER NOT NULL);
+CREATE INDEX c1_tomb_by_seg ON c1_tomb(_seg);
+CREATE TABLE collections (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    spec       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE retired_files (
+    path       TEXT PRIMARY KEY,
+    retired_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE segments (
+    id             INTEGER PRIMARY KEY,
+    collection_id  INTEGER NOT NULL REFERENCES collections(id),
+    file           TEXT NOT NULL,
+    doc_count      INTEGER NOT NULL,
+    token_count    INTEGER NOT NULL,
+    bytes          INTEGER NOT NULL,
+    format_version INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+CREATE INDEX segments_by_collection ON segments(collection_id);
+CREATE TABLE sqlite_sequence(name,seq);
