@@ -268,13 +268,13 @@ fn column_sql(spec: &CollectionSpec, column: &str, value: Option<&Value>) -> Res
         return Ok("\"_id\"".to_string());
     }
     let def = spec.column_def(column)?;
-    let ok = match (def.ty, value) {
-        (_, None | Some(Value::Null)) => true,
-        (ColumnType::Integer | ColumnType::Real, Some(Value::Integer(_) | Value::Real(_))) => true,
-        (ColumnType::Text | ColumnType::Json, Some(Value::Text(_))) => true,
-        (ColumnType::Json, Some(Value::Json(_))) => true,
-        _ => false,
-    };
+    let ok = matches!(
+        (def.ty, value),
+        (_, None | Some(Value::Null))
+            | (ColumnType::Integer | ColumnType::Real, Some(Value::Integer(_) | Value::Real(_)))
+            | (ColumnType::Text | ColumnType::Json, Some(Value::Text(_)))
+            | (ColumnType::Json, Some(Value::Json(_)))
+    );
     if !ok {
         return Err(Error::invalid(format!(
             "cannot compare column '{}' ({:?}) with {}",

@@ -58,12 +58,12 @@ mod validate;
 
 pub use catalog::SCHEMA_VERSION;
 pub use db::{
-    CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Query, SearchRequest, DEFAULT_FLUSH_THRESHOLD_TOKENS,
-    DEFAULT_RETIRE_GRACE, MAX_LIMIT,
+    CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Query, SearchRequest,
+    DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use filter::{CmpOp, Filter, ID_COLUMN};
 pub use types::{
-    CollectionSpec, ColumnDef, ColumnType, DocId, Document, Dtype, Hit, IdType, PooledSpec, StoredDocument, Value,
-    VectorSpec, MAX_DIM, MAX_TOKENS_PER_DOC,
+    CollectionSpec, ColumnDef, ColumnType, DocId, Document, Dtype, Hit, IdType, PooledSpec, StoredDocument,
+    Value, VectorSpec, MAX_DIM, MAX_TOKENS_PER_DOC,
 };

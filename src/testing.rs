@@ -8,7 +8,9 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::{CollectionSpec, ColumnType, Database, DocId, Document, IdType, SearchRequest, Value, VectorSpec};
+use crate::{
+    CollectionSpec, ColumnType, Database, DocId, Document, IdType, SearchRequest, Value, VectorSpec,
+};
 
 /// SplitMix64: small, fast, deterministic.
 #[derive(Debug, Clone)]
@@ -121,7 +123,10 @@ pub fn crash_child(path: &Path, seed: u64, start_id: i64) -> crate::Result<()> {
             let ids: Vec<i64> = (next..next + n).collect();
             next += n;
             let docs: Vec<Document> = ids.iter().map(|&i| crash_doc(i, 0)).collect();
-            announce(&out, &format!("P I {}", ids.iter().map(|i| format!("{i}:0")).collect::<Vec<_>>().join(" ")));
+            announce(
+                &out,
+                &format!("P I {}", ids.iter().map(|i| format!("{i}:0")).collect::<Vec<_>>().join(" ")),
+            );
             db.insert("c", &docs)?;
             live.extend(ids);
             "A"
@@ -258,7 +263,10 @@ impl CrashModel {
         };
         match inflight {
             Some(InFlight::Insert(v)) => {
-                let found: Vec<bool> = v.iter().map(|&(i, _)| version_of(i).map(|x| x.is_some())).collect::<std::result::Result<_, _>>()?;
+                let found: Vec<bool> = v
+                    .iter()
+                    .map(|&(i, _)| version_of(i).map(|x| x.is_some()))
+                    .collect::<std::result::Result<_, _>>()?;
                 if found.iter().any(|&f| f != found[0]) {
                     return Err(format!("insert batch {v:?} is half-visible: {found:?}"));
                 }
@@ -280,7 +288,11 @@ impl CrashModel {
         }
         let stats = db.stats("c").map_err(|e| e.to_string())?;
         if stats.docs != self.live.len() as u64 {
-            return Err(format!("database has {} documents, acknowledged state has {}", stats.docs, self.live.len()));
+            return Err(format!(
+                "database has {} documents, acknowledged state has {}",
+                stats.docs,
+                self.live.len()
+            ));
         }
         for (&id, &ver) in &self.live {
             match version_of(id)? {
@@ -296,7 +308,8 @@ impl CrashModel {
         let ids: Vec<i64> = self.live.keys().copied().collect();
         for id in ids.iter().rev().take(3).chain(ids.iter().take(2)) {
             let doc = crash_doc(*id, self.live[id]);
-            let hits = db.search("c", &SearchRequest::maxsim(doc.tokens).limit(1)).map_err(|e| e.to_string())?;
+            let hits =
+                db.search("c", &SearchRequest::maxsim(doc.tokens).limit(1)).map_err(|e| e.to_string())?;
             if hits.first().map(|h| &h.id) != Some(&DocId::Int(*id)) {
                 return Err(format!("doc {id} is not found by its own tokens: {hits:?}"));
             }
@@ -351,7 +364,9 @@ pub fn crash_trials(
         let target = rng.below(40) as usize;
         let mut lines = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while lines.iter().filter(|l: &&String| l.as_str() == "A").count() < target && Instant::now() < deadline {
+        while lines.iter().filter(|l: &&String| l.as_str() == "A").count() < target
+            && Instant::now() < deadline
+        {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(l) => lines.push(l),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

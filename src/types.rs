@@ -43,9 +43,9 @@ impl ColumnType {
             "INTEGER" | "INT" => Ok(ColumnType::Integer),
             "REAL" | "FLOAT" | "DOUBLE" => Ok(ColumnType::Real),
             "JSON" => Ok(ColumnType::Json),
-            other => Err(Error::invalid(format!(
-                "unknown column type '{other}': use TEXT, INTEGER, REAL or JSON"
-            ))),
+            other => {
+                Err(Error::invalid(format!("unknown column type '{other}': use TEXT, INTEGER, REAL or JSON")))
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use half::f16;
 
 use crate::storage::segment::VecRef;
-use crate::types::{CollectionSpec, ColumnType, Document, Dtype, IdType, Value, DocId, MAX_TOKENS_PER_DOC};
+use crate::types::{CollectionSpec, ColumnType, DocId, Document, Dtype, IdType, Value, MAX_TOKENS_PER_DOC};
 use crate::{Error, Result};
 
 /// Largest finite f16 value.
@@ -90,7 +90,9 @@ impl Decoded {
 /// Check the id's type against the collection.
 pub(crate) fn id(spec: &CollectionSpec, id: &DocId) -> Result<()> {
     match (spec.id_type, id) {
-        (IdType::Text, DocId::Text(s)) if s.is_empty() => Err(Error::invalid("document id must not be empty")),
+        (IdType::Text, DocId::Text(s)) if s.is_empty() => {
+            Err(Error::invalid("document id must not be empty"))
+        }
         (IdType::Text, DocId::Text(_)) | (IdType::Integer, DocId::Int(_)) => Ok(()),
         (want, _) => Err(Error::invalid(format!(
             "document id {id} has the wrong type: collection '{}' uses {want:?} ids",
@@ -113,14 +115,12 @@ pub(crate) fn values(spec: &CollectionSpec, values: &[(String, Value)]) -> Resul
             (ColumnType::Real, Value::Real(r)) if r.is_finite() => v.clone(),
             (ColumnType::Real, Value::Integer(i)) => Value::Real(*i as f64),
             (ColumnType::Json, Value::Json(_)) => v.clone(),
-            (ColumnType::Json, Value::Text(s)) => Value::Json(serde_json::from_str(s).map_err(|e| {
-                Error::invalid(format!("column '{}' expects JSON: {e}", def.name))
-            })?),
+            (ColumnType::Json, Value::Text(s)) => Value::Json(
+                serde_json::from_str(s)
+                    .map_err(|e| Error::invalid(format!("column '{}' expects JSON: {e}", def.name)))?,
+            ),
             (ty, v) => {
-                return Err(Error::invalid(format!(
-                    "column '{}' is {ty:?}; cannot store {v:?}",
-                    def.name
-                )))
+                return Err(Error::invalid(format!("column '{}' is {ty:?}; cannot store {v:?}", def.name)))
             }
         };
         out.push((def.name.clone(), v));
@@ -139,7 +139,7 @@ pub(crate) fn document(spec: &CollectionSpec, doc: &Document) -> Result<Prepared
             doc.id
         )));
     }
-    if doc.tokens.len() % v.token_dim != 0 {
+    if !doc.tokens.len().is_multiple_of(v.token_dim) {
         return Err(Error::DimensionMismatch {
             what: what("token vectors"),
             expected: v.token_dim,
@@ -148,7 +148,10 @@ pub(crate) fn document(spec: &CollectionSpec, doc: &Document) -> Result<Prepared
     }
     let ntok = doc.tokens.len() / v.token_dim;
     if ntok > MAX_TOKENS_PER_DOC {
-        return Err(Error::invalid(format!("{} has {ntok} tokens; the limit is {MAX_TOKENS_PER_DOC}", what("token matrix"))));
+        return Err(Error::invalid(format!(
+            "{} has {ntok} tokens; the limit is {MAX_TOKENS_PER_DOC}",
+            what("token matrix")
+        )));
     }
     fits(&what("token vectors"), &doc.tokens, v.dtype)?;
     let mut tokens = Vec::with_capacity(doc.tokens.len() * v.dtype.size());
@@ -166,7 +169,11 @@ pub(crate) fn document(spec: &CollectionSpec, doc: &Document) -> Result<Prepared
             )));
         };
         if vec.len() != p.dim {
-            return Err(Error::DimensionMismatch { what: what(&format!("pooled vector '{}'", p.name)), expected: p.dim, got: vec.len() });
+            return Err(Error::DimensionMismatch {
+                what: what(&format!("pooled vector '{}'", p.name)),
+                expected: p.dim,
+                got: vec.len(),
+            });
         }
         fits(&what(&format!("pooled vector '{}'", p.name)), vec, v.dtype)?;
         VecRef::F32(vec).encode_into(v.dtype, &mut pooled);

@@ -1,1 +1,91 @@
-fn main(){}
+//! maxsimdb bench runner: `cargo run --release -p maxsimdb-bench -- SUITE [options]`.
+//!
+//! Prints a readable table; with `--json`, one JSON object as the last line.
+//! Suites: `kernel`, `crash`. (`beir` and `scale` arrive with the embedding and
+//! candidate-generation work and answer "not available yet" until then.)
+
+mod crash;
+mod kernel;
+mod roofline;
+
+use std::process::ExitCode;
+
+/// Parsed command line: suite, `--json`, and `--key value` options.
+pub struct Args {
+    pub suite: String,
+    pub json: bool,
+    opts: Vec<(String, String)>,
+    pub rest: Vec<String>,
+}
+
+impl Args {
+    fn parse() -> Result<Self, String> {
+        let mut it = std::env::args().skip(1);
+        let suite = it.next().ok_or("usage: maxsimdb-bench SUITE [--json] [--key value ...]")?;
+        let mut a = Args { suite, json: false, opts: Vec::new(), rest: Vec::new() };
+        while let Some(x) = it.next() {
+            if x == "--json" {
+                a.json = true;
+            } else if let Some(k) = x.strip_prefix("--") {
+                let v = it.next().ok_or(format!("--{k} needs a value"))?;
+                a.opts.push((k.to_string(), v));
+            } else {
+                a.rest.push(x);
+            }
+        }
+        Ok(a)
+    }
+
+    /// Option `--key`, parsed, or `default`.
+    pub fn get<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, String> {
+        match self.opts.iter().rev().find(|(k, _)| k == key) {
+            None => Ok(default),
+            Some((_, v)) => v.parse().map_err(|_| format!("bad value for --{key}: {v}")),
+        }
+    }
+
+    /// Option `--key` as a string.
+    pub fn opt(&self, key: &str) -> Option<&str> {
+        self.opts.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Print a table of (name, value) rows, then the JSON object if asked.
+pub fn report(args: &Args, title: &str, obj: &serde_json::Value) {
+    println!("== {title} ==");
+    if let Some(m) = obj.as_object() {
+        for (k, v) in m {
+            println!("{k:<28} {v}");
+        }
+    }
+    if args.json {
+        println!("{obj}");
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match Args::parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let res = match args.suite.as_str() {
+        "kernel" => kernel::run(&args),
+        "crash" => crash::run(&args),
+        "crash-child" => crash::child(&args),
+        "beir" | "scale" => Err(format!(
+            "suite '{}' is not available yet: it needs the embedding and candidate-generation layers",
+            args.suite
+        )),
+        other => Err(format!("unknown suite '{other}': use kernel or crash")),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -102,9 +102,7 @@ fn read_id(v: ValueRef<'_>) -> DocId {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -124,7 +122,9 @@ impl Catalog {
         let flags = if read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
         let mut conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -135,7 +135,12 @@ impl Catalog {
         }
         let v = migrate::version(&conn)?;
         if v > SCHEMA_VERSION || (read_only && v < SCHEMA_VERSION) {
-            return Err(Error::IncompatibleFormat { path: path.to_path_buf(), found: v, oldest: SCHEMA_VERSION, newest: SCHEMA_VERSION });
+            return Err(Error::IncompatibleFormat {
+                path: path.to_path_buf(),
+                found: v,
+                oldest: SCHEMA_VERSION,
+                newest: SCHEMA_VERSION,
+            });
         }
         Ok(Self { conn })
     }
@@ -281,7 +286,13 @@ impl Txn<'_> {
             "SELECT id, file, doc_count, token_count, bytes FROM segments WHERE collection_id = ?1 ORDER BY id",
         )?;
         let rows = st.query_map([c], |r| {
-            Ok(SegmentRow { id: r.get(0)?, file: r.get(1)?, doc_count: r.get(2)?, token_count: r.get(3)?, bytes: r.get(4)? })
+            Ok(SegmentRow {
+                id: r.get(0)?,
+                file: r.get(1)?,
+                doc_count: r.get(2)?,
+                token_count: r.get(3)?,
+                bytes: r.get(4)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -310,7 +321,10 @@ impl Txn<'_> {
             self.add_segment(c, n)?;
         }
         for s in old {
-            self.tx.execute(&format!("UPDATE {} SET _seg = ?1 WHERE _seg = ?2", docs(c)), params![new.map(|n| n.id), s.id])?;
+            self.tx.execute(
+                &format!("UPDATE {} SET _seg = ?1 WHERE _seg = ?2", docs(c)),
+                params![new.map(|n| n.id), s.id],
+            )?;
             self.tx.execute(&format!("DELETE FROM {} WHERE _seg = ?1", tomb(c)), [s.id])?;
             self.tx.execute("DELETE FROM segments WHERE id = ?1", [s.id])?;
             self.retire(&s.file)?;
@@ -342,20 +356,24 @@ impl Txn<'_> {
 
     /// Tombstoned rows of segment `seg`, ascending.
     pub fn tombstones(&self, c: i64, seg: i64) -> Result<Vec<u64>> {
-        let mut st = self.tx.prepare_cached(&format!("SELECT _row FROM {} WHERE _seg = ?1 ORDER BY _row", tomb(c)))?;
+        let mut st =
+            self.tx.prepare_cached(&format!("SELECT _row FROM {} WHERE _seg = ?1 ORDER BY _row", tomb(c)))?;
         let rows = st.query_map([seg], |r| r.get::<_, i64>(0))?;
         rows.map(|r| Ok(r? as u64)).collect()
     }
 
     /// Number of tombstones of collection `c`.
     pub fn tombstone_count(&self, c: i64) -> Result<u64> {
-        Ok(self.tx.query_row(&format!("SELECT count(*) FROM {}", tomb(c)), [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self.tx.query_row(&format!("SELECT count(*) FROM {}", tomb(c)), [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     /// Where document `id` lives.
     pub fn locate(&self, c: i64, id: &DocId) -> Result<Option<DocLoc>> {
         let mut st = self.tx.prepare_cached(&format!("SELECT _row, _seg FROM {} WHERE _id = ?1", docs(c)))?;
-        Ok(st.query_row([id], |r| Ok(DocLoc { row: r.get::<_, i64>(0)? as u64, seg: r.get(1)? })).optional()?)
+        Ok(st
+            .query_row([id], |r| Ok(DocLoc { row: r.get::<_, i64>(0)? as u64, seg: r.get(1)? }))
+            .optional()?)
     }
 
     /// Insert the catalog row of a document. `row` forces the row id (bulk loads that
@@ -405,7 +423,10 @@ impl Txn<'_> {
         let row = loc.row as i64;
         self.tx.prepare_cached(&format!("DELETE FROM {} WHERE _row = ?1", docs(c)))?.execute([row])?;
         match loc.seg {
-            None => self.tx.prepare_cached(&format!("DELETE FROM {} WHERE _row = ?1", pending(c)))?.execute([row])?,
+            None => self
+                .tx
+                .prepare_cached(&format!("DELETE FROM {} WHERE _row = ?1", pending(c)))?
+                .execute([row])?,
             Some(s) => self
                 .tx
                 .prepare_cached(&format!("INSERT INTO {} (_row, _seg) VALUES (?1, ?2)", tomb(c)))?
@@ -416,7 +437,9 @@ impl Txn<'_> {
 
     /// Pending vectors, by row id; `rows` restricts to those rows (ascending).
     pub fn pending(&self, c: i64) -> Result<Vec<PendingRow>> {
-        let mut st = self.tx.prepare_cached(&format!("SELECT _row, tokens, pooled FROM {} ORDER BY _row", pending(c)))?;
+        let mut st = self
+            .tx
+            .prepare_cached(&format!("SELECT _row, tokens, pooled FROM {} ORDER BY _row", pending(c)))?;
         let rows = st.query_map([], |r| {
             Ok(PendingRow { row: r.get::<_, i64>(0)? as u64, tokens: r.get(1)?, pooled: r.get(2)? })
         })?;
@@ -425,7 +448,8 @@ impl Txn<'_> {
 
     /// Pending vectors of one row.
     pub fn pending_row(&self, c: i64, row: u64) -> Result<Option<PendingRow>> {
-        let mut st = self.tx.prepare_cached(&format!("SELECT tokens, pooled FROM {} WHERE _row = ?1", pending(c)))?;
+        let mut st =
+            self.tx.prepare_cached(&format!("SELECT tokens, pooled FROM {} WHERE _row = ?1", pending(c)))?;
         Ok(st
             .query_row([row as i64], |r| Ok(PendingRow { row, tokens: r.get(0)?, pooled: r.get(1)? }))
             .optional()?)
@@ -463,7 +487,8 @@ impl Txn<'_> {
 
     /// Number of live documents.
     pub fn doc_count(&self, c: i64) -> Result<u64> {
-        Ok(self.tx.query_row(&format!("SELECT count(*) FROM {}", docs(c)), [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self.tx.query_row(&format!("SELECT count(*) FROM {}", docs(c)), [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     /// Rows (with their segment) matching `filter`, ascending by row id.
@@ -507,7 +532,8 @@ impl Txn<'_> {
         if values.is_empty() {
             return Ok(self.locate(c.id, id)?.is_some());
         }
-        let sets: Vec<String> = values.iter().enumerate().map(|(i, (n, _))| format!("\"{n}\" = ?{}", i + 2)).collect();
+        let sets: Vec<String> =
+            values.iter().enumerate().map(|(i, (n, _))| format!("\"{n}\" = ?{}", i + 2)).collect();
         let sql = format!("UPDATE {} SET {} WHERE _id = ?1", docs(c.id), sets.join(", "));
         let mut p: Vec<&dyn ToSql> = vec![id];
         p.extend(values.iter().map(|(_, v)| v as &dyn ToSql));

@@ -148,7 +148,10 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("root", &self.inner.root).field("read_only", &self.inner.opts.read_only).finish()
+        f.debug_struct("Database")
+            .field("root", &self.inner.root)
+            .field("read_only", &self.inner.opts.read_only)
+            .finish()
     }
 }
 
@@ -372,7 +375,8 @@ impl Database {
             for coll in tx.collections()? {
                 for s in tx.segments(coll.id)? {
                     let path = self.inner.root.join(&s.file);
-                    let res = SegmentReader::open(&path, s.id as u64, &coll.spec.vectors).and_then(|r| r.verify_all());
+                    let res = SegmentReader::open(&path, s.id as u64, &coll.spec.vectors)
+                        .and_then(|r| r.verify_all());
                     report.segments_checked += 1;
                     report.bytes_checked += s.bytes as u64;
                     if let Err(e) = res {
@@ -389,7 +393,9 @@ impl Database {
     fn collect_garbage(&self, cat: &mut Catalog, at_open: bool) -> Result<()> {
         let tx = cat.write()?;
         let manifest: HashSet<String> = tx.manifest_files()?.into_iter().collect();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let grace = self.inner.opts.retire_grace.as_secs() as i64;
         let mut keep: HashSet<String> = HashSet::new();
         for (file, at) in tx.retired()? {

@@ -182,9 +182,16 @@ impl Database {
         })
     }
 
-    fn score_snapshot(&self, tx: &Txn<'_>, c: &CollectionRow, scorer: &Scorer, req: &SearchRequest) -> Result<Vec<Scored>> {
+    fn score_snapshot(
+        &self,
+        tx: &Txn<'_>,
+        c: &CollectionRow,
+        scorer: &Scorer,
+        req: &SearchRequest,
+    ) -> Result<Vec<Scored>> {
         let segs = tx.segments(c.id)?;
-        let readers: Vec<Arc<SegmentReader>> = segs.iter().map(|s| self.segment(c, s)).collect::<Result<_>>()?;
+        let readers: Vec<Arc<SegmentReader>> =
+            segs.iter().map(|s| self.segment(c, s)).collect::<Result<_>>()?;
         let allowed: Option<HashMap<Option<i64>, Vec<u64>>> = match &req.filter {
             None => None,
             Some(f) => {
@@ -253,24 +260,40 @@ impl Database {
                     let p = tx.pending_row(c.id, loc.row)?.ok_or_else(|| {
                         Error::invalid(format!("document {id} has no pending vectors (catalog inconsistent)"))
                     })?;
-                    (Decoded::from_bytes(&p.tokens, dtype).as_ref().to_f32(), Decoded::from_bytes(&p.pooled, dtype).as_ref().to_f32())
+                    (
+                        Decoded::from_bytes(&p.tokens, dtype).as_ref().to_f32(),
+                        Decoded::from_bytes(&p.pooled, dtype).as_ref().to_f32(),
+                    )
                 }
                 Some(seg) => {
-                    let s = tx.segments(c.id)?.into_iter().find(|s| s.id == seg).ok_or_else(|| {
-                        Error::NotFound { kind: "segment", name: seg.to_string() }
-                    })?;
+                    let s = tx
+                        .segments(c.id)?
+                        .into_iter()
+                        .find(|s| s.id == seg)
+                        .ok_or_else(|| Error::NotFound { kind: "segment", name: seg.to_string() })?;
                     let r = self.segment(&c, &s)?;
                     r.verify_all()?;
                     let d = r.row_ids().binary_search(&loc.row).map_err(|_| {
                         Error::corruption(r.path(), format!("row {} missing from segment", loc.row))
                     })?;
-                    let pooled = (0..c.spec.vectors.pooled.len()).flat_map(|p| r.pooled(p, d).to_f32()).collect();
+                    let pooled =
+                        (0..c.spec.vectors.pooled.len()).flat_map(|p| r.pooled(p, d).to_f32()).collect();
                     (r.doc_tokens(d).to_f32(), pooled)
                 }
             };
             let offs = pooled_offsets(&c);
-            let pooled = c.spec.vectors.pooled.iter().enumerate().map(|(i, p)| (p.name.clone(), pooled[offs[i]..offs[i + 1]].to_vec())).collect();
-            let (id, values) = tx.fetch(&c, &[loc.row])?.remove(&loc.row).ok_or_else(|| Error::NotFound { kind: "document", name: id.to_string() })?;
+            let pooled = c
+                .spec
+                .vectors
+                .pooled
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.name.clone(), pooled[offs[i]..offs[i + 1]].to_vec()))
+                .collect();
+            let (id, values) = tx
+                .fetch(&c, &[loc.row])?
+                .remove(&loc.row)
+                .ok_or_else(|| Error::NotFound { kind: "document", name: id.to_string() })?;
             Ok(Some(StoredDocument { id, values, tokens, pooled }))
         })
     }

@@ -13,8 +13,8 @@ use super::{Database, Inner};
 use crate::catalog::{Catalog, CollectionRow, PendingRow, SegmentRow};
 use crate::error::IoContext;
 use crate::filter::Filter;
-use crate::storage::segment::{self, SegmentReader, SegmentSource, VecRef};
 use crate::storage;
+use crate::storage::segment::{self, SegmentReader, SegmentSource, VecRef};
 use crate::types::{DocId, Document, Dtype, Value};
 use crate::validate::{self, Decoded, PreparedDoc};
 use crate::{Error, Result};
@@ -102,7 +102,8 @@ fn publish_segment(inner: &Inner, c: &CollectionRow, id: i64, src: &dyn SegmentS
             return Err(e);
         }
     };
-    let token_count = (0..src.doc_count()).map(|i| src.tokens(i).len() / c.spec.vectors.token_dim).sum::<usize>();
+    let token_count =
+        (0..src.doc_count()).map(|i| src.tokens(i).len() / c.spec.vectors.token_dim).sum::<usize>();
     Ok(SegmentRow {
         id,
         file: format!("segments/{}/{name}", c.id),
@@ -130,7 +131,8 @@ fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Resu
     let Some(max_row) = pending.last().map(|p| p.row) else { return Ok(false) };
     let id = reserve_segment_id(cat)?;
     let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
-    let src = MemSource::new(c.spec.vectors.dtype, dims, pending.into_iter().map(|p| (p.row, p.tokens, p.pooled)));
+    let src =
+        MemSource::new(c.spec.vectors.dtype, dims, pending.into_iter().map(|p| (p.row, p.tokens, p.pooled)));
     let seg = publish_segment(inner, c, id, &src)?;
     let commit = (|| {
         let tx = cat.write()?;
@@ -179,7 +181,10 @@ impl Database {
         let mut prepared = Vec::with_capacity(docs.len());
         for d in docs {
             if !seen.insert(&d.id) {
-                return Err(Error::AlreadyExists { kind: "document (twice in one batch)", name: d.id.to_string() });
+                return Err(Error::AlreadyExists {
+                    kind: "document (twice in one batch)",
+                    name: d.id.to_string(),
+                });
             }
             prepared.push(validate::document(&c.spec, d)?);
         }
@@ -212,7 +217,13 @@ impl Database {
 
     /// A batch large enough to fill a segment skips the pending table: the segment is
     /// published first, then one transaction adds the rows and the manifest entry.
-    fn write_segment_direct(&self, cat: &mut Catalog, c: &CollectionRow, docs: Vec<PreparedDoc>, mode: Mode) -> Result<()> {
+    fn write_segment_direct(
+        &self,
+        cat: &mut Catalog,
+        c: &CollectionRow,
+        docs: Vec<PreparedDoc>,
+        mode: Mode,
+    ) -> Result<()> {
         let base = cat.read()?.last_row(c.id)?;
         let id = reserve_segment_id(cat)?;
         let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
@@ -322,18 +333,26 @@ impl Database {
             let tx = w.read()?;
             let c = tx.collection(collection)?;
             let segs = tx.segments(c.id)?;
-            let dead: Vec<Vec<u64>> = segs.iter().map(|s| tx.tombstones(c.id, s.id)).collect::<Result<_>>()?;
+            let dead: Vec<Vec<u64>> =
+                segs.iter().map(|s| tx.tombstones(c.id, s.id)).collect::<Result<_>>()?;
             (c, segs, dead)
         };
         if segs.len() <= 1 && dead.iter().all(Vec::is_empty) {
             return Ok(false);
         }
-        let readers: Vec<Arc<SegmentReader>> = segs.iter().map(|s| self.segment(&c, s)).collect::<Result<_>>()?;
+        let readers: Vec<Arc<SegmentReader>> =
+            segs.iter().map(|s| self.segment(&c, s)).collect::<Result<_>>()?;
         let mut docs = Vec::new();
         for (si, (r, dead)) in readers.iter().zip(&dead).enumerate() {
             r.verify_all()?;
             let dead: HashSet<u64> = dead.iter().copied().collect();
-            docs.extend(r.row_ids().iter().enumerate().filter(|(_, row)| !dead.contains(row)).map(|(d, &row)| (row, si, d)));
+            docs.extend(
+                r.row_ids()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, row)| !dead.contains(row))
+                    .map(|(d, &row)| (row, si, d)),
+            );
         }
         docs.sort_unstable_by_key(|d| d.0);
         let new = if docs.is_empty() {

@@ -49,10 +49,13 @@ impl Isa {
         let mut v = vec![Isa::Scalar];
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            if avx2 {
                 v.push(Isa::Avx2);
             }
-            if is_x86_feature_detected!("avx512f") {
+            if avx2 && is_x86_feature_detected!("avx512f") {
                 v.push(Isa::Avx512);
             }
         }
@@ -70,17 +73,6 @@ impl Isa {
     }
 }
 
-impl DocRef<'_> {
-    /// Convert `n` rows starting at row `start` into `out` (f32).
-    pub(crate) fn convert_rows(&self, start: usize, n: usize, dim: usize, out: &mut [f32]) {
-        let r = start * dim..(start + n) * dim;
-        match self {
-            DocRef::F32(d) => out.copy_from_slice(&d[r]),
-            DocRef::F16(d) => d[r].convert_to_f32_slice(out),
-        }
-    }
-}
-
 /// A query's token vectors laid out for the kernels (`Qᵀ`, zero-padded).
 #[derive(Debug, Clone)]
 pub struct PreparedQuery {
@@ -91,6 +83,12 @@ pub struct PreparedQuery {
     rows: Vec<f32>,
     isa: Isa,
 }
+
+/// Query tokens are zero-padded to a multiple of this in `Qᵀ`.
+#[cfg(target_arch = "x86_64")]
+const STRIDE: usize = x86_64::STRIDE_MULTIPLE;
+#[cfg(not(target_arch = "x86_64"))]
+const STRIDE: usize = 1;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -112,7 +110,7 @@ impl PreparedQuery {
     /// # Errors
     /// As [`PreparedQuery::new`], plus [`Error::NotAvailable`] if the CPU lacks `isa`.
     pub fn with_isa(tokens: &[f32], dim: usize, mask: Option<&[bool]>, isa: Isa) -> Result<Self> {
-        if dim == 0 || tokens.len() % dim != 0 {
+        if dim == 0 || !tokens.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch {
                 what: "query token vectors".into(),
                 expected: dim,
@@ -136,7 +134,7 @@ impl PreparedQuery {
             .flat_map(|(_, r)| r.iter().copied())
             .collect();
         let lq = rows.len() / dim;
-        let stride = lq.div_ceil(16) * 16;
+        let stride = lq.div_ceil(STRIDE) * STRIDE;
         let mut qt = vec![0f32; dim * stride];
         for (i, row) in rows.chunks_exact(dim).enumerate() {
             for (k, &x) in row.iter().enumerate() {
@@ -201,9 +199,10 @@ impl PreparedQuery {
                 buf.resize(need, 0.0);
             }
             let (qt, s, lq, dim) = (&self.qt, self.stride, self.lq, self.dim);
-            // SAFETY: `self.isa` is only Avx2/Avx512 when `Isa::available` detected the
+            // SAFETY: `self.isa` is only Avx2/Avx512 when `Isa::available` detected their
             // features (checked in `with_isa`); `qt` is `dim × stride` with `stride` a
-            // multiple of 16 ≥ lq; `doc` holds `ld ≥ 1` rows; `buf` holds MAX_NB rows.
+            // multiple of STRIDE_MULTIPLE ≥ lq; `doc` holds `ld ≥ 1` rows; `buf` holds
+            // MAX_NB rows.
             unsafe {
                 if self.isa == Isa::Avx512 {
                     x86_64::maxsim_avx512(qt, s, lq, dim, doc, ld, buf)
@@ -295,3 +294,6 @@ impl TopK {
         v
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,199 +1,197 @@
-//! AVX-512 and AVX2 MaxSim kernels.
+//! AVX2 and AVX-512 MaxSim kernels.
 //!
-//! The query is prepared once as `Qᵀ` (`dim × lq_pad`, zero-padded to a multiple of 16
-//! query tokens). A block of `NB` document tokens is scored against a tile of query
-//! tokens held in `QV` SIMD registers: for every dimension `k`, one load of `Qᵀ[k]` per
-//! register and one broadcast of `d_j[k]` per document token feed `QV × NB` independent
-//! FMA accumulators, so the loop is FMA-bound rather than load-bound. At the end of a
-//! block the accumulators are folded into the running per-query-token max. A short last
-//! block is filled by repeating the document's last token, which cannot change a max.
-//! This is the CPU kernel sketched in ALGORITHMS.md §1.1 (Q kept in L1, documents
-//! streamed), with a GEMM-style register tile.
+//! The query is prepared once as `Qᵀ` (`dim × stride`, zero-padded to a multiple of 32
+//! query tokens). The document is streamed once, in blocks of `NB` tokens (f16 blocks are
+//! widened with F16C into a small buffer that stays in L1). Each block is scored against
+//! every query tile of `QV` SIMD registers: for every dimension `k`, one load of `Qᵀ[k]`
+//! per register and one broadcast of `d_j[k]` per token feed `QV × NB` independent FMA
+//! accumulators, so the loop is FMA-bound rather than load-bound; at the end of a block
+//! the accumulators are folded into the tile's running per-query-token max. A short last
+//! block is padded by repeating the document's last token, which cannot change a max.
+//! This is the CPU kernel sketched in ALGORITHMS.md §1.1 (Q in L1, documents streamed),
+//! with a GEMM-style register tile. Both ISAs are generated from one macro so they share
+//! every line of logic; only register width and tile shape differ.
 #![expect(unsafe_code, reason = "SIMD intrinsics; see SAFETY comments")]
 
 use std::arch::x86_64::*;
 
+use half::f16;
+
 use super::DocRef;
 
-/// Tokens per block for 2-register (32 query) AVX-512 tiles: 12 accumulators.
-const NB512_2: usize = 6;
-/// Tokens per block for 1-register (16 query) AVX-512 tiles.
-const NB512_1: usize = 12;
-/// Tokens per block for AVX2 tiles of 16 query tokens (2 registers).
-const NB256: usize = 6;
-
-/// Per-thread scratch for converted document blocks.
+/// Query tokens padded to a multiple of this (the widest tile).
+pub(super) const STRIDE_MULTIPLE: usize = 32;
+/// Scratch rows needed per thread (the largest `NB`).
 pub(super) const MAX_NB: usize = 12;
+/// Query tiles processed per document pass (longer queries take several passes).
+const MAX_TILES: usize = 64;
 
-#[target_feature(enable = "avx512f")]
-unsafe fn block512<const QV: usize, const NB: usize>(
-    qt: *const f32,
-    stride: usize,
-    dim: usize,
-    d: *const f32,
-    m: &mut [__m512; QV],
-) {
-    let mut acc = [[_mm512_setzero_ps(); QV]; NB];
-    for k in 0..dim {
-        // SAFETY: the caller guarantees `qt` points to `dim` rows of `stride` floats and
-        // that `QV * 16 <= stride` lanes from the tile start are in bounds, and that `d`
-        // points to `NB` rows of `dim` floats.
+/// Widen `src` to f32 with F16C, 8 lanes at a time.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn widen(src: &[f16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n` keeps both the 16-byte load and the 32-byte store in bounds;
+        // f16 is a plain u16 so loading 8 of them as a 128-bit integer vector is valid.
         unsafe {
-            let row = qt.add(k * stride);
-            let q: [__m512; QV] = std::array::from_fn(|v| _mm512_loadu_ps(row.add(16 * v)));
-            for (j, acc_j) in acc.iter_mut().enumerate() {
-                let b = _mm512_set1_ps(*d.add(j * dim + k));
-                for v in 0..QV {
-                    acc_j[v] = _mm512_fmadd_ps(q[v], b, acc_j[v]);
-                }
-            }
+            let h = _mm_loadu_si128(src.as_ptr().add(i).cast::<__m128i>());
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
         }
+        i += 8;
     }
-    for acc_j in &acc {
-        for v in 0..QV {
-            m[v] = _mm512_max_ps(m[v], acc_j[v]);
-        }
+    for j in i..n {
+        dst[j] = src[j].to_f32();
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block256<const QV: usize, const NB: usize>(
-    qt: *const f32,
-    stride: usize,
+/// Copy (widening f16) `nb` rows of the document starting at token `j` into `buf`,
+/// padding a short last block by repeating the last row, and prefetch the next block.
+/// Reading each block contiguously keeps the hardware prefetcher streaming; the FMA loop
+/// then reads only L1.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn block_rows(
+    doc: DocRef<'_>,
     dim: usize,
-    d: *const f32,
-    m: &mut [__m256; QV],
-) {
-    let mut acc = [[_mm256_setzero_ps(); QV]; NB];
-    for k in 0..dim {
-        // SAFETY: as in `block512`, with 8-lane registers.
-        unsafe {
-            let row = qt.add(k * stride);
-            let q: [__m256; QV] = std::array::from_fn(|v| _mm256_loadu_ps(row.add(8 * v)));
-            for (j, acc_j) in acc.iter_mut().enumerate() {
-                let b = _mm256_set1_ps(*d.add(j * dim + k));
-                for v in 0..QV {
-                    acc_j[v] = _mm256_fmadd_ps(q[v], b, acc_j[v]);
-                }
-            }
-        }
-    }
-    for acc_j in &acc {
-        for v in 0..QV {
-            m[v] = _mm256_max_ps(m[v], acc_j[v]);
-        }
-    }
-}
-
-/// Pointer to `nb` f32 rows of the document starting at token `j`, converting f16 or
-/// padding a short last block into `buf`.
-fn block_rows(doc: DocRef<'_>, dim: usize, ld: usize, j: usize, nb: usize, buf: &mut [f32]) -> *const f32 {
+    ld: usize,
+    j: usize,
+    nb: usize,
+    buf: &mut [f32],
+) -> *const f32 {
     let take = nb.min(ld - j);
+    let out = &mut buf[..nb * dim];
+    prefetch_next(doc, dim, ld, j + nb, nb);
     match doc {
-        DocRef::F32(d) if take == nb => d[j * dim..].as_ptr(),
-        _ => {
-            doc.convert_rows(j, take, dim, &mut buf[..take * dim]);
-            let last = (take - 1) * dim;
-            for r in take..nb {
-                buf.copy_within(last..last + dim, r * dim);
-            }
-            buf.as_ptr()
-        }
+        DocRef::F32(d) => out[..take * dim].copy_from_slice(&d[j * dim..(j + take) * dim]),
+        // SAFETY: this function runs with AVX2 and F16C enabled (caller's contract).
+        DocRef::F16(d) => unsafe { widen(&d[j * dim..(j + take) * dim], &mut out[..take * dim]) },
+    }
+    let last = (take - 1) * dim;
+    for r in take..nb {
+        out.copy_within(last..last + dim, r * dim);
+    }
+    out.as_ptr()
+}
+
+/// Hint the cache about the block after the current one.
+#[inline]
+fn prefetch_next(doc: DocRef<'_>, dim: usize, ld: usize, j: usize, nb: usize) {
+    if j >= ld {
+        return;
+    }
+    let (ptr, bytes) = match doc {
+        DocRef::F32(d) => (d[j * dim..].as_ptr().cast::<i8>(), nb.min(ld - j) * dim * 4),
+        DocRef::F16(d) => (d[j * dim..].as_ptr().cast::<i8>(), nb.min(ld - j) * dim * 2),
+    };
+    for off in (0..bytes).step_by(64) {
+        // SAFETY: prefetching is a hint that never faults; `ptr + off` stays inside the
+        // document's slice because `off < bytes`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.add(off)) };
     }
 }
 
-macro_rules! tile_fn {
-    ($name:ident, $feat:literal, $reg:ty, $lanes:expr, $block:ident, $neg:expr, $store:ident) => {
-        /// Score one query tile of `QV` registers against the whole document; returns the
-        /// sum of the maxima of the first `valid` lanes.
+macro_rules! kernel {
+    (
+        $name:ident, $feat:literal, $reg:ty, $lanes:literal, $qv:literal, $nb:literal,
+        $zero:ident, $set1:ident, $load:ident, $fmadd:ident, $max:ident, $store:ident
+    ) => {
+        /// MaxSim of a prepared query against one document.
+        ///
+        /// # Safety
+        /// The CPU must support the enabled features; `qt.len() >= dim * stride`, with
+        /// `stride` a multiple of [`STRIDE_MULTIPLE`] and `lq <= stride`; `doc` holds
+        /// `ld >= 1` rows of `dim`; `buf.len() >= MAX_NB * dim`.
         #[target_feature(enable = $feat)]
-        unsafe fn $name<const QV: usize, const NB: usize>(
+        pub(super) unsafe fn $name(
             qt: &[f32],
             stride: usize,
+            lq: usize,
             dim: usize,
             doc: DocRef<'_>,
             ld: usize,
-            valid: usize,
             buf: &mut [f32],
         ) -> f32 {
-            let mut m: [$reg; QV] = [$neg; QV];
-            let mut j = 0;
-            while j < ld {
-                let rows = block_rows(doc, dim, ld, j, NB, buf);
-                // SAFETY: `qt` holds `dim * stride` floats and the tile spans `QV * lanes`
-                // lanes inside the stride (checked by the caller); `rows` points to `NB`
-                // rows of `dim` floats (document data or `buf`, sized by the caller).
-                unsafe { $block::<QV, NB>(qt.as_ptr(), stride, dim, rows, &mut m) };
-                j += NB;
+            const TILE: usize = $qv * $lanes;
+            let mut total = 0.0;
+            let mut t0 = 0;
+            while t0 < lq {
+                let tiles = (lq - t0).div_ceil(TILE).min(MAX_TILES);
+                let mut m: [[$reg; $qv]; MAX_TILES] = [[$set1(f32::NEG_INFINITY); $qv]; MAX_TILES];
+                let mut j = 0;
+                while j < ld {
+                    // SAFETY: features enabled by this function; `j < ld`; `buf` holds
+                    // MAX_NB >= $nb rows.
+                    let rows = unsafe { block_rows(doc, dim, ld, j, $nb, buf) };
+                    for (t, mt) in m.iter_mut().enumerate().take(tiles) {
+                        let q = qt[t0 + t * TILE..].as_ptr();
+                        let mut acc = [[$zero(); $qv]; $nb];
+                        for k in 0..dim {
+                            // SAFETY: row `k` of `Qᵀ` starts at `k * stride`; the tile reads
+                            // lanes `t0 + t*TILE .. + TILE <= stride` (stride is a multiple
+                            // of TILE and covers lq); `rows` holds $nb rows of `dim`.
+                            unsafe {
+                                let row = q.add(k * stride);
+                                let qv: [$reg; $qv] = std::array::from_fn(|v| $load(row.add(v * $lanes)));
+                                for (jj, a) in acc.iter_mut().enumerate() {
+                                    let b = $set1(*rows.add(jj * dim + k));
+                                    for v in 0..$qv {
+                                        a[v] = $fmadd(qv[v], b, a[v]);
+                                    }
+                                }
+                            }
+                        }
+                        for a in &acc {
+                            for v in 0..$qv {
+                                mt[v] = $max(mt[v], a[v]);
+                            }
+                        }
+                    }
+                    j += $nb;
+                }
+                let mut lanes = [0f32; TILE];
+                for (t, mt) in m.iter().enumerate().take(tiles) {
+                    for (v, r) in mt.iter().enumerate() {
+                        // SAFETY: `lanes` holds TILE = $qv * $lanes floats.
+                        unsafe { $store(lanes.as_mut_ptr().add(v * $lanes), *r) };
+                    }
+                    let valid = (lq - t0 - t * TILE).min(TILE);
+                    total += lanes[..valid].iter().sum::<f32>();
+                }
+                t0 += tiles * TILE;
             }
-            let mut lanes = [0f32; 64];
-            for (v, reg) in m.iter().enumerate() {
-                // SAFETY: `lanes` has room for 64 floats and `v * lanes + lanes <= 64`.
-                unsafe { $store(lanes.as_mut_ptr().add(v * $lanes), *reg) };
-            }
-            lanes[..valid].iter().sum()
+            total
         }
     };
 }
 
-tile_fn!(tile512, "avx512f", __m512, 16, block512, _mm512_set1_ps(f32::NEG_INFINITY), _mm512_storeu_ps);
-tile_fn!(tile256, "avx2,fma", __m256, 8, block256, _mm256_set1_ps(f32::NEG_INFINITY), _mm256_storeu_ps);
+// AVX2: 16 ymm registers → 2 query registers × 6 tokens = 12 accumulators.
+kernel!(
+    maxsim_avx2,
+    "avx2,fma,f16c",
+    __m256,
+    8,
+    2,
+    6,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps
+);
 
-/// AVX-512 MaxSim. `qt` is `dim × stride` with `stride` a multiple of 16 ≥ `lq`.
-///
-/// # Safety
-/// The CPU must support AVX-512F; `qt.len() >= dim * stride`; `doc` holds `ld ≥ 1` rows
-/// of `dim`; `buf.len() >= MAX_NB * dim`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn maxsim_avx512(
-    qt: &[f32],
-    stride: usize,
-    lq: usize,
-    dim: usize,
-    doc: DocRef<'_>,
-    ld: usize,
-    buf: &mut [f32],
-) -> f32 {
-    let mut total = 0.0;
-    let mut t = 0;
-    while t < lq {
-        let left = lq - t;
-        let tile = &qt[t..];
-        // SAFETY: the tile starts at lane `t < lq <= stride`; a 2-register tile needs
-        // `t + 32 <= stride`, which holds when more than 16 query tokens remain because
-        // `stride` is `lq` rounded up to 16.
-        total += unsafe {
-            if left > 16 {
-                tile512::<2, NB512_2>(tile, stride, dim, doc, ld, left.min(32), buf)
-            } else {
-                tile512::<1, NB512_1>(tile, stride, dim, doc, ld, left, buf)
-            }
-        };
-        t += 32;
-    }
-    total
-}
-
-/// AVX2 + FMA MaxSim, same contract as [`maxsim_avx512`] but for AVX2 + FMA CPUs.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA; otherwise as [`maxsim_avx512`].
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn maxsim_avx2(
-    qt: &[f32],
-    stride: usize,
-    lq: usize,
-    dim: usize,
-    doc: DocRef<'_>,
-    ld: usize,
-    buf: &mut [f32],
-) -> f32 {
-    let mut total = 0.0;
-    let mut t = 0;
-    while t < lq {
-        // SAFETY: a 16-lane tile starting at `t < lq` fits in `stride` (a multiple of 16).
-        total += unsafe { tile256::<2, NB256>(&qt[t..], stride, dim, doc, ld, (lq - t).min(16), buf) };
-        t += 16;
-    }
-    total
-}
+// AVX-512: 32 zmm registers → 2 query registers × 12 tokens = 24 accumulators.
+kernel!(
+    maxsim_avx512,
+    "avx512f,avx2,fma,f16c",
+    __m512,
+    16,
+    2,
+    12,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps
+);

@@ -265,7 +265,10 @@ pub fn decode_footer(path: &Path, file: &[u8]) -> Result<Vec<SectionEntry>> {
             checksum: u128_at(e, 24),
         };
         let end = entry.offset.checked_add(entry.len);
-        if entry.offset % ALIGN != 0 || entry.offset < HEADER_LEN as u64 || end.is_none_or(|e| e > table_offset) {
+        if !entry.offset.is_multiple_of(ALIGN)
+            || entry.offset < HEADER_LEN as u64
+            || end.is_none_or(|e| e > table_offset)
+        {
             return Err(Error::corruption(path, format!("section {} out of bounds", kind.name())));
         }
         entries.push(entry);
@@ -277,4 +280,45 @@ pub fn decode_footer(path: &Path, file: &[u8]) -> Result<Vec<SectionEntry>> {
 #[must_use]
 pub fn padding(pos: u64) -> u64 {
     (ALIGN - pos % ALIGN) % ALIGN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_roundtrip_and_damage() {
+        let h = Header {
+            format: FORMAT_VERSION,
+            dtype: 1,
+            token_dim: 128,
+            doc_count: 7,
+            token_count: 99,
+            segment_id: 3,
+            pooled_count: 2,
+        };
+        let mut file = h.encode().to_vec();
+        file.extend_from_slice(&encode_footer(&[], HEADER_LEN as u64));
+        let p = Path::new("x.seg");
+        assert_eq!(Header::decode(p, &file).unwrap(), h);
+        assert!(decode_footer(p, &file).unwrap().is_empty());
+        for i in 0..HEADER_LEN {
+            let mut bad = file.clone();
+            bad[i] ^= 1;
+            assert!(matches!(Header::decode(p, &bad), Err(Error::Corruption { .. })), "byte {i}");
+        }
+        for i in HEADER_LEN..file.len() {
+            let mut bad = file.clone();
+            bad[i] ^= 1;
+            assert!(matches!(decode_footer(p, &bad), Err(Error::Corruption { .. })), "trailer byte {i}");
+        }
+    }
+
+    #[test]
+    fn padding_aligns_to_64() {
+        assert_eq!(padding(0), 0);
+        assert_eq!(padding(1), 63);
+        assert_eq!(padding(64), 0);
+        assert_eq!(padding(65), 63);
+    }
 }

@@ -32,6 +32,11 @@ impl VecRef<'_> {
         }
     }
 
+    /// True when there are no components.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Copy into a new f32 vector.
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
@@ -151,9 +156,7 @@ pub fn write_segment(
         pooled_count: spec.pooled.len() as u32,
     };
     let mut w = SegmentWriter::create(path, &header)?;
-    w.section(SectionKind::RowIds, 0, |put| {
-        (0..n).try_for_each(|i| put(&src.row_id(i).to_le_bytes()))
-    })?;
+    w.section(SectionKind::RowIds, 0, |put| (0..n).try_for_each(|i| put(&src.row_id(i).to_le_bytes())))?;
     w.section(SectionKind::TokenOffsets, 0, |put| {
         let mut acc = 0u64;
         put(&acc.to_le_bytes())?;

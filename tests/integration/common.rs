@@ -26,5 +26,9 @@ pub fn doc(rng: &mut Rng, id: &str, n: usize, year: i64) -> Document {
         mean.iter_mut().zip(r).for_each(|(m, x)| *m += x);
     }
     maxsimdb::testing::normalize(&mut mean);
-    Document::new(id).tokens(tokens).pooled("mean", mean).set("year", year).set("title", format!("title {id}"))
+    Document::new(id)
+        .tokens(tokens)
+        .pooled("mean", mean)
+        .set("year", year)
+        .set("title", format!("title {id}"))
 }

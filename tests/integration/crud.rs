@@ -1,6 +1,7 @@
 use maxsimdb::testing::Rng;
 use maxsimdb::{
-    CollectionSpec, ColumnType, Database, DocId, Document, Dtype, Error, Filter, SearchRequest, Value, VectorSpec,
+    CollectionSpec, ColumnType, Database, DocId, Document, Dtype, Error, Filter, SearchRequest, Value,
+    VectorSpec,
 };
 
 use crate::common::{doc, spec, tempdb, DIM};
@@ -96,12 +97,20 @@ fn update_sets_scalar_columns_only() {
     db.create_collection(&spec("c", Dtype::F32)).unwrap();
     let d = doc(&mut rng, "a", 3, 2000);
     db.insert("c", std::slice::from_ref(&d)).unwrap();
-    db.update("c", &"a".into(), &[("YEAR".into(), Value::Integer(1999)), ("rating".into(), Value::Integer(3))]).unwrap();
+    db.update(
+        "c",
+        &"a".into(),
+        &[("YEAR".into(), Value::Integer(1999)), ("rating".into(), Value::Integer(3))],
+    )
+    .unwrap();
     let got = db.get("c", &"a".into()).unwrap().unwrap();
     assert_eq!(got.values[0].1, Value::Integer(1999));
     assert_eq!(got.values[2].1, Value::Real(3.0), "integers stored into REAL columns become reals");
     assert_eq!(got.tokens, d.tokens);
-    assert!(matches!(db.update("c", &"zz".into(), &[("year".into(), Value::Integer(1))]), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        db.update("c", &"zz".into(), &[("year".into(), Value::Integer(1))]),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -109,7 +118,8 @@ fn ids_survive_compaction_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let mut rng = Rng::new(5);
-    let docs: Vec<Document> = (0..30).map(|i| doc(&mut rng, &format!("k{i}"), 2 + i as usize % 5, i)).collect();
+    let docs: Vec<Document> =
+        (0..30).map(|i| doc(&mut rng, &format!("k{i}"), 2 + i as usize % 5, i)).collect();
     {
         let db = Database::open(&path).unwrap();
         db.create_collection(&spec("c", Dtype::F16)).unwrap();
@@ -204,7 +214,10 @@ fn integer_ids_and_schema_without_pooled_vectors() {
         .column("tag", ColumnType::Text);
     db.create_collection(&s).unwrap();
     db.insert("n", &[Document::new(7).tokens(vec![1.0, 0.0, 0.0, 0.0]).set("tag", "x")]).unwrap();
-    assert!(matches!(db.insert("n", &[Document::new("7").tokens(vec![1.0; 4])]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        db.insert("n", &[Document::new("7").tokens(vec![1.0; 4])]),
+        Err(Error::InvalidArgument(_))
+    ));
     let hits = db.search("n", &SearchRequest::maxsim(vec![0.5, 0.0, 0.0, 0.0])).unwrap();
     assert_eq!(hits[0].id, DocId::Int(7));
     assert_eq!(hits[0].get("tag"), Some(&Value::Text("x".into())));

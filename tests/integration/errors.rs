@@ -24,16 +24,28 @@ fn bad_documents_are_rejected_without_side_effects() {
         ("infinity", vec![with_tokens(inf)], ErrorCode::InvalidArgument),
         ("f16 overflow", vec![with_tokens(vec![70000.0; DIM])], ErrorCode::InvalidArgument),
         ("empty token matrix", vec![with_tokens(vec![])], ErrorCode::InvalidArgument),
-        ("duplicate id", vec![good.clone(), Document { id: "exists".into(), ..good.clone() }], ErrorCode::AlreadyExists),
+        (
+            "duplicate id",
+            vec![good.clone(), Document { id: "exists".into(), ..good.clone() }],
+            ErrorCode::AlreadyExists,
+        ),
         ("duplicate in batch", vec![good.clone(), good.clone()], ErrorCode::AlreadyExists),
-        ("wrong pooled dim", vec![Document { pooled: vec![("mean".into(), vec![0.0; 3])], ..good.clone() }], ErrorCode::DimensionMismatch),
+        (
+            "wrong pooled dim",
+            vec![Document { pooled: vec![("mean".into(), vec![0.0; 3])], ..good.clone() }],
+            ErrorCode::DimensionMismatch,
+        ),
         ("missing pooled", vec![Document { pooled: vec![], ..good.clone() }], ErrorCode::InvalidArgument),
         ("unknown pooled", vec![good.clone().pooled("other", vec![0.0; DIM])], ErrorCode::NotFound),
         ("unknown column", vec![good.clone().set("nope", 1)], ErrorCode::NotFound),
         ("wrong column type", vec![good.clone().set("title", 5)], ErrorCode::InvalidArgument),
         ("bad JSON", vec![good.clone().set("meta", "{not json")], ErrorCode::InvalidArgument),
         ("column twice", vec![good.clone().set("year", 2)], ErrorCode::InvalidArgument),
-        ("integer id in text collection", vec![Document { id: 5.into(), ..good.clone() }], ErrorCode::InvalidArgument),
+        (
+            "integer id in text collection",
+            vec![Document { id: 5.into(), ..good.clone() }],
+            ErrorCode::InvalidArgument,
+        ),
         ("empty id", vec![Document { id: "".into(), ..good.clone() }], ErrorCode::InvalidArgument),
     ];
     let before = (db.stats("c").unwrap(), db.info().unwrap().generation);
@@ -41,7 +53,11 @@ fn bad_documents_are_rejected_without_side_effects() {
         let err = db.insert("c", &docs).expect_err(what);
         assert_eq!(err.code(), code, "{what}: {err}");
         assert!(!err.to_string().is_empty());
-        assert_eq!((db.stats("c").unwrap(), db.info().unwrap().generation), before, "{what} changed the database");
+        assert_eq!(
+            (db.stats("c").unwrap(), db.info().unwrap().generation),
+            before,
+            "{what} changed the database"
+        );
     }
     assert_eq!(db.get("c", &"new".into()).unwrap(), None);
     let err = db.insert("nope", std::slice::from_ref(&good)).unwrap_err();
@@ -62,7 +78,9 @@ fn bad_collection_specs_are_rejected() {
         CollectionSpec::new("ok", VectorSpec::new(0)),
         CollectionSpec::new("ok", VectorSpec::new(100_000)),
         CollectionSpec::new("ok", VectorSpec::new(4)).column("id", ColumnType::Text),
-        CollectionSpec::new("ok", VectorSpec::new(4)).column("a", ColumnType::Text).column("A", ColumnType::Text),
+        CollectionSpec::new("ok", VectorSpec::new(4))
+            .column("a", ColumnType::Text)
+            .column("A", ColumnType::Text),
         CollectionSpec::new("ok", VectorSpec::new(4).pooled("m", 4).pooled("m", 8)),
         CollectionSpec::new("ok", VectorSpec::new(4).pooled("m\"x", 4)),
     ];

@@ -1,8 +1,8 @@
 //! Integration tests: one binary, one module per topic.
 
 mod common;
-mod crash;
 mod corruption;
+mod crash;
 mod crud;
 mod errors;
 mod migrations;

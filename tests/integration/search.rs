@@ -9,7 +9,8 @@ use crate::common::{doc, spec, tempdb, DIM};
 /// Build a collection with segments, pending rows and tombstones; return the live docs.
 fn mixed(db: &maxsimdb::Database, dtype: Dtype, rng: &mut Rng) -> Vec<Document> {
     db.create_collection(&spec("c", dtype)).unwrap();
-    let docs: Vec<Document> = (0..60).map(|i| doc(rng, &format!("d{i}"), 1 + (i * 7) % 23, 1990 + i as i64 % 30)).collect();
+    let docs: Vec<Document> =
+        (0..60).map(|i| doc(rng, &format!("d{i}"), 1 + (i * 7) % 23, 1990 + i as i64 % 30)).collect();
     db.insert("c", &docs[..25]).unwrap();
     db.flush("c").unwrap();
     db.insert("c", &docs[25..45]).unwrap();
@@ -36,8 +37,10 @@ fn check_against_oracle(dtype: Dtype) {
         let q = rng.unit_vectors(qn, DIM);
         let hits = db.search("c", &SearchRequest::maxsim(q.clone()).limit(MAX_LIMIT)).unwrap();
         assert_eq!(hits.len(), live.len());
-        let truth: HashMap<String, f32> =
-            live.iter().map(|d| (d.id.to_string(), scalar::maxsim(&q, &stored(&d.tokens, dtype), DIM))).collect();
+        let truth: HashMap<String, f32> = live
+            .iter()
+            .map(|d| (d.id.to_string(), scalar::maxsim(&q, &stored(&d.tokens, dtype), DIM)))
+            .collect();
         for w in hits.windows(2) {
             assert!(w[0].score >= w[1].score, "hits sorted best first");
         }
@@ -67,8 +70,10 @@ fn dense_search_matches_brute_force() {
     let live = mixed(&db, Dtype::F16, &mut rng);
     let q = rng.unit_vectors(1, DIM);
     let hits = db.search("c", &SearchRequest::dense("mean", q.clone()).limit(10)).unwrap();
-    let mut truth: Vec<(f32, String)> =
-        live.iter().map(|d| (scalar::dot(&q, &stored(&d.pooled[0].1, Dtype::F16)), d.id.to_string())).collect();
+    let mut truth: Vec<(f32, String)> = live
+        .iter()
+        .map(|d| (scalar::dot(&q, &stored(&d.pooled[0].1, Dtype::F16)), d.id.to_string()))
+        .collect();
     truth.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (h, (s, id)) in hits.iter().zip(&truth) {
         assert_eq!(h.id.to_string(), *id);
@@ -78,7 +83,10 @@ fn dense_search_matches_brute_force() {
         db.search("c", &SearchRequest::dense("nope", q.clone())),
         Err(Error::NotFound { kind: "pooled vector", .. })
     ));
-    assert!(matches!(db.search("c", &SearchRequest::dense("mean", q[..3].to_vec())), Err(Error::DimensionMismatch { .. })));
+    assert!(matches!(
+        db.search("c", &SearchRequest::dense("mean", q[..3].to_vec())),
+        Err(Error::DimensionMismatch { .. })
+    ));
 }
 
 #[test]
@@ -90,19 +98,30 @@ fn filters_restrict_results_exactly() {
         Value::Integer(y) => y,
         _ => unreachable!(),
     };
-    let cases: Vec<(Filter, Box<dyn Fn(&Document) -> bool>)> = vec![
+    type Pred = Box<dyn Fn(&Document) -> bool>;
+    let cases: Vec<(Filter, Pred)> = vec![
         (Filter::gte("year", 2010), Box::new(move |d| year(d) >= 2010)),
         (Filter::between("year", 1995, 1999), Box::new(move |d| (1995..=1999).contains(&year(d)))),
-        (Filter::is_in("year", vec![1990.into(), 2001.into()]), Box::new(move |d| [1990, 2001].contains(&year(d)))),
+        (
+            Filter::is_in("year", vec![1990.into(), 2001.into()]),
+            Box::new(move |d| [1990, 2001].contains(&year(d))),
+        ),
         (Filter::like("title", "title d1%"), Box::new(|d| d.id.to_string().starts_with("d1"))),
-        (Filter::eq("year", 1992).or(Filter::eq("id", "d40")), Box::new(move |d| year(d) == 1992 || d.id.to_string() == "d40")),
+        (
+            Filter::eq("year", 1992).or(Filter::eq("id", "d40")),
+            Box::new(move |d| year(d) == 1992 || d.id.to_string() == "d40"),
+        ),
         (Filter::lt("year", 2000).not(), Box::new(move |d| year(d) >= 2000)),
         (Filter::is_null("meta"), Box::new(|_| true)),
-        (Filter::ids(&["d5".into(), "d47".into(), "d30".into()]), Box::new(|d| ["d5", "d47"].contains(&d.id.to_string().as_str()))),
+        (
+            Filter::ids(&["d5".into(), "d47".into(), "d30".into()]),
+            Box::new(|d| ["d5", "d47"].contains(&d.id.to_string().as_str())),
+        ),
     ];
     let q = rng.unit_vectors(4, DIM);
     for (f, pred) in cases {
-        let hits = db.search("c", &SearchRequest::maxsim(q.clone()).filter(f.clone()).limit(MAX_LIMIT)).unwrap();
+        let hits =
+            db.search("c", &SearchRequest::maxsim(q.clone()).filter(f.clone()).limit(MAX_LIMIT)).unwrap();
         let mut want: Vec<String> = live.iter().filter(|d| pred(d)).map(|d| d.id.to_string()).collect();
         let mut got: Vec<String> = hits.iter().map(|h| h.id.to_string()).collect();
         want.sort();
@@ -153,5 +172,8 @@ fn limits() {
     mixed(&db, Dtype::F16, &mut rng);
     let q = rng.unit_vectors(2, DIM);
     assert!(db.search("c", &SearchRequest::maxsim(q.clone()).limit(0)).unwrap().is_empty());
-    assert!(matches!(db.search("c", &SearchRequest::maxsim(q).limit(MAX_LIMIT + 1)), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        db.search("c", &SearchRequest::maxsim(q).limit(MAX_LIMIT + 1)),
+        Err(Error::InvalidArgument(_))
+    ));
 }
