@@ -41,7 +41,7 @@
 //!   immutable segment; [`Database::compact`] merges segments and drops deleted rows.
 //! - [`Database::search`] takes a [`SearchRequest`]: exact MaxSim or dense scoring, a
 //!   [`Filter`] evaluated by SQLite, and a limit.
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
 mod catalog;
@@ -67,3 +67,8 @@ pub use types::{
     CollectionSpec, ColumnDef, ColumnType, DocId, Document, Dtype, Hit, IdType, PooledSpec, StoredDocument,
     Value, VectorSpec, MAX_DIM, MAX_TOKENS_PER_DOC,
 };
+
+/// The README's code examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -14,6 +14,8 @@
 //! [`cast`] checks alignment and length before viewing bytes as `&[T]`. On-disk integers
 //! are little-endian; the crate refuses to build on big-endian targets.
 
+#![expect(unsafe_code, reason = "the crate's one place for mmap and byte views; see # Safety")]
+
 #[cfg(not(target_endian = "little"))]
 compile_error!("maxsimdb's on-disk format is little-endian; big-endian targets are not supported");
 
