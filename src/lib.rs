@@ -46,6 +46,8 @@
 
 mod catalog;
 mod db;
+#[cfg(feature = "embed")]
+pub mod embed;
 mod error;
 mod filter;
 pub mod scoring;
@@ -64,8 +66,8 @@ pub use db::{
 pub use error::{Error, ErrorCode, Result};
 pub use filter::{CmpOp, Filter, ID_COLUMN};
 pub use types::{
-    CollectionSpec, ColumnDef, ColumnType, DocId, Document, Dtype, Hit, IdType, PooledSpec, StoredDocument,
-    Value, VectorSpec, MAX_DIM, MAX_TOKENS_PER_DOC,
+    CollectionSpec, ColumnDef, ColumnType, DocId, Document, Dtype, EmbeddingSpec, Hit, IdType, PooledSpec,
+    StoredDocument, Value, VectorSpec, MAX_DIM, MAX_TOKENS_PER_DOC,
 };
 
 /// The README's code examples, compiled and run as doc tests.

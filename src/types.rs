@@ -182,6 +182,46 @@ impl VectorSpec {
     }
 }
 
+/// How a collection computes its own embeddings from text (feature `embed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingSpec {
+    /// Model name (resolved in the model cache) or folder path.
+    pub model: String,
+    /// xxh3-128 of the model weights, recorded at creation; a different model is refused.
+    #[serde(default)]
+    pub model_hash: String,
+    /// Columns whose text, joined with a space, is embedded.
+    pub text_columns: Vec<String>,
+    /// Token-pooling factor (1 = keep every token vector).
+    #[serde(default = "one")]
+    pub token_pool_factor: usize,
+    /// Query length limit in tokens (None = the model's).
+    #[serde(default)]
+    pub query_maxlen: Option<usize>,
+    /// Document length limit in tokens (None = the model's).
+    #[serde(default)]
+    pub doc_maxlen: Option<usize>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl EmbeddingSpec {
+    /// Embed `text_columns` with `model`, keeping every token vector.
+    #[must_use]
+    pub fn new(model: impl Into<String>, text_columns: &[&str]) -> Self {
+        Self {
+            model: model.into(),
+            model_hash: String::new(),
+            text_columns: text_columns.iter().map(|s| (*s).to_string()).collect(),
+            token_pool_factor: 1,
+            query_maxlen: None,
+            doc_maxlen: None,
+        }
+    }
+}
+
 /// Everything needed to create a collection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionSpec {
@@ -195,13 +235,26 @@ pub struct CollectionSpec {
     pub columns: Vec<ColumnDef>,
     /// Vector layout.
     pub vectors: VectorSpec,
+    /// In-process embedding from text columns, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingSpec>,
 }
 
 impl CollectionSpec {
     /// A collection `name` with the given vector layout, text ids and no columns.
     #[must_use]
     pub fn new(name: impl Into<String>, vectors: VectorSpec) -> Self {
-        Self { name: name.into(), id_type: IdType::Text, columns: Vec::new(), vectors }
+        Self { name: name.into(), id_type: IdType::Text, columns: Vec::new(), vectors, embedding: None }
+    }
+
+    /// Compute embeddings from text columns with a model (feature `embed`). Pooled vectors
+    /// of the vector spec are computed by the pooling operator of the same name (`mean`,
+    /// `cls`, `max`, `mean_sqrt_len`, `last`, `gem`, `hopfield`) or, for `model`, the
+    /// model's own sentence embedding.
+    #[must_use]
+    pub fn embedding(mut self, e: EmbeddingSpec) -> Self {
+        self.embedding = Some(e);
+        self
     }
 
     /// Add a scalar column.
@@ -242,6 +295,19 @@ impl CollectionSpec {
             }
             if !seen.insert(c.name.to_ascii_lowercase()) {
                 return Err(Error::AlreadyExists { kind: "column", name: c.name.clone() });
+            }
+        }
+        if let Some(e) = &self.embedding {
+            if e.text_columns.is_empty() {
+                return Err(Error::invalid("an embedding spec needs at least one text column"));
+            }
+            for c in &e.text_columns {
+                if self.column_def(c)?.ty != ColumnType::Text {
+                    return Err(Error::invalid(format!("embedding text column '{c}' must be TEXT")));
+                }
+            }
+            if e.token_pool_factor == 0 {
+                return Err(Error::invalid("token_pool_factor must be at least 1"));
             }
         }
         let mut seen = std::collections::HashSet::new();

@@ -1,11 +1,13 @@
 //! maxsimdb bench runner: `cargo run --release -p maxsimdb-bench -- SUITE [options]`.
 //!
 //! Prints a readable table; with `--json`, one JSON object as the last line.
-//! Suites: `kernel`, `crash`. (`beir` and `scale` arrive with the embedding and
-//! candidate-generation work and answer "not available yet" until then.)
+//! Suites: `kernel`, `beir`, `crash`. (`scale` arrives with candidate generation and
+//! answers "not available yet" until then.)
 
+mod beir;
 mod crash;
 mod kernel;
+mod metrics;
 mod roofline;
 
 use std::process::ExitCode;
@@ -75,11 +77,12 @@ fn main() -> ExitCode {
         "kernel" => kernel::run(&args),
         "crash" => crash::run(&args),
         "crash-child" => crash::child(&args),
-        "beir" | "scale" => Err(format!(
+        "beir" => beir::run(&args),
+        "scale" => Err(format!(
             "suite '{}' is not available yet: it needs the embedding and candidate-generation layers",
             args.suite
         )),
-        other => Err(format!("unknown suite '{other}': use kernel or crash")),
+        other => Err(format!("unknown suite '{other}': use kernel, beir or crash")),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! [`Database`]: opening, locking, collections, statistics, integrity checks and garbage
 //! collection. Writes live in `write.rs`, reads in `search.rs`.
 
+#[cfg(feature = "embed")]
+mod embed;
 mod search;
 mod write;
 
@@ -89,6 +91,8 @@ impl DatabaseBuilder {
             writer,
             readers: Mutex::new(Vec::new()),
             segments: Mutex::new(HashMap::new()),
+            #[cfg(feature = "embed")]
+            encoders: Mutex::new(HashMap::new()),
         };
         // A read-only open checks the catalog version now rather than at first use.
         let first_reader = Catalog::open(&cat_path, true)?;
@@ -124,6 +128,8 @@ struct Inner {
     writer: Option<Mutex<Catalog>>,
     readers: Mutex<Vec<Catalog>>,
     segments: Mutex<HashMap<i64, Arc<SegmentReader>>>,
+    #[cfg(feature = "embed")]
+    encoders: Mutex<HashMap<String, Arc<crate::embed::colbert::TokenEncoder>>>,
 }
 
 impl Drop for Inner {
@@ -282,6 +288,14 @@ impl Database {
     /// [`Error::InvalidArgument`] for bad names or dimensions, [`Error::AlreadyExists`],
     /// [`Error::ReadOnly`].
     pub fn create_collection(&self, spec: &CollectionSpec) -> Result<()> {
+        let mut spec = spec.clone();
+        if spec.embedding.is_some() {
+            #[cfg(feature = "embed")]
+            self.complete_embedding_spec(&mut spec)?;
+            #[cfg(not(feature = "embed"))]
+            return Err(Error::NotAvailable("embedding models need the `embed` cargo feature".into()));
+        }
+        let spec = &spec;
         spec.validate()?;
         let mut w = self.writer()?;
         let tx = w.write()?;

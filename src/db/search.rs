@@ -33,6 +33,19 @@ pub enum Query {
         /// Optional per-token mask; false tokens are left out of the sum.
         mask: Option<Vec<bool>>,
     },
+    /// MaxSim with a text query embedded by the collection's model (feature `embed`).
+    MaxSimText {
+        /// Query text.
+        text: String,
+    },
+    /// Dense search with a text query: the pooled vector `field` is computed for the query
+    /// by the same operator (feature `embed`).
+    DenseText {
+        /// Name of the pooled vector.
+        field: String,
+        /// Query text.
+        text: String,
+    },
     /// Dot product with a stored pooled vector.
     Dense {
         /// Name of the pooled vector.
@@ -65,6 +78,16 @@ impl SearchRequest {
         Self { query: Query::Dense { field: field.into(), vector }, filter: None, limit: 10 }
     }
 
+    /// Exact MaxSim with a text query (the collection embeds it).
+    pub fn maxsim_text(text: impl Into<String>) -> Self {
+        Self { query: Query::MaxSimText { text: text.into() }, filter: None, limit: 10 }
+    }
+
+    /// Exact dense search over pooled vector `field` with a text query.
+    pub fn dense_text(field: impl Into<String>, text: impl Into<String>) -> Self {
+        Self { query: Query::DenseText { field: field.into(), text: text.into() }, filter: None, limit: 10 }
+    }
+
     /// Restrict to documents matching `filter`.
     pub fn filter(mut self, filter: Filter) -> Self {
         self.filter = Some(filter);
@@ -90,6 +113,9 @@ impl Scorer {
         match q {
             Query::MaxSim { tokens, mask } => {
                 Ok(Scorer::MaxSim(PreparedQuery::new(tokens, v.token_dim, mask.as_deref())?))
+            }
+            Query::MaxSimText { .. } | Query::DenseText { .. } => {
+                Err(Error::NotAvailable("text queries need the `embed` cargo feature".into()))
             }
             Query::Dense { field, vector } => {
                 let p = v.pooled_index(field)?;
@@ -168,7 +194,8 @@ impl Database {
         self.with_reader(|cat| {
             let tx = cat.read()?;
             let c = tx.collection(collection)?;
-            let scorer = Scorer::new(&c, &req.query)?;
+            let query = self.resolve_query(&c, &req.query)?;
+            let scorer = Scorer::new(&c, &query)?;
             if req.limit == 0 {
                 return Ok(Vec::new());
             }
@@ -180,6 +207,26 @@ impl Database {
                 .filter_map(|s| vals.remove(&s.row).map(|(id, values)| Hit { id, score: s.score, values }))
                 .collect())
         })
+    }
+
+    /// Embed text queries; vector queries pass through.
+    fn resolve_query(&self, c: &CollectionRow, q: &Query) -> Result<Query> {
+        #[cfg(feature = "embed")]
+        match q {
+            Query::MaxSimText { text } => {
+                return Ok(Query::MaxSim { tokens: self.embed_query(c, text, None)?, mask: None })
+            }
+            Query::DenseText { field, text } => {
+                c.spec.vectors.pooled_index(field)?;
+                return Ok(Query::Dense {
+                    field: field.clone(),
+                    vector: self.embed_query(c, text, Some(field))?,
+                });
+            }
+            _ => {}
+        }
+        let _ = c;
+        Ok(q.clone())
     }
 
     fn score_snapshot(

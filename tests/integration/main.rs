@@ -1,9 +1,13 @@
 //! Integration tests: one binary, one module per topic.
 
+#[cfg(feature = "embed")]
+mod colbert;
 mod common;
 mod corruption;
 mod crash;
 mod crud;
+#[cfg(feature = "embed")]
+mod embed;
 mod errors;
 mod migrations;
 mod search;

@@ -1,0 +1,11 @@
+//! In-process embeddings with candle (feature `embed`): BERT-family encoders, pooling
+//! operators, ColBERT-style token embeddings and token pooling.
+
+pub mod bert;
+pub mod colbert;
+pub mod model;
+pub mod pooling;
+pub mod token_pool;
+
+pub use model::{model_cache_dir, resolve_model, Encoded, Encoder};
+pub use pooling::{GemTransform, HopfieldInit, Pooling};
