@@ -9,6 +9,7 @@ use crate::embed::colbert::TokenEncoder;
 use crate::embed::pooling::{l2_normalize, Pooling};
 use crate::embed::resolve_model;
 use crate::embed::token_pool::pool_tokens;
+use crate::embed::trainable::TrainedPooler;
 use crate::types::{CollectionSpec, Document, EmbeddingSpec, Value};
 use crate::{Error, Result};
 
@@ -66,10 +67,8 @@ impl Database {
         };
         fix("token dimension", &mut spec.vectors.token_dim, dim)?;
         for p in &mut spec.vectors.pooled {
-            if p.name != "model" {
-                Pooling::parse(&p.name)?;
-            }
-            fix(&format!("pooled vector '{}'", p.name), &mut p.dim, hidden)?;
+            let want = PoolOp::resolve(&enc, &p.name)?.dim(hidden);
+            fix(&format!("pooled vector '{}'", p.name), &mut p.dim, want)?;
         }
         Ok(())
     }
@@ -86,7 +85,10 @@ impl Database {
         let enc = self.collection_encoder(e)?;
         let texts: Vec<String> = docs.iter().map(|d| text_of(e, d)).collect::<Result<_>>()?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let out = enc.encode_documents_with(&refs, e.doc_maxlen)?;
+        let ops: Vec<PoolOp> =
+            c.spec.vectors.pooled.iter().map(|p| PoolOp::resolve(&enc, &p.name)).collect::<Result<_>>()?;
+        let all_layers = ops.iter().any(PoolOp::needs_layers);
+        let out = enc.encode_documents_full(&refs, e.doc_maxlen, all_layers)?;
         let hidden_dim = enc.encoder().dim();
         docs.iter()
             .zip(out)
@@ -95,15 +97,8 @@ impl Database {
                 if e.token_pool_factor > 1 {
                     doc.tokens = pool_tokens(&doc.tokens, enc.dim(), e.token_pool_factor, 1);
                 }
-                for p in &c.spec.vectors.pooled {
-                    let mut v = if p.name == "model" {
-                        emb.encoded.pooled.clone()
-                    } else {
-                        let mask = vec![true; emb.encoded.token_ids.len()];
-                        Pooling::parse(&p.name)?.pool(&emb.encoded.hidden, &mask, hidden_dim)?
-                    };
-                    l2_normalize(&mut v);
-                    doc.pooled.push((p.name.clone(), v));
+                for (p, op) in c.spec.vectors.pooled.iter().zip(&ops) {
+                    doc.pooled.push((p.name.clone(), op.apply(&emb.encoded, hidden_dim)?));
                 }
                 Ok(doc)
             })
@@ -172,17 +167,56 @@ impl Database {
         match field {
             None => Ok(enc.encode_queries_with(&[text], e.query_maxlen)?.remove(0)),
             Some(f) => {
-                let out = enc.encoder().encode(&[text])?.remove(0);
-                let mut v = if f == "model" {
-                    out.pooled
-                } else {
-                    let mask = vec![true; out.token_ids.len()];
-                    Pooling::parse(f)?.pool(&out.hidden, &mask, enc.encoder().dim())?
-                };
-                l2_normalize(&mut v);
-                Ok(v)
+                let op = PoolOp::resolve(&enc, f)?;
+                let ids = enc.encoder().tokenize(&[text])?;
+                let out = enc.encoder().encode_ids(&ids, op.needs_layers())?.remove(0);
+                op.apply(&out, enc.encoder().dim())
             }
         }
+    }
+}
+
+/// How a pooled vector is computed: the model's own embedding, a trained pooler stored in
+/// the model folder (`<model>/<name>/pooler.json`), or a named operator.
+enum PoolOp {
+    Model,
+    Trained(TrainedPooler),
+    Op(Pooling),
+}
+
+impl PoolOp {
+    fn resolve(enc: &TokenEncoder, name: &str) -> Result<Self> {
+        if name == "model" {
+            return Ok(PoolOp::Model);
+        }
+        let dir = enc.encoder().dir().join(name);
+        if dir.join("pooler.json").is_file() {
+            return Ok(PoolOp::Trained(TrainedPooler::load(&dir)?));
+        }
+        Ok(PoolOp::Op(Pooling::parse(name)?))
+    }
+
+    fn dim(&self, hidden: usize) -> usize {
+        match self {
+            PoolOp::Trained(t) => t.out_dim(),
+            _ => hidden,
+        }
+    }
+
+    fn needs_layers(&self) -> bool {
+        matches!(self, PoolOp::Trained(t) if t.needs_all_layers())
+    }
+
+    fn apply(&self, e: &crate::embed::Encoded, hidden: usize) -> Result<Vec<f32>> {
+        let mask = vec![true; e.token_ids.len()];
+        let mut v = match self {
+            PoolOp::Model => e.pooled.clone(),
+            PoolOp::Trained(t) if t.needs_all_layers() => t.pool(&e.layers, &mask)?,
+            PoolOp::Trained(t) => t.pool(std::slice::from_ref(&e.hidden), &mask)?,
+            PoolOp::Op(p) => p.pool(&e.hidden, &mask, hidden)?,
+        };
+        l2_normalize(&mut v);
+        Ok(v)
     }
 }
 

@@ -5,7 +5,7 @@
 //! own copy because pooling operators need *all* hidden layers, which the upstream model
 //! does not expose, and because it keeps candle-transformers out of the build.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -142,7 +142,7 @@ impl Bert {
         match self.act.as_str() {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => x.gelu(),
             "relu" => x.relu(),
-            _ => x.gelu_erf(),
+            _ => super::fastmath::gelu(x),
         }
     }
 
@@ -171,25 +171,35 @@ impl Bert {
             .add(&e.token_type.forward(type_ids)?)?
             .broadcast_add(&e.position.forward(&pos)?)?;
         let mut x = e.norm.forward(&x)?;
-        // (batch, 1, 1, seq): 0 where attended, a large negative number where masked.
-        let bias = ((mask.to_dtype(DType::F32)?.affine(1.0, -1.0)?) * 1e9f64)?.unsqueeze(1)?.unsqueeze(1)?;
+        // (batch, 1, 1, seq): 0 where attended, a large negative number where masked; none
+        // at all when nothing is masked (length-sorted batches often have no padding).
+        let all_attended = mask.min_all()?.to_scalar::<u32>()? == 1;
+        let bias = if all_attended {
+            None
+        } else {
+            Some(((mask.to_dtype(DType::F32)?.affine(1.0, -1.0)?) * 1e9f64)?.unsqueeze(1)?.unsqueeze(1)?)
+        };
         let mut out = vec![x.clone()];
         for l in &self.layers {
-            x = self.layer(l, &x, &bias)?;
+            x = self.layer(l, &x, bias.as_ref())?;
             out.push(x.clone());
         }
         Ok(out)
     }
 
-    fn layer(&self, l: &Layer, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    fn layer(&self, l: &Layer, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let hd = h / self.heads;
         let split = |t: Tensor| t.reshape((b, s, self.heads, hd))?.transpose(1, 2)?.contiguous();
-        let q = split(l.query.forward(x)?)?;
+        // Scaling q (b·s·h values) is cheaper than scaling the scores (b·heads·s·s).
+        let q = split((l.query.forward(x)? / (hd as f64).sqrt())?)?;
         let k = split(l.key.forward(x)?)?;
         let v = split(l.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probs = super::fastmath::softmax_last(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
         let a = l.attn_norm.forward(&(l.attn_out.forward(&ctx)? + x)?)?;
         let i = self.activation(&l.intermediate.forward(&a)?)?;

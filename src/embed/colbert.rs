@@ -501,6 +501,20 @@ impl TokenEncoder {
     /// # Errors
     /// Tokenizer and model errors.
     pub fn encode_documents_with(&self, texts: &[&str], maxlen: Option<usize>) -> Result<Vec<DocEmbedding>> {
+        self.encode_documents_full(texts, maxlen, false)
+    }
+
+    /// As [`TokenEncoder::encode_documents_with`], keeping every hidden layer in
+    /// `encoded.layers` when `all_layers` (for multi-layer poolers).
+    ///
+    /// # Errors
+    /// Tokenizer and model errors.
+    pub fn encode_documents_full(
+        &self,
+        texts: &[&str],
+        maxlen: Option<usize>,
+        all_layers: bool,
+    ) -> Result<Vec<DocEmbedding>> {
         let s = &self.settings;
         let limit = maxlen.map_or(s.doc_maxlen, |m| m.min(s.doc_maxlen));
         let ids: Vec<Vec<u32>> = self
@@ -509,7 +523,7 @@ impl TokenEncoder {
             .into_iter()
             .map(|t| Self::with_marker(t, limit, s.doc_marker))
             .collect();
-        let enc = self.encoder.encode_ids(&ids, false)?;
+        let enc = self.encoder.encode_ids(&ids, all_layers)?;
         Ok(enc
             .into_iter()
             .map(|e| DocEmbedding {

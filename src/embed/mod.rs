@@ -3,9 +3,11 @@
 
 pub mod bert;
 pub mod colbert;
+mod fastmath;
 pub mod model;
 pub mod pooling;
 pub mod token_pool;
+pub mod trainable;
 
 pub use model::{model_cache_dir, resolve_model, Encoded, Encoder};
 pub use pooling::{GemTransform, HopfieldInit, Pooling};

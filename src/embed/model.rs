@@ -161,7 +161,7 @@ impl Encoder {
             name,
             weights_hash: hash_file(&weights)?,
             dir: dir.to_path_buf(),
-            batch_size: 32,
+            batch_size: 4,
         })
     }
 
@@ -263,11 +263,21 @@ impl Encoder {
         }
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
+        // Batches run concurrently: candle parallelises large matmuls but runs the many
+        // small per-head attention products one at a time, leaving cores idle.
+        use rayon::prelude::*;
+        let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
+        let results: Vec<Result<Vec<Encoded>>> = chunks
+            .par_iter()
+            .map(|chunk| {
+                let batch: Vec<&Vec<u32>> = chunk.iter().map(|&i| &ids[i]).collect();
+                let bm: Option<Vec<&Vec<u32>>> = masks.map(|m| chunk.iter().map(|&i| &m[i]).collect());
+                self.forward_batch(&batch, bm.as_deref(), all_layers)
+            })
+            .collect();
         let mut out: Vec<Option<Encoded>> = vec![None; ids.len()];
-        for chunk in order.chunks(self.batch_size.max(1)) {
-            let batch: Vec<&Vec<u32>> = chunk.iter().map(|&i| &ids[i]).collect();
-            let bm: Option<Vec<&Vec<u32>>> = masks.map(|m| chunk.iter().map(|&i| &m[i]).collect());
-            for (&i, e) in chunk.iter().zip(self.forward_batch(&batch, bm.as_deref(), all_layers)?) {
+        for (chunk, res) in chunks.iter().zip(results) {
+            for (&i, e) in chunk.iter().zip(res?) {
                 out[i] = Some(e);
             }
         }
