@@ -50,6 +50,7 @@ mod db;
 pub mod embed;
 mod error;
 mod filter;
+pub mod index;
 pub mod scoring;
 #[doc(hidden)]
 pub mod storage;

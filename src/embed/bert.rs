@@ -126,7 +126,7 @@ impl Bert {
             .map_err(cerr)?;
             layers.push(layer);
         }
-        if config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0 || !h.is_multiple_of(config.num_attention_heads) {
             return Err(Error::invalid("hidden_size must be a multiple of num_attention_heads"));
         }
         Ok(Self {

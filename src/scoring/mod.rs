@@ -5,6 +5,8 @@
 //! [`scalar`]). Scores always accumulate in f32, whether documents are stored as f32 or f16.
 
 pub mod scalar;
+#[cfg(feature = "embed")]
+pub mod tensor;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 

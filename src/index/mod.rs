@@ -1,0 +1,5 @@
+//! Candidate generation for MaxSim at scale: building blocks whose results are always
+//! re-scored exactly (ALGORITHMS.md §2).
+
+pub mod muvera;
+pub mod plaid;
