@@ -65,9 +65,9 @@ struct Embeddings {
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// Query, key and value projections fused into one matmul, with 1/√head_dim folded
+    /// into the query rows.
+    qkv: Linear,
     attn_out: Linear,
     attn_norm: LayerNorm,
     intermediate: Linear,
@@ -111,11 +111,20 @@ impl Bert {
         for i in 0..config.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
+            let scale = 1.0 / ((h / config.num_attention_heads.max(1)) as f64).sqrt();
             let layer = (|| -> candle_core::Result<Layer> {
+                let (q, k, v) = (
+                    linear(h, h, a.pp("self.query"))?,
+                    linear(h, h, a.pp("self.key"))?,
+                    linear(h, h, a.pp("self.value"))?,
+                );
+                let bias = |l: &Linear| {
+                    l.bias().cloned().map_or_else(|| Tensor::zeros(h, DType::F32, vb.device()), Ok)
+                };
+                let w = Tensor::cat(&[(q.weight() * scale)?, k.weight().clone(), v.weight().clone()], 0)?;
+                let b = Tensor::cat(&[(bias(&q)? * scale)?, bias(&k)?, bias(&v)?], 0)?;
                 Ok(Layer {
-                    query: linear(h, h, a.pp("self.query"))?,
-                    key: linear(h, h, a.pp("self.key"))?,
-                    value: linear(h, h, a.pp("self.value"))?,
+                    qkv: Linear::new(w, Some(b)),
                     attn_out: linear(h, h, a.pp("output.dense"))?,
                     attn_norm: ln(h, config.layer_norm_eps, a.pp("output.LayerNorm"))?,
                     intermediate: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
@@ -190,11 +199,10 @@ impl Bert {
     fn layer(&self, l: &Layer, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let hd = h / self.heads;
-        let split = |t: Tensor| t.reshape((b, s, self.heads, hd))?.transpose(1, 2)?.contiguous();
-        // Scaling q (b·s·h values) is cheaper than scaling the scores (b·heads·s·s).
-        let q = split((l.query.forward(x)? / (hd as f64).sqrt())?)?;
-        let k = split(l.key.forward(x)?)?;
-        let v = split(l.value.forward(x)?)?;
+        // (b, s, 3h) → (3, b, heads, s, hd) in one copy; q is pre-scaled by 1/√hd.
+        let qkv =
+            l.qkv.forward(x)?.reshape((b, s, 3, self.heads, hd))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let mut scores = q.matmul(&k.t()?)?;
         if let Some(bias) = bias {
             scores = scores.broadcast_add(bias)?;
