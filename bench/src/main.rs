@@ -1,14 +1,14 @@
 //! maxsimdb bench runner: `cargo run --release -p maxsimdb-bench -- SUITE [options]`.
 //!
 //! Prints a readable table; with `--json`, one JSON object as the last line.
-//! Suites: `kernel`, `beir`, `crash`. (`scale` arrives with candidate generation and
-//! answers "not available yet" until then.)
+//! Suites: `kernel`, `beir`, `scale`, `crash`.
 
 mod beir;
 mod crash;
 mod kernel;
 mod metrics;
 mod roofline;
+mod scale;
 
 use std::process::ExitCode;
 
@@ -78,11 +78,8 @@ fn main() -> ExitCode {
         "crash" => crash::run(&args),
         "crash-child" => crash::child(&args),
         "beir" => beir::run(&args),
-        "scale" => Err(format!(
-            "suite '{}' is not available yet: it needs the embedding and candidate-generation layers",
-            args.suite
-        )),
-        other => Err(format!("unknown suite '{other}': use kernel, beir or crash")),
+        "scale" => scale::run(&args),
+        other => Err(format!("unknown suite '{other}': use kernel, beir, scale or crash")),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -88,8 +88,9 @@ impl Codec {
             .clamp(1, train.len());
         let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
         let mut centroids: Vec<f32> = train.iter().take(k).flat_map(|&i| row(i).iter().copied()).collect();
+        let train_rows: Vec<f32> = train.iter().flat_map(|&i| row(i).iter().copied()).collect();
         for _ in 0..p.iterations {
-            let assign: Vec<u32> = train.par_iter().map(|&i| nearest(&centroids, dim, row(i))).collect();
+            let assign: Vec<u32> = assign(&centroids, dim, &train_rows);
             let mut sums = vec![0f32; k * dim];
             let mut counts = vec![0usize; k];
             for (&i, &c) in train.iter().zip(&assign) {
@@ -107,10 +108,13 @@ impl Codec {
                 crate::testing::normalize(dst);
             }
         }
+        let held_rows: Vec<f32> = held.iter().flat_map(|&i| row(i).iter().copied()).collect();
+        let held_codes = assign(&centroids, dim, &held_rows);
         let mut residuals: Vec<f32> = held
             .iter()
-            .flat_map(|&i| {
-                let c = nearest(&centroids, dim, row(i)) as usize;
+            .zip(&held_codes)
+            .flat_map(|(&i, &c)| {
+                let c = c as usize;
                 row(i).iter().zip(&centroids[c * dim..(c + 1) * dim]).map(|(x, y)| x - y).collect::<Vec<_>>()
             })
             .collect();
@@ -185,6 +189,30 @@ impl Codec {
     }
 }
 
+/// Nearest centroid (max dot product) of each row of `xs`: one batched matmul per 4,096
+/// rows on candle when the `embed` feature is on, plain loops otherwise.
+#[must_use]
+pub fn assign(centroids: &[f32], dim: usize, xs: &[f32]) -> Vec<u32> {
+    #[cfg(feature = "embed")]
+    {
+        use candle_core::{Device, Tensor};
+        let k = centroids.len() / dim;
+        let run = || -> candle_core::Result<Vec<u32>> {
+            let ct = Tensor::from_slice(centroids, (k, dim), &Device::Cpu)?.t()?;
+            let mut out = Vec::with_capacity(xs.len() / dim);
+            for chunk in xs.chunks(4096 * dim) {
+                let x = Tensor::from_slice(chunk, (chunk.len() / dim, dim), &Device::Cpu)?;
+                out.extend(x.matmul(&ct)?.argmax(1)?.to_vec1::<u32>()?);
+            }
+            Ok(out)
+        };
+        if let Ok(v) = run() {
+            return v;
+        }
+    }
+    xs.par_chunks(dim).map(|x| nearest(centroids, dim, x)).collect()
+}
+
 fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> u32 {
     let mut best = (f32::NEG_INFINITY, 0u32);
     for (i, c) in centroids.chunks_exact(dim).enumerate() {
@@ -241,8 +269,24 @@ impl PlaidIndex {
     #[must_use]
     pub fn build(codec: Codec, docs: &[&[f32]]) -> Self {
         let dim = codec.dim;
-        let encoded: Vec<Vec<(u32, Vec<u8>)>> =
-            docs.par_iter().map(|d| d.chunks_exact(dim).map(|x| codec.encode(x)).collect()).collect();
+        let flat: Vec<f32> = docs.iter().flat_map(|d| d.iter().copied()).collect();
+        let all_codes = assign(&codec.centroids, dim, &flat);
+        let mut at = 0;
+        let per_doc: Vec<(usize, usize)> = docs
+            .iter()
+            .map(|d| {
+                let n = d.len() / dim;
+                at += n;
+                (at - n, n)
+            })
+            .collect();
+        let encoded: Vec<Vec<(u32, Vec<u8>)>> = docs
+            .par_iter()
+            .zip(&per_doc)
+            .map(|(d, &(start, _))| {
+                d.chunks_exact(dim).enumerate().map(|(j, x)| (all_codes[start + j], codec.quantize(all_codes[start + j], x))).collect()
+            })
+            .collect();
         let mut offsets = vec![0];
         let mut codes = Vec::new();
         let mut residuals = Vec::new();
