@@ -284,7 +284,10 @@ impl PlaidIndex {
             .par_iter()
             .zip(&per_doc)
             .map(|(d, &(start, _))| {
-                d.chunks_exact(dim).enumerate().map(|(j, x)| (all_codes[start + j], codec.quantize(all_codes[start + j], x))).collect()
+                d.chunks_exact(dim)
+                    .enumerate()
+                    .map(|(j, x)| (all_codes[start + j], codec.quantize(all_codes[start + j], x)))
+                    .collect()
             })
             .collect();
         let mut offsets = vec![0];
@@ -366,6 +369,27 @@ impl PlaidIndex {
     #[must_use]
     pub fn search(&self, q: &[f32], k: usize, p: SearchParams) -> (Vec<(f32, u32)>, [usize; 3]) {
         let dim = self.codec.dim;
+        let (full, stages) = self.candidates(q, k, p);
+        let pq = PreparedQuery::new(q, dim, None);
+        let mut exact: Vec<(f32, u32)> = full
+            .par_iter()
+            .map(|&d| {
+                let v = self.decompress(d);
+                let s =
+                    pq.as_ref().map_or_else(|_| scalar::maxsim(q, &v, dim), |pq| pq.maxsim(DocRef::F32(&v)));
+                (s, d as u32)
+            })
+            .collect();
+        exact.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        exact.truncate(k);
+        (exact, stages)
+    }
+
+    /// The candidate generation part of [`PlaidIndex::search`]: the documents that survive
+    /// the full centroid interaction, best first, for an exact rerank on stored vectors.
+    #[must_use]
+    pub fn candidates(&self, q: &[f32], k: usize, p: SearchParams) -> (Vec<usize>, [usize; 3]) {
+        let dim = self.codec.dim;
         let lq = q.len() / dim;
         let kc = self.codec.num_centroids();
         // S_c = C Qᵀ, K × lq.
@@ -395,19 +419,8 @@ impl PlaidIndex {
         };
         let pruned = top(&cands, p.ndocs, Some(&keep));
         let full = top(&pruned, (p.ndocs / 4).max(k), None);
-        let pq = PreparedQuery::new(q, dim, None);
-        let mut exact: Vec<(f32, u32)> = full
-            .par_iter()
-            .map(|&d| {
-                let v = self.decompress(d);
-                let s =
-                    pq.as_ref().map_or_else(|_| scalar::maxsim(q, &v, dim), |pq| pq.maxsim(DocRef::F32(&v)));
-                (s, d as u32)
-            })
-            .collect();
-        exact.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        exact.truncate(k);
-        (exact, [cands.len(), pruned.len(), full.len()])
+        let stages = [cands.len(), pruned.len(), full.len()];
+        (full, stages)
     }
 
     /// Upper bound of any centroid interaction score: `Σ_i max_c S_c[c, i]` (tests).
