@@ -392,13 +392,7 @@ impl PlaidIndex {
         let dim = self.codec.dim;
         let lq = q.len() / dim;
         let kc = self.codec.num_centroids();
-        // S_c = C Qᵀ, K × lq.
-        let sc: Vec<f32> = self
-            .codec
-            .centroids
-            .par_chunks(dim)
-            .flat_map_iter(|c| q.chunks_exact(dim).map(move |qi| dot(c, qi)))
-            .collect();
+        let sc = self.centroid_query_scores(q);
         let mut cand = vec![false; self.len()];
         let ncells = p.ncells.min(kc);
         for i in 0..lq {
@@ -437,15 +431,19 @@ impl PlaidIndex {
     /// Centroid interaction score of every document, unpruned (tests).
     #[must_use]
     pub fn centroid_scores(&self, q: &[f32]) -> Vec<f32> {
-        let dim = self.codec.dim;
-        let lq = q.len() / dim;
-        let sc: Vec<f32> = self
-            .codec
-            .centroids
-            .chunks_exact(dim)
-            .flat_map(|c| q.chunks_exact(dim).map(move |qi| dot(c, qi)))
-            .collect();
+        let lq = q.len() / self.codec.dim;
+        let sc = self.centroid_query_scores(q);
         (0..self.len()).map(|d| self.centroid_score(d, &sc, lq, None)).collect()
+    }
+
+    /// `S_c = C Qᵀ` (`K × lq`, row-major).
+    fn centroid_query_scores(&self, q: &[f32]) -> Vec<f32> {
+        let dim = self.codec.dim;
+        self.codec
+            .centroids
+            .par_chunks(dim)
+            .flat_map_iter(|c| q.chunks_exact(dim).map(move |qi| dot(c, qi)))
+            .collect()
     }
 }
 
