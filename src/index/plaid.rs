@@ -15,6 +15,9 @@ use crate::scoring::{scalar, DocRef, PreparedQuery};
 use crate::testing::Rng;
 use crate::{Error, Result};
 
+/// Most centroids a codec may have (codes are stored as u16).
+pub const MAX_CENTROIDS: usize = 1 << 16;
+
 /// Codec training parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CodecParams {
@@ -108,6 +111,8 @@ impl Codec {
                 crate::testing::normalize(dst);
             }
         }
+        // Centroids are kept at f16 precision, the precision they are persisted with.
+        centroids.iter_mut().for_each(|c| *c = half::f16::from_f32(*c).to_f32());
         let held_rows: Vec<f32> = held.iter().flat_map(|&i| row(i).iter().copied()).collect();
         let held_codes = assign(&centroids, dim, &held_rows);
         let mut residuals: Vec<f32> = held
@@ -258,7 +263,8 @@ impl SearchParams {
 #[derive(Debug, Clone)]
 pub struct PlaidIndex {
     codec: Codec,
-    codes: Vec<u32>,
+    /// Centroid id per token (u16: at most 65,536 centroids).
+    codes: Vec<u16>,
     residuals: Vec<u8>,
     offsets: Vec<usize>,
     ivf: Vec<Vec<u32>>,
@@ -299,7 +305,7 @@ impl PlaidIndex {
                 if ivf[c as usize].last() != Some(&(doc as u32)) {
                     ivf[c as usize].push(doc as u32);
                 }
-                codes.push(c);
+                codes.push(c as u16);
                 residuals.extend(bits);
             }
             offsets.push(codes.len());
@@ -325,11 +331,12 @@ impl PlaidIndex {
         &self.codec
     }
 
-    /// Index bytes per token vector: code (4) + residual + inverted lists + centroids.
+    /// Index bytes per token vector: code (2) + residual + inverted lists (4 per entry) +
+    /// the f16 centroid table.
     #[must_use]
     pub fn bytes_per_token(&self) -> f64 {
         let ivf: usize = self.ivf.iter().map(|l| l.len() * 4).sum();
-        let total = self.codes.len() * 4 + self.residuals.len() + ivf + self.codec.centroids.len() * 4;
+        let total = self.codes.len() * 2 + self.residuals.len() + ivf + self.codec.centroids.len() * 2;
         total as f64 / self.codes.len().max(1) as f64
     }
 
@@ -340,7 +347,7 @@ impl PlaidIndex {
         let mut out = vec![0f32; (self.offsets[doc + 1] - self.offsets[doc]) * dim];
         for (j, t) in (self.offsets[doc]..self.offsets[doc + 1]).enumerate() {
             self.codec.decode(
-                self.codes[t],
+                u32::from(self.codes[t]),
                 &self.residuals[t * rb..(t + 1) * rb],
                 &mut out[j * dim..(j + 1) * dim],
             );
@@ -542,11 +549,11 @@ mod tests {
         let q = docs[target][..6 * 32].to_vec();
         let (hits, _) = ix.search(&q, 10, SearchParams::for_k(10));
         assert_eq!(hits[0].1, target as u32);
-        // Code (4 B) + residual (4 bits × 32 = 16 B) + at most one list entry (4 B) per token
-        // + the centroid table amortised over the tokens.
+        // Code (2 B) + residual (4 bits × 32 = 16 B) + at most one list entry (4 B) per token
+        // + the f16 centroid table amortised over the tokens.
         let tokens: usize = docs.iter().map(|d| d.len() / 32).sum();
-        let base = 4.0 + ix.codec().residual_bytes() as f64;
-        let cap = base + 4.0 + (ix.codec().centroids().len() * 4) as f64 / tokens as f64;
+        let base = 2.0 + ix.codec().residual_bytes() as f64;
+        let cap = base + 4.0 + (ix.codec().centroids().len() * 2) as f64 / tokens as f64;
         assert!(ix.bytes_per_token() >= base && ix.bytes_per_token() <= cap, "{}", ix.bytes_per_token());
     }
 }
