@@ -23,24 +23,25 @@ fn avx2() -> bool {
     false
 }
 
-/// Instantiate `$body` (a function of one `&mut [f32]` chunk) twice: portable, and
-/// compiled for AVX2 + FMA so that LLVM vectorises the branch-free math 8 lanes wide.
+/// Instantiate `$portable` (a function from a source chunk to a destination chunk) twice:
+/// portable, and compiled for AVX2 + FMA so that LLVM vectorises the branch-free math
+/// 8 lanes wide.
 macro_rules! dispatch {
     ($name:ident, $portable:ident) => {
-        fn $name(c: &mut [f32], n: usize) {
+        fn $name(src: &[f32], dst: &mut [f32], n: usize) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide(c: &mut [f32], n: usize) {
-                    $portable(c, n);
+                unsafe fn wide(src: &[f32], dst: &mut [f32], n: usize) {
+                    $portable(src, dst, n);
                 }
                 if avx2() {
                     // SAFETY: AVX2 and FMA were detected at runtime.
-                    unsafe { wide(c, n) };
+                    unsafe { wide(src, dst, n) };
                     return;
                 }
             }
-            $portable(c, n);
+            $portable(src, dst, n);
         }
     };
 }
@@ -82,18 +83,18 @@ pub fn erf(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn gelu_chunk(c: &mut [f32], _n: usize) {
-    for x in c {
-        *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+fn gelu_chunk(src: &[f32], dst: &mut [f32], _n: usize) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 
 #[inline(always)]
-fn softmax_chunk(rows: &mut [f32], n: usize) {
-    for row in rows.chunks_exact_mut(n) {
+fn softmax_chunk(src: &[f32], dst: &mut [f32], n: usize) {
+    for (srow, row) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
         // Eight partial maxima / sums so the reductions vectorise.
         let mut m8 = [f32::NEG_INFINITY; 8];
-        let mut it = row.chunks_exact(8);
+        let mut it = srow.chunks_exact(8);
         for c in &mut it {
             for i in 0..8 {
                 m8[i] = m8[i].max(c[i]);
@@ -104,8 +105,8 @@ fn softmax_chunk(rows: &mut [f32], n: usize) {
             .iter()
             .copied()
             .fold(m8.iter().copied().fold(f32::NEG_INFINITY, f32::max), f32::max);
-        for x in row.iter_mut() {
-            *x = exp(*x - m);
+        for (x, &v) in row.iter_mut().zip(srow) {
+            *x = exp(v - m);
         }
         let mut s8 = [0f32; 8];
         let mut it = row.chunks_exact(8);
@@ -123,14 +124,20 @@ fn softmax_chunk(rows: &mut [f32], n: usize) {
 dispatch!(gelu_dispatch, gelu_chunk);
 dispatch!(softmax_dispatch, softmax_chunk);
 
-/// Exact (erf) GELU in place.
-pub fn gelu_in_place(v: &mut [f32]) {
-    v.par_chunks_mut(8192).for_each(|c| gelu_dispatch(c, 0));
+/// Exact (erf) GELU of `src` into a new vector.
+#[must_use]
+pub fn gelu_vec(src: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(8192).zip(src.par_chunks(8192)).for_each(|(d, s)| gelu_dispatch(s, d, 0));
+    out
 }
 
-/// Softmax of each row of `n` values, in place.
-pub fn softmax_rows_in_place(v: &mut [f32], n: usize) {
-    v.par_chunks_mut(n * 32).for_each(|rows| softmax_dispatch(rows, n));
+/// Softmax of each row of `n` values of `src`, into a new vector.
+#[must_use]
+pub fn softmax_rows_vec(src: &[f32], n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(n * 32).zip(src.par_chunks(n * 32)).for_each(|(d, s)| softmax_dispatch(s, d, n));
+    out
 }
 
 struct Gelu;
@@ -149,9 +156,7 @@ impl CustomOp1 for Gelu {
         "msdb-gelu-erf"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let mut v = contiguous_f32(s, l)?.to_vec();
-        gelu_in_place(&mut v);
-        Ok((CpuStorage::F32(v), l.shape().clone()))
+        Ok((CpuStorage::F32(gelu_vec(contiguous_f32(s, l)?)), l.shape().clone()))
     }
 }
 
@@ -160,10 +165,8 @@ impl CustomOp1 for SoftmaxLast {
         "msdb-softmax-last"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let mut v = contiguous_f32(s, l)?.to_vec();
         let n = l.dims().last().copied().unwrap_or(1).max(1);
-        softmax_rows_in_place(&mut v, n);
-        Ok((CpuStorage::F32(v), l.shape().clone()))
+        Ok((CpuStorage::F32(softmax_rows_vec(contiguous_f32(s, l)?, n)), l.shape().clone()))
     }
 }
 
@@ -195,8 +198,7 @@ mod tests {
         }
         assert!(worst_exp < 3e-7, "exp relative error {worst_exp}");
         assert!(worst_erf < 5e-7, "erf absolute error {worst_erf}");
-        let mut row = vec![1.0f32, 2.0, 3.0, f32::NEG_INFINITY];
-        super::softmax_rows_in_place(&mut row, 4);
+        let row = super::softmax_rows_vec(&[1.0f32, 2.0, 3.0, f32::NEG_INFINITY], 4);
         assert_eq!(row[3], 0.0);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
     }

@@ -161,7 +161,7 @@ impl Encoder {
             name,
             weights_hash: hash_file(&weights)?,
             dir: dir.to_path_buf(),
-            batch_size: 4,
+            batch_size: 8,
         })
     }
 
