@@ -14,9 +14,8 @@ use candle_core::Tensor;
 use serde::Deserialize;
 
 use super::bert::{cerr, cpu};
-use super::model::Encoder;
+use super::model::{read_json, read_json_opt, Encoder};
 use super::pooling::l2_normalize;
-use crate::error::IoContext;
 use crate::{Error, Result};
 
 /// Activation of a projection block.
@@ -287,8 +286,7 @@ fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
 /// Missing or mis-shaped weights, bad config.
 pub fn load_block(dir: &Path) -> Result<Block> {
     let cfg_path = dir.join("config.json");
-    let cfg: DenseConfig = serde_json::from_str(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?)
-        .map_err(|e| Error::invalid(format!("{}: {e}", cfg_path.display())))?;
+    let cfg: DenseConfig = read_json(&cfg_path)?;
     let file = dir.join("model.safetensors");
     let t = load_tensors(&file)?;
     let act = Act::parse(&cfg.activation_function)?;
@@ -360,22 +358,14 @@ impl TokenEncoder {
     /// Missing or mis-shaped weights and files.
     pub fn load(dir: &Path) -> Result<Self> {
         let encoder = Encoder::load(dir)?;
-        let modules = dir.join("modules.json");
-        let dense: Vec<StModule> = if modules.is_file() {
-            let all: Vec<StModule> = serde_json::from_str(&std::fs::read_to_string(&modules).at(&modules)?)?;
-            all.into_iter().filter(|m| m.ty.ends_with("Dense")).collect()
-        } else {
-            Vec::new()
-        };
+        let modules: Vec<StModule> = read_json_opt(&dir.join("modules.json"))?.unwrap_or_default();
+        let dense: Vec<StModule> = modules.into_iter().filter(|m| m.ty.ends_with("Dense")).collect();
         if !dense.is_empty() {
             let blocks = dense.iter().map(|m| load_block(&dir.join(&m.path))).collect::<Result<Vec<_>>>()?;
             let settings = pylate_settings(dir, &encoder)?;
             return Self::new(encoder, Head { blocks }, settings);
         }
-        let cfg: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("config.json")).at(&dir.join("config.json"))?,
-        )?;
-        let stanford = cfg["architectures"].as_array().is_some_and(|a| a.iter().any(|x| x == "HF_ColBERT"));
+        let stanford = encoder.config().architectures.iter().any(|a| a == "HF_ColBERT");
         if stanford {
             let file = dir.join("model.safetensors");
             let t = load_tensors(&file)?;
@@ -569,12 +559,7 @@ fn token(enc: &Encoder, s: &str) -> Option<u32> {
 }
 
 fn stanford_settings(dir: &Path, enc: &Encoder) -> Result<ColbertSettings> {
-    let meta_path = dir.join("artifact.metadata");
-    let meta: serde_json::Value = if meta_path.is_file() {
-        serde_json::from_str(&std::fs::read_to_string(&meta_path).at(&meta_path)?)?
-    } else {
-        serde_json::Value::Null
-    };
+    let meta: serde_json::Value = read_json_opt(&dir.join("artifact.metadata"))?.unwrap_or_default();
     let name = |k: &str, d: &str| meta[k].as_str().unwrap_or(d).to_string();
     let num = |k: &str, d: usize| meta[k].as_u64().map_or(d, |v| v as usize);
     Ok(ColbertSettings {
@@ -589,12 +574,8 @@ fn stanford_settings(dir: &Path, enc: &Encoder) -> Result<ColbertSettings> {
 }
 
 fn pylate_settings(dir: &Path, enc: &Encoder) -> Result<ColbertSettings> {
-    let p = dir.join("config_sentence_transformers.json");
-    let c: serde_json::Value = if p.is_file() {
-        serde_json::from_str(&std::fs::read_to_string(&p).at(&p)?)?
-    } else {
-        serde_json::Value::Null
-    };
+    let c: serde_json::Value =
+        read_json_opt(&dir.join("config_sentence_transformers.json"))?.unwrap_or_default();
     let prefix = |k: &str, d: &str| token(enc, c[k].as_str().unwrap_or(d).trim());
     let expand = c["do_query_expansion"].as_bool().unwrap_or(true);
     let skiplist = match c["skiplist_words"].as_array() {

@@ -74,9 +74,19 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+/// Parse a JSON file; errors name the file.
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).at(path)?;
     serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+}
+
+/// Parse a JSON file when it exists.
+pub(crate) fn read_json_opt<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    if path.is_file() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Find a model by path, or by name in the model cache (`$MAXSIMDB_MODELS`, else
@@ -142,8 +152,8 @@ impl Encoder {
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tok_path)
             .map_err(|e| Error::invalid(format!("{}: {e}", tok_path.display())))?;
-        let st_max = dir.join("sentence_bert_config.json");
-        let st_max = if st_max.is_file() { read_json::<StConfig>(&st_max)?.max_seq_length } else { None };
+        let st_max =
+            read_json_opt::<StConfig>(&dir.join("sentence_bert_config.json"))?.and_then(|c| c.max_seq_length);
         let max_len = st_max.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
         tokenizer.with_padding(None);
         tokenizer
@@ -181,6 +191,12 @@ impl Encoder {
     #[must_use]
     pub fn weights_hash(&self) -> &str {
         &self.weights_hash
+    }
+
+    /// The model's `config.json`.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.bert.config
     }
 
     /// Hidden size.

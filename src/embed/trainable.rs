@@ -13,7 +13,6 @@ use serde::Deserialize;
 
 use super::bert::{cerr, cpu};
 use super::pooling::l2_normalize;
-use crate::error::IoContext;
 use crate::{Error, Result};
 
 /// `pooler.json`.
@@ -90,8 +89,7 @@ impl TrainedPooler {
     /// [`Error::InvalidArgument`] naming a missing or mis-shaped key or an unknown kind.
     pub fn load(dir: &Path) -> Result<Self> {
         let cp = dir.join("pooler.json");
-        let cfg: PoolerConfig = serde_json::from_str(&std::fs::read_to_string(&cp).at(&cp)?)
-            .map_err(|e| Error::invalid(format!("{}: {e}", cp.display())))?;
+        let cfg: PoolerConfig = super::model::read_json(&cp)?;
         let wp = dir.join("pooler.safetensors");
         if !wp.is_file() {
             return Err(Error::io(&wp, std::io::Error::from(std::io::ErrorKind::NotFound)));
