@@ -34,12 +34,16 @@ struct MemSource {
 }
 
 impl MemSource {
-    fn new(dtype: Dtype, dims: Vec<usize>, docs: impl Iterator<Item = (u64, Vec<u8>, Vec<u8>)>) -> Self {
+    fn new<'a>(
+        dtype: Dtype,
+        dims: Vec<usize>,
+        docs: impl Iterator<Item = (u64, &'a [u8], &'a [u8])>,
+    ) -> Self {
         let mut s = Self { rows: Vec::new(), tokens: Vec::new(), pooled: Vec::new(), dims };
         for (row, t, p) in docs {
             s.rows.push(row);
-            s.tokens.push(Decoded::from_bytes(&t, dtype));
-            s.pooled.push(Decoded::from_bytes(&p, dtype));
+            s.tokens.push(Decoded::from_bytes(t, dtype));
+            s.pooled.push(Decoded::from_bytes(p, dtype));
         }
         s
     }
@@ -131,8 +135,12 @@ fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Resu
     let Some(max_row) = pending.last().map(|p| p.row) else { return Ok(false) };
     let id = reserve_segment_id(cat)?;
     let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
-    let src =
-        MemSource::new(c.spec.vectors.dtype, dims, pending.into_iter().map(|p| (p.row, p.tokens, p.pooled)));
+    let src = MemSource::new(
+        c.spec.vectors.dtype,
+        dims,
+        pending.iter().map(|p| (p.row, p.tokens.as_slice(), p.pooled.as_slice())),
+    );
+    drop(pending);
     let seg = publish_segment(inner, c, id, &src)?;
     let commit = (|| {
         let tx = cat.write()?;
@@ -231,7 +239,9 @@ impl Database {
         let src = MemSource::new(
             dtype,
             dims,
-            docs.iter().enumerate().map(|(i, d)| (base + 1 + i as u64, d.tokens.clone(), d.pooled.clone())),
+            docs.iter()
+                .enumerate()
+                .map(|(i, d)| (base + 1 + i as u64, d.tokens.as_slice(), d.pooled.as_slice())),
         );
         let seg = publish_segment(&self.inner, c, id, &src)?;
         drop(src);
