@@ -5,6 +5,7 @@
 //! own copy because pooling operators need *all* hidden layers, which the upstream model
 //! does not expose, and because it keeps candle-transformers out of the build.
 
+use super::fused::Dense;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder};
 use serde::Deserialize;
@@ -67,11 +68,11 @@ struct Embeddings {
 struct Layer {
     /// Query, key and value projections fused into one matmul, with 1/√head_dim folded
     /// into the query rows.
-    qkv: Linear,
-    attn_out: Linear,
+    qkv: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: LayerNorm,
 }
 
@@ -123,12 +124,13 @@ impl Bert {
                 };
                 let w = Tensor::cat(&[(q.weight() * scale)?, k.weight().clone(), v.weight().clone()], 0)?;
                 let b = Tensor::cat(&[(bias(&q)? * scale)?, bias(&k)?, bias(&v)?], 0)?;
+                let dense = |l: Linear| Dense::new(l.weight(), l.bias());
                 Ok(Layer {
-                    qkv: Linear::new(w, Some(b)),
-                    attn_out: linear(h, h, a.pp("output.dense"))?,
+                    qkv: Dense::new(&w, Some(&b))?,
+                    attn_out: dense(linear(h, h, a.pp("output.dense"))?)?,
                     attn_norm: ln(h, config.layer_norm_eps, a.pp("output.LayerNorm"))?,
-                    intermediate: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
-                    output: linear(config.intermediate_size, h, l.pp("output.dense"))?,
+                    intermediate: dense(linear(h, config.intermediate_size, l.pp("intermediate.dense"))?)?,
+                    output: dense(linear(config.intermediate_size, h, l.pp("output.dense"))?)?,
                     out_norm: ln(h, config.layer_norm_eps, l.pp("output.LayerNorm"))?,
                 })
             })()
@@ -180,38 +182,24 @@ impl Bert {
             .add(&e.token_type.forward(type_ids)?)?
             .broadcast_add(&e.position.forward(&pos)?)?;
         let mut x = e.norm.forward(&x)?;
-        // (batch, 1, 1, seq): 0 where attended, a large negative number where masked; none
-        // at all when nothing is masked (length-sorted batches often have no padding).
-        let all_attended = mask.min_all()?.to_scalar::<u32>()? == 1;
-        let bias = if all_attended {
-            None
-        } else {
-            Some(((mask.to_dtype(DType::F32)?.affine(1.0, -1.0)?) * 1e9f64)?.unsqueeze(1)?.unsqueeze(1)?)
-        };
+        // Key flags (batch × seq) for the masked softmax; none at all when nothing is masked
+        // (length-sorted batches often have no padding).
+        let keep: Vec<bool> = mask.flatten_all()?.to_vec1::<u32>()?.into_iter().map(|m| m != 0).collect();
+        let keep = if keep.iter().all(|&k| k) { None } else { Some(keep) };
         let mut out = vec![x.clone()];
         for l in &self.layers {
-            x = self.layer(l, &x, bias.as_ref())?;
+            x = self.layer(l, &x, keep.as_ref())?;
             out.push(x.clone());
         }
         Ok(out)
     }
 
-    fn layer(&self, l: &Layer, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let (b, s, h) = x.dims3()?;
-        let hd = h / self.heads;
-        // (b, s, 3h) → (3, b, heads, s, hd) in one copy; q is pre-scaled by 1/√hd.
-        let qkv =
-            l.qkv.forward(x)?.reshape((b, s, 3, self.heads, hd))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(bias) = bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        let probs = super::fastmath::softmax_last(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
-        let a = l.attn_norm.forward(&(l.attn_out.forward(&ctx)? + x)?)?;
+    fn layer(&self, l: &Layer, x: &Tensor, keep: Option<&Vec<bool>>) -> candle_core::Result<Tensor> {
+        // q is pre-scaled by 1/√head_dim in the fused projection.
+        let ctx = super::fused::attention(&l.qkv.forward(x)?, self.heads, keep.cloned())?;
+        let a = l.attn_norm.forward(&l.attn_out.forward_add(&ctx, x)?)?;
         let i = self.activation(&l.intermediate.forward(&a)?)?;
-        l.out_norm.forward(&(l.output.forward(&i)? + a)?)
+        l.out_norm.forward(&l.output.forward_add(&i, &a)?)
     }
 }
 

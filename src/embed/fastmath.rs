@@ -1,4 +1,4 @@
-//! Fast, vectorisable f32 `exp`, `erf`-GELU and row softmax as candle custom ops.
+//! Fast, vectorisable f32 `exp`, `erf`-GELU (a candle custom op) and row softmax.
 //!
 //! candle's CPU backend evaluates `gelu_erf` and softmax with scalar libm calls, which cost
 //! as much as a third of a MiniLM forward pass. These branch-free versions let LLVM
@@ -90,11 +90,11 @@ fn gelu_chunk(src: &[f32], dst: &mut [f32], _n: usize) {
 }
 
 #[inline(always)]
-fn softmax_chunk(src: &[f32], dst: &mut [f32], n: usize) {
-    for (srow, row) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+fn softmax_chunk(_unused: &[f32], dst: &mut [f32], n: usize) {
+    for row in dst.chunks_exact_mut(n) {
         // Eight partial maxima / sums so the reductions vectorise.
         let mut m8 = [f32::NEG_INFINITY; 8];
-        let mut it = srow.chunks_exact(8);
+        let mut it = row.chunks_exact(8);
         for c in &mut it {
             for i in 0..8 {
                 m8[i] = m8[i].max(c[i]);
@@ -105,8 +105,13 @@ fn softmax_chunk(src: &[f32], dst: &mut [f32], n: usize) {
             .iter()
             .copied()
             .fold(m8.iter().copied().fold(f32::NEG_INFINITY, f32::max), f32::max);
-        for (x, &v) in row.iter_mut().zip(srow) {
-            *x = exp(v - m);
+        if m == f32::NEG_INFINITY {
+            // Every key masked: no weight anywhere (instead of NaN).
+            row.fill(0.0);
+            continue;
+        }
+        for x in row.iter_mut() {
+            *x = exp(*x - m);
         }
         let mut s8 = [0f32; 8];
         let mut it = row.chunks_exact(8);
@@ -121,6 +126,12 @@ fn softmax_chunk(src: &[f32], dst: &mut [f32], n: usize) {
     }
 }
 
+/// Softmax of each row of `n` values of `row`, in place; a row whose values are all −∞
+/// (every key masked) becomes all zeros.
+pub(crate) fn softmax_in_place(row: &mut [f32], n: usize) {
+    softmax_dispatch(&[], row, n);
+}
+
 dispatch!(gelu_dispatch, gelu_chunk);
 dispatch!(softmax_dispatch, softmax_chunk);
 
@@ -132,16 +143,7 @@ pub fn gelu_vec(src: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Softmax of each row of `n` values of `src`, into a new vector.
-#[must_use]
-pub fn softmax_rows_vec(src: &[f32], n: usize) -> Vec<f32> {
-    let mut out = vec![0f32; src.len()];
-    out.par_chunks_mut(n * 32).zip(src.par_chunks(n * 32)).for_each(|(d, s)| softmax_dispatch(s, d, n));
-    out
-}
-
 struct Gelu;
-struct SoftmaxLast;
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else { candle_core::bail!("fast ops need f32") };
@@ -160,24 +162,9 @@ impl CustomOp1 for Gelu {
     }
 }
 
-impl CustomOp1 for SoftmaxLast {
-    fn name(&self) -> &'static str {
-        "msdb-softmax-last"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let n = l.dims().last().copied().unwrap_or(1).max(1);
-        Ok((CpuStorage::F32(softmax_rows_vec(contiguous_f32(s, l)?, n)), l.shape().clone()))
-    }
-}
-
 /// Exact GELU of a tensor (f32, CPU).
 pub(crate) fn gelu(t: &Tensor) -> candle_core::Result<Tensor> {
     t.contiguous()?.apply_op1_no_bwd(&Gelu)
-}
-
-/// Softmax over the last dimension (f32, CPU).
-pub(crate) fn softmax_last(t: &Tensor) -> candle_core::Result<Tensor> {
-    t.contiguous()?.apply_op1_no_bwd(&SoftmaxLast)
 }
 
 #[cfg(test)]
@@ -198,7 +185,8 @@ mod tests {
         }
         assert!(worst_exp < 3e-7, "exp relative error {worst_exp}");
         assert!(worst_erf < 5e-7, "erf absolute error {worst_erf}");
-        let row = super::softmax_rows_vec(&[1.0f32, 2.0, 3.0, f32::NEG_INFINITY], 4);
+        let mut row = [1.0f32, 2.0, 3.0, f32::NEG_INFINITY];
+        super::softmax_in_place(&mut row, 4);
         assert_eq!(row[3], 0.0);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
     }

@@ -4,6 +4,7 @@
 pub mod bert;
 pub mod colbert;
 mod fastmath;
+mod fused;
 pub mod model;
 pub mod pooling;
 pub mod token_pool;
