@@ -3,6 +3,7 @@
 #[cfg(feature = "embed")]
 mod colbert;
 mod common;
+mod compat;
 mod corruption;
 mod crash;
 mod crud;

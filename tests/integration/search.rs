@@ -7,7 +7,7 @@ use maxsimdb::{CollectionSpec, Document, Dtype, Error, Filter, SearchRequest, Va
 use crate::common::{doc, spec, tempdb, DIM};
 
 /// Build a collection with segments, pending rows and tombstones; return the live docs.
-fn mixed(db: &maxsimdb::Database, dtype: Dtype, rng: &mut Rng) -> Vec<Document> {
+pub fn mixed(db: &maxsimdb::Database, dtype: Dtype, rng: &mut Rng) -> Vec<Document> {
     db.create_collection(&spec("c", dtype)).unwrap();
     let docs: Vec<Document> =
         (0..60).map(|i| doc(rng, &format!("d{i}"), 1 + (i * 7) % 23, 1990 + i as i64 % 30)).collect();
@@ -22,7 +22,7 @@ fn mixed(db: &maxsimdb::Database, dtype: Dtype, rng: &mut Rng) -> Vec<Document> 
 }
 
 /// What the stored vectors are after the storage round trip.
-fn stored(v: &[f32], dtype: Dtype) -> Vec<f32> {
+pub fn stored(v: &[f32], dtype: Dtype) -> Vec<f32> {
     match dtype {
         Dtype::F32 => v.to_vec(),
         Dtype::F16 => v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect(),
