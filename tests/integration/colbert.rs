@@ -332,3 +332,30 @@ fn text_collections_embed_inserts_and_queries_and_refuse_another_model() {
     assert!(err.to_string().contains("refusing to mix models"), "{err}");
     assert_eq!(db.stats("t").unwrap().docs, 4);
 }
+
+/// `pytorch_model.bin` (torch's zip + pickle layout, written without torch by
+/// `tests/fixtures/tiny-bert/make.py`) loads to the same model as the same weights in
+/// `model.safetensors`: every hidden state and pooled vector is identical.
+#[test]
+fn pytorch_bin_equals_safetensors() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+    let tmp = tempfile::tempdir().unwrap();
+    let (bin, st) = (tmp.path().join("bin"), tmp.path().join("st"));
+    for (dir, file) in [(&bin, "pytorch_model.bin"), (&st, "model.safetensors")] {
+        write_base(dir, "BertModel");
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    let (a, b) = (Encoder::load(&bin).unwrap(), Encoder::load(&st).unwrap());
+    let texts = ["hello world", "late interactions, a b c.", "worlds"];
+    let (ea, eb) = (a.encode(&texts).unwrap(), b.encode(&texts).unwrap());
+    for (x, y) in ea.iter().zip(&eb) {
+        assert_eq!(x.token_ids, y.token_ids);
+        assert_eq!(x.hidden, y.hidden);
+        assert_eq!(x.pooled, y.pooled);
+        assert!(x.hidden.iter().any(|v| *v != 0.0), "a real forward pass");
+    }
+    // A damaged file is an error that names it, not a panic.
+    std::fs::write(bin.join("pytorch_model.bin"), b"PK\x03\x04 not a zip").unwrap();
+    let err = Encoder::load(&bin).err().expect("damaged pytorch_model.bin must fail");
+    assert!(err.to_string().contains("model"), "{err}");
+}
