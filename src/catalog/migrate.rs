@@ -9,6 +9,7 @@ use crate::{Error, Result};
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_retired_files.sql"),
+    include_str!("../../migrations/0003_indexes.sql"),
 ];
 
 /// The schema version this build writes.

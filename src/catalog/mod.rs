@@ -19,6 +19,9 @@ pub use migrate::SCHEMA_VERSION;
 /// A catalog connection.
 pub(crate) struct Catalog {
     conn: Connection,
+    /// Schema version of the file (below [`SCHEMA_VERSION`] only for a read-only handle on
+    /// a catalog that a writer has not upgraded yet).
+    schema: u32,
 }
 
 /// A collection as recorded in the catalog.
@@ -36,6 +39,14 @@ pub(crate) struct SegmentRow {
     pub doc_count: i64,
     pub token_count: i64,
     pub bytes: i64,
+}
+
+/// A search index of a collection.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexRow {
+    pub id: i64,
+    pub params: String,
+    pub data: Vec<u8>,
 }
 
 /// Vectors of a committed write not yet flushed into a segment.
@@ -134,29 +145,32 @@ impl Catalog {
             migrate::migrate_to(&mut conn, path, target)?;
         }
         let v = migrate::version(&conn)?;
-        if v > SCHEMA_VERSION || (read_only && v < SCHEMA_VERSION) {
+        // A read-only handle reads schema 2 (no `indexes` table: no index) and later.
+        if v > SCHEMA_VERSION || (read_only && v < READ_ONLY_OLDEST_SCHEMA) {
             return Err(Error::IncompatibleFormat {
                 path: path.to_path_buf(),
                 found: v,
-                oldest: SCHEMA_VERSION,
+                oldest: if read_only { READ_ONLY_OLDEST_SCHEMA } else { 1 },
                 newest: SCHEMA_VERSION,
             });
         }
-        Ok(Self { conn })
+        Ok(Self { conn, schema: v })
     }
 
     /// Begin a read transaction (a consistent snapshot in WAL mode).
     pub fn read(&mut self) -> Result<Txn<'_>> {
+        let schema = self.schema;
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
         // Touch the schema so the snapshot is taken now, not at the first later read.
         tx.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
-        Ok(Txn { tx })
+        Ok(Txn { tx, schema })
     }
 
     /// Begin a write transaction.
     pub fn write(&mut self) -> Result<Txn<'_>> {
+        let schema = self.schema;
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        Ok(Txn { tx })
+        Ok(Txn { tx, schema })
     }
 
     /// `PRAGMA integrity_check` results other than "ok".
@@ -171,7 +185,11 @@ impl Catalog {
 /// A catalog transaction; dropped without [`Txn::commit`] it rolls back.
 pub(crate) struct Txn<'a> {
     tx: rusqlite::Transaction<'a>,
+    schema: u32,
 }
+
+/// Oldest catalog schema a read-only handle opens without upgrading it.
+const READ_ONLY_OLDEST_SCHEMA: u32 = 2;
 
 fn docs(c: i64) -> String {
     format!("c{c}_docs")
@@ -276,8 +294,42 @@ impl Txn<'_> {
             tomb(c.id)
         ))?;
         self.tx.execute("DELETE FROM segments WHERE collection_id = ?1", [c.id])?;
+        self.tx.execute("DELETE FROM indexes WHERE collection_id = ?1", [c.id])?;
         self.tx.execute("DELETE FROM collections WHERE id = ?1", [c.id])?;
         Ok(segs)
+    }
+
+    /// The index of kind `kind` on collection `c`, if any.
+    pub fn index(&self, c: i64, kind: &str) -> Result<Option<IndexRow>> {
+        if self.schema < 3 {
+            return Ok(None);
+        }
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT id, params, data FROM indexes WHERE collection_id = ?1 AND kind = ?2")?;
+        Ok(st
+            .query_row(params![c, kind], |r| {
+                Ok(IndexRow { id: r.get(0)?, params: r.get(1)?, data: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    /// Record a new index; returns its id. Fails when one of that kind exists.
+    pub fn add_index(&self, c: i64, kind: &str, params_json: &str, data: &[u8]) -> Result<i64> {
+        if self.index(c, kind)?.is_some() {
+            return Err(Error::AlreadyExists { kind: "index", name: format!("{kind} (drop it first)") });
+        }
+        self.tx.execute(
+            "INSERT INTO indexes(collection_id, kind, params, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![c, kind, params_json, data, now()],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Remove the index of kind `kind` on `c`; true when there was one.
+    pub fn remove_index(&self, c: i64, kind: &str) -> Result<bool> {
+        Ok(self.tx.execute("DELETE FROM indexes WHERE collection_id = ?1 AND kind = ?2", params![c, kind])?
+            > 0)
     }
 
     /// The manifest of collection `c`, by segment id.

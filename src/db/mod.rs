@@ -3,10 +3,12 @@
 
 #[cfg(feature = "embed")]
 mod embed;
+mod index;
 mod search;
 mod write;
 
-pub use search::{Query, SearchRequest, MAX_LIMIT};
+pub use index::{IndexInfo, PlaidOptions};
+pub use search::{Plan, Query, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, MAX_LIMIT};
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -91,6 +93,7 @@ impl DatabaseBuilder {
             writer,
             readers: Mutex::new(Vec::new()),
             segments: Mutex::new(HashMap::new()),
+            codecs: Mutex::new(HashMap::new()),
             #[cfg(feature = "embed")]
             encoders: Mutex::new(HashMap::new()),
         };
@@ -128,6 +131,8 @@ struct Inner {
     writer: Option<Mutex<Catalog>>,
     readers: Mutex<Vec<Catalog>>,
     segments: Mutex<HashMap<i64, Arc<SegmentReader>>>,
+    /// PLAID codecs by index id (immutable once committed).
+    codecs: Mutex<HashMap<i64, Arc<crate::index::plaid::Codec>>>,
     #[cfg(feature = "embed")]
     encoders: Mutex<HashMap<String, Arc<crate::embed::colbert::TokenEncoder>>>,
 }

@@ -8,12 +8,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rayon::prelude::*;
 
 use super::Database;
 use crate::catalog::{CollectionRow, DocLoc, Txn};
 use crate::filter::Filter;
+use crate::index::plaid::{SearchParams, StageCounts};
 use crate::scoring::{self, PreparedQuery, Scored, TopK};
 use crate::storage::segment::{SegmentReader, VecRef};
 use crate::types::{DocId, Hit, StoredDocument};
@@ -55,7 +57,53 @@ pub enum Query {
     },
 }
 
-/// A search: query, optional filter, limit.
+/// How a MaxSim search finds its candidates. Every plan ends with exact MaxSim on the
+/// stored vectors of the candidates, so scores are always exact; plans differ in which
+/// documents they score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Plan {
+    /// Let the planner choose: PLAID when the collection has a PLAID index and more than
+    /// [`AUTO_EXACT_MAX_DOCS`] indexed documents pass the filter, exact otherwise.
+    #[default]
+    Auto,
+    /// Score every live document that passes the filter.
+    Exact,
+    /// PLAID candidates (centroid probe, pruned and full centroid interaction) per
+    /// indexed segment; segments without the index and pending documents are scored exactly.
+    Plaid,
+}
+
+/// Below this many candidate documents (after the filter) [`Plan::Auto`] scores exactly:
+/// a scan of a few thousand documents costs less than the centroid stages.
+pub const AUTO_EXACT_MAX_DOCS: usize = 2_048;
+
+/// One stage of an executed search (the data behind `EXPLAIN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageStats {
+    /// `filter` (allowed live rows), `plaid_probe` (inverted-list union), `plaid_pruned`,
+    /// `plaid_full` (centroid interaction), `exact` (documents scored on stored vectors).
+    pub name: &'static str,
+    /// Documents this stage produced (for `exact`: documents scored).
+    pub docs: u64,
+    /// Time spent, in microseconds (summed over segments).
+    pub micros: u64,
+}
+
+/// Hits plus how they were found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchOutput {
+    /// The hits, best first.
+    pub hits: Vec<Hit>,
+    /// The plan that ran ([`Plan::Exact`] or [`Plan::Plaid`]).
+    pub plan: Plan,
+    /// Live documents that passed the filter.
+    pub docs: u64,
+    /// Per-stage document counts and times, in execution order.
+    pub stages: Vec<StageStats>,
+}
+
+/// A search: query, optional filter, limit, plan.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub struct SearchRequest {
@@ -65,27 +113,48 @@ pub struct SearchRequest {
     pub filter: Option<Filter>,
     /// Number of hits (default 10, at most [`MAX_LIMIT`]).
     pub limit: usize,
+    /// Candidate generation (default [`Plan::Auto`]).
+    pub plan: Plan,
+    /// PLAID knobs; `None` = [`SearchParams::for_k`] of the limit.
+    pub plaid: Option<SearchParams>,
 }
 
 impl SearchRequest {
     /// Exact MaxSim with the given query token vectors (row-major).
     pub fn maxsim(tokens: Vec<f32>) -> Self {
-        Self { query: Query::MaxSim { tokens, mask: None }, filter: None, limit: 10 }
+        Self::new(Query::MaxSim { tokens, mask: None })
     }
 
     /// Exact dense search over the pooled vector `field`.
     pub fn dense(field: impl Into<String>, vector: Vec<f32>) -> Self {
-        Self { query: Query::Dense { field: field.into(), vector }, filter: None, limit: 10 }
+        Self::new(Query::Dense { field: field.into(), vector })
     }
 
     /// Exact MaxSim with a text query (the collection embeds it).
     pub fn maxsim_text(text: impl Into<String>) -> Self {
-        Self { query: Query::MaxSimText { text: text.into() }, filter: None, limit: 10 }
+        Self::new(Query::MaxSimText { text: text.into() })
     }
 
     /// Exact dense search over pooled vector `field` with a text query.
     pub fn dense_text(field: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { query: Query::DenseText { field: field.into(), text: text.into() }, filter: None, limit: 10 }
+        Self::new(Query::DenseText { field: field.into(), text: text.into() })
+    }
+
+    /// A request for `query` with the defaults (no filter, limit 10, [`Plan::Auto`]).
+    pub fn new(query: Query) -> Self {
+        Self { query, filter: None, limit: 10, plan: Plan::Auto, plaid: None }
+    }
+
+    /// Choose the candidate generation instead of letting the planner decide.
+    pub fn plan(mut self, plan: Plan) -> Self {
+        self.plan = plan;
+        self
+    }
+
+    /// Override the PLAID knobs (more cells / candidates: higher recall, slower).
+    pub fn plaid_params(mut self, p: SearchParams) -> Self {
+        self.plaid = Some(p);
+        self
     }
 
     /// Restrict to documents matching `filter`.
@@ -103,7 +172,8 @@ impl SearchRequest {
 
 /// How one document is scored.
 enum Scorer {
-    MaxSim(PreparedQuery),
+    /// The prepared query and the token vectors that count (mask applied), for PLAID.
+    MaxSim(PreparedQuery, Vec<f32>),
     Dense(usize, Vec<f32>),
 }
 
@@ -112,7 +182,17 @@ impl Scorer {
         let v = &c.spec.vectors;
         match q {
             Query::MaxSim { tokens, mask } => {
-                Ok(Scorer::MaxSim(PreparedQuery::new(tokens, v.token_dim, mask.as_deref())?))
+                let pq = PreparedQuery::new(tokens, v.token_dim, mask.as_deref())?;
+                let kept: Vec<f32> = match mask {
+                    None => tokens.clone(),
+                    Some(m) => tokens
+                        .chunks_exact(v.token_dim)
+                        .zip(m)
+                        .filter(|(_, &on)| on)
+                        .flat_map(|(t, _)| t.iter().copied())
+                        .collect(),
+                };
+                Ok(Scorer::MaxSim(pq, kept))
             }
             Query::MaxSimText { .. } | Query::DenseText { .. } => {
                 Err(Error::NotAvailable("text queries need the `embed` cargo feature".into()))
@@ -134,24 +214,28 @@ impl Scorer {
 
     fn verify(&self, r: &SegmentReader) -> Result<()> {
         match self {
-            Scorer::MaxSim(_) => r.verify_tokens(),
+            Scorer::MaxSim(..) => r.verify_tokens(),
             Scorer::Dense(p, _) => r.verify_pooled(*p),
         }
     }
 
     fn score_segment(&self, r: &SegmentReader, doc: usize) -> f32 {
         match self {
-            Scorer::MaxSim(q) => q.maxsim(r.doc_tokens(doc)),
+            Scorer::MaxSim(q, _) => q.maxsim(r.doc_tokens(doc)),
             Scorer::Dense(p, v) => scoring::dot(v, r.pooled(*p, doc)),
         }
     }
 
     fn score_pending(&self, tokens: VecRef<'_>, pooled: &Decoded, offsets: &[usize]) -> f32 {
         match self {
-            Scorer::MaxSim(q) => q.maxsim(tokens),
+            Scorer::MaxSim(q, _) => q.maxsim(tokens),
             Scorer::Dense(p, v) => scoring::dot(v, pooled.slice(offsets[*p]..offsets[*p + 1])),
         }
     }
+}
+
+fn micros(since: Instant) -> u64 {
+    since.elapsed().as_micros() as u64
 }
 
 /// Indices of `rows` (ascending) whose row id is in `keep` (ascending) — or, when
@@ -188,6 +272,15 @@ impl Database {
     /// [`Error::DimensionMismatch`], [`Error::InvalidArgument`] (NaN query, limit above
     /// [`MAX_LIMIT`]), [`Error::Corruption`] naming a damaged segment file.
     pub fn search(&self, collection: &str, req: &SearchRequest) -> Result<Vec<Hit>> {
+        Ok(self.search_explained(collection, req)?.hits)
+    }
+
+    /// [`Database::search`], also returning the plan that ran and each stage's document
+    /// count and time (the data behind `EXPLAIN`).
+    ///
+    /// # Errors
+    /// As [`Database::search`].
+    pub fn search_explained(&self, collection: &str, req: &SearchRequest) -> Result<SearchOutput> {
         if req.limit > MAX_LIMIT {
             return Err(Error::invalid(format!("limit {} is above the maximum {MAX_LIMIT}", req.limit)));
         }
@@ -197,15 +290,16 @@ impl Database {
             let query = self.resolve_query(&c, &req.query)?;
             let scorer = Scorer::new(&c, &query)?;
             if req.limit == 0 {
-                return Ok(Vec::new());
+                return Ok(SearchOutput { hits: Vec::new(), plan: Plan::Exact, docs: 0, stages: Vec::new() });
             }
-            let top = self.score_snapshot(&tx, &c, &scorer, req)?;
+            let (top, mut out) = self.score_snapshot(&tx, &c, &scorer, req)?;
             let rows: Vec<u64> = top.iter().map(|s| s.row).collect();
             let mut vals = tx.fetch(&c, &rows)?;
-            Ok(top
+            out.hits = top
                 .into_iter()
                 .filter_map(|s| vals.remove(&s.row).map(|(id, values)| Hit { id, score: s.score, values }))
-                .collect())
+                .collect();
+            Ok(out)
         })
     }
 
@@ -235,7 +329,8 @@ impl Database {
         c: &CollectionRow,
         scorer: &Scorer,
         req: &SearchRequest,
-    ) -> Result<Vec<Scored>> {
+    ) -> Result<(Vec<Scored>, SearchOutput)> {
+        let t_filter = Instant::now();
         let segs = tx.segments(c.id)?;
         let readers: Vec<Arc<SegmentReader>> =
             segs.iter().map(|s| self.segment(c, s)).collect::<Result<_>>()?;
@@ -249,18 +344,87 @@ impl Database {
                 Some(m)
             }
         };
-        let mut work: Vec<(u32, u32)> = Vec::new();
-        for (si, (s, r)) in segs.iter().zip(&readers).enumerate() {
-            let docs = match &allowed {
+        // Live documents passing the filter, per segment.
+        let mut live: Vec<Vec<u32>> = Vec::with_capacity(segs.len());
+        for (s, r) in segs.iter().zip(&readers) {
+            live.push(match &allowed {
                 Some(m) => m.get(&Some(s.id)).map_or_else(Vec::new, |keep| select(r.row_ids(), keep, false)),
                 None => select(r.row_ids(), &tx.tombstones(c.id, s.id)?, true),
-            };
-            if !docs.is_empty() {
-                scorer.verify(r)?;
-            }
-            work.extend(docs.into_iter().map(|d| (si as u32, d)));
+            });
         }
+        let pending = tx.pending(c.id)?;
+        let pending_allowed = allowed.as_ref().map(|m| m.get(&None).cloned().unwrap_or_default());
+        let pending: Vec<_> = pending
+            .into_iter()
+            .filter(|p| pending_allowed.as_ref().is_none_or(|a| a.binary_search(&p.row).is_ok()))
+            .collect();
+        let docs = live.iter().map(Vec::len).sum::<usize>() + pending.len();
+        let mut stages = vec![StageStats { name: "filter", docs: docs as u64, micros: micros(t_filter) }];
+
+        // The plan: PLAID needs a MaxSim query and an index; Auto also wants enough
+        // indexed documents to make the centroid stages pay.
+        let plaid = match scorer {
+            Scorer::MaxSim(_, tokens) if req.plan != Plan::Exact && !tokens.is_empty() => {
+                super::index::plaid_state(&self.inner, tx, c)?.map(|p| (p, tokens))
+            }
+            _ => None,
+        };
+        let plaid = plaid.filter(|(p, _)| {
+            let indexed: usize = readers
+                .iter()
+                .zip(&live)
+                .filter(|(r, _)| r.plaid_index_id() == Some(p.tag()))
+                .map(|(_, l)| l.len())
+                .sum();
+            req.plan == Plan::Plaid || indexed > AUTO_EXACT_MAX_DOCS
+        });
         let k = req.limit;
+        let mut work: Vec<(u32, u32)> = Vec::new();
+        let plan = if let Some((p, tokens)) = &plaid {
+            let params = req.plaid.unwrap_or_else(|| SearchParams::for_k(k));
+            let sc = p.codec.query_scores(tokens);
+            let mut sum = StageCounts::default();
+            for (si, (r, docs)) in readers.iter().zip(&live).enumerate() {
+                if docs.is_empty() {
+                    continue;
+                }
+                match r.plaid(p.tag(), &p.codec)? {
+                    Some(view) => {
+                        let mask = (docs.len() < r.doc_count()).then(|| {
+                            let mut m = vec![false; r.doc_count()];
+                            docs.iter().for_each(|&d| m[d as usize] = true);
+                            m
+                        });
+                        let (cands, st) = view.candidates(&sc, k, params, mask.as_deref());
+                        for i in 0..3 {
+                            sum.docs[i] += st.docs[i];
+                            sum.micros[i] += st.micros[i];
+                        }
+                        work.extend(cands.into_iter().map(|d| (si as u32, d)));
+                    }
+                    // Not indexed yet (older segment): exact.
+                    None => work.extend(docs.iter().map(|&d| (si as u32, d))),
+                }
+            }
+            for (i, name) in ["plaid_probe", "plaid_pruned", "plaid_full"].into_iter().enumerate() {
+                stages.push(StageStats { name, docs: sum.docs[i] as u64, micros: sum.micros[i] });
+            }
+            Plan::Plaid
+        } else {
+            for (si, docs) in live.iter().enumerate() {
+                work.extend(docs.iter().map(|&d| (si as u32, d)));
+            }
+            Plan::Exact
+        };
+
+        let t_exact = Instant::now();
+        let mut seen_segments = vec![false; readers.len()];
+        for &(si, _) in &work {
+            if !seen_segments[si as usize] {
+                seen_segments[si as usize] = true;
+                scorer.verify(&readers[si as usize])?;
+            }
+        }
         let seg_top = work
             .par_chunks(64)
             .fold(
@@ -276,18 +440,20 @@ impl Database {
             )
             .reduce(|| TopK::new(k), TopK::merge);
         let mut top = TopK::new(k);
-        let pending_allowed = allowed.as_ref().map(|m| m.get(&None).cloned().unwrap_or_default());
         let offsets = pooled_offsets(c);
         let dtype = c.spec.vectors.dtype;
-        for p in tx.pending(c.id)? {
-            if pending_allowed.as_ref().is_some_and(|a| a.binary_search(&p.row).is_err()) {
-                continue;
-            }
+        for p in &pending {
             let tokens = Decoded::from_bytes(&p.tokens, dtype);
             let pooled = Decoded::from_bytes(&p.pooled, dtype);
             top.push(Scored { score: scorer.score_pending(tokens.as_ref(), &pooled, &offsets), row: p.row });
         }
-        Ok(top.merge(seg_top).into_sorted())
+        stages.push(StageStats {
+            name: "exact",
+            docs: (work.len() + pending.len()) as u64,
+            micros: micros(t_exact),
+        });
+        let out = SearchOutput { hits: Vec::new(), plan, docs: docs as u64, stages };
+        Ok((top.merge(seg_top).into_sorted(), out))
     }
 
     /// Read back a document: scalar values and its vectors (as f32).

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::index::PlaidState;
 use super::{Database, Inner};
 use crate::catalog::{Catalog, CollectionRow, PendingRow, SegmentRow};
 use crate::error::IoContext;
@@ -90,15 +91,22 @@ impl SegmentSource for MergeSource {
 
 /// Write `src` as segment `id` of collection `c` and publish the file. Returns the
 /// manifest row to commit. On error nothing is left behind.
-fn publish_segment(inner: &Inner, c: &CollectionRow, id: i64, src: &dyn SegmentSource) -> Result<SegmentRow> {
+fn publish_segment(
+    inner: &Inner,
+    c: &CollectionRow,
+    id: i64,
+    src: &dyn SegmentSource,
+    plaid: Option<&PlaidState>,
+) -> Result<SegmentRow> {
     let dir = storage::collection_dir(&inner.root, c.id);
     std::fs::create_dir_all(&dir).at(&dir)?;
     let name = storage::segment_file_name(id);
     let tmp = dir.join(format!("{name}.tmp"));
     let dest = dir.join(&name);
     let _ = std::fs::remove_file(&tmp);
-    let written = segment::write_segment(&tmp, id as u64, &c.spec.vectors, src)
-        .and_then(|bytes| storage::publish(&tmp, &dest).map(|()| bytes));
+    let written =
+        segment::write_segment(&tmp, id as u64, &c.spec.vectors, src, plaid.map(|p| (p.tag(), &*p.codec)))
+            .and_then(|bytes| storage::publish(&tmp, &dest).map(|()| bytes));
     let bytes = match written {
         Ok(b) => b,
         Err(e) => {
@@ -131,7 +139,10 @@ fn reserve_segment_id(cat: &mut Catalog) -> Result<i64> {
 
 /// Flush the pending vectors of collection `c` into a new segment.
 fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Result<bool> {
-    let pending: Vec<PendingRow> = cat.read()?.pending(c.id)?;
+    let (pending, plaid): (Vec<PendingRow>, _) = {
+        let tx = cat.read()?;
+        (tx.pending(c.id)?, super::index::plaid_state(inner, &tx, c)?)
+    };
     let Some(max_row) = pending.last().map(|p| p.row) else { return Ok(false) };
     let id = reserve_segment_id(cat)?;
     let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
@@ -141,7 +152,7 @@ fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Resu
         pending.iter().map(|p| (p.row, p.tokens.as_slice(), p.pooled.as_slice())),
     );
     drop(pending);
-    let seg = publish_segment(inner, c, id, &src)?;
+    let seg = publish_segment(inner, c, id, &src, plaid.as_ref())?;
     let commit = (|| {
         let tx = cat.write()?;
         tx.add_segment(c.id, &seg)?;
@@ -232,7 +243,10 @@ impl Database {
         docs: Vec<PreparedDoc>,
         mode: Mode,
     ) -> Result<()> {
-        let base = cat.read()?.last_row(c.id)?;
+        let (base, plaid) = {
+            let tx = cat.read()?;
+            (tx.last_row(c.id)?, super::index::plaid_state(&self.inner, &tx, c)?)
+        };
         let id = reserve_segment_id(cat)?;
         let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
         let dtype = c.spec.vectors.dtype;
@@ -243,7 +257,7 @@ impl Database {
                 .enumerate()
                 .map(|(i, d)| (base + 1 + i as u64, d.tokens.as_slice(), d.pooled.as_slice())),
         );
-        let seg = publish_segment(&self.inner, c, id, &src)?;
+        let seg = publish_segment(&self.inner, c, id, &src, plaid.as_ref())?;
         drop(src);
         let commit = (|| {
             let tx = cat.write()?;
@@ -339,19 +353,29 @@ impl Database {
     /// [`Error::NotFound`], [`Error::ReadOnly`], I/O errors.
     pub fn compact(&self, collection: &str) -> Result<bool> {
         let mut w = self.writer()?;
-        let (c, segs, dead) = {
+        self.compact_locked(&mut w, collection, false)
+    }
+
+    /// [`Database::compact`] with the writer held; `force` rewrites even a single clean
+    /// segment (to add index sections).
+    pub(super) fn compact_locked(&self, w: &mut Catalog, collection: &str, force: bool) -> Result<bool> {
+        let (c, segs, dead, plaid) = {
             let tx = w.read()?;
             let c = tx.collection(collection)?;
             let segs = tx.segments(c.id)?;
             let dead: Vec<Vec<u64>> =
                 segs.iter().map(|s| tx.tombstones(c.id, s.id)).collect::<Result<_>>()?;
-            (c, segs, dead)
+            let plaid = super::index::plaid_state(&self.inner, &tx, &c)?;
+            (c, segs, dead, plaid)
         };
-        if segs.len() <= 1 && dead.iter().all(Vec::is_empty) {
-            return Ok(false);
-        }
         let readers: Vec<Arc<SegmentReader>> =
             segs.iter().map(|s| self.segment(&c, s)).collect::<Result<_>>()?;
+        let indexed =
+            |r: &Arc<SegmentReader>| plaid.as_ref().is_none_or(|p| r.plaid_index_id() == Some(p.tag()));
+        let clean = segs.len() <= 1 && dead.iter().all(Vec::is_empty) && readers.iter().all(indexed);
+        if segs.is_empty() || (clean && !force) {
+            return Ok(false);
+        }
         let mut docs = Vec::new();
         for (si, (r, dead)) in readers.iter().zip(&dead).enumerate() {
             r.verify_all()?;
@@ -368,8 +392,8 @@ impl Database {
         let new = if docs.is_empty() {
             None
         } else {
-            let id = reserve_segment_id(&mut w)?;
-            Some(publish_segment(&self.inner, &c, id, &MergeSource { readers, docs })?)
+            let id = reserve_segment_id(w)?;
+            Some(publish_segment(&self.inner, &c, id, &MergeSource { readers, docs }, plaid.as_ref())?)
         };
         let commit = (|| {
             let tx = w.write()?;
@@ -383,7 +407,7 @@ impl Database {
             }
             return Err(e);
         }
-        self.collect_garbage(&mut w, false)?;
+        self.collect_garbage(w, false)?;
         Ok(true)
     }
 }

@@ -259,15 +259,304 @@ impl SearchParams {
     }
 }
 
-/// Compressed token vectors of a document collection, with inverted lists.
+/// `S_c = C·Qᵀ` for one query: the score of every centroid against every query token
+/// (`K × lq`, row-major). Computed once per query and shared by every segment.
+#[derive(Debug, Clone)]
+pub struct CentroidScores {
+    sc: Vec<f32>,
+    lq: usize,
+}
+
+impl Codec {
+    /// Centroid scores of query `q` (`lq × dim`).
+    #[must_use]
+    pub fn query_scores(&self, q: &[f32]) -> CentroidScores {
+        let dim = self.dim;
+        let sc = self
+            .centroids
+            .par_chunks(dim)
+            .flat_map_iter(|c| q.chunks_exact(dim).map(move |qi| dot(c, qi)))
+            .collect();
+        CentroidScores { sc, lq: q.len() / dim }
+    }
+
+    /// Serialise (centroids as f16, the precision they are trained to; a trailing xxh3-64).
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(24 + self.centroids.len() * 2 + 8 * self.weights.len());
+        b.extend_from_slice(CODEC_MAGIC);
+        b.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        b.extend_from_slice(&(self.num_centroids() as u32).to_le_bytes());
+        b.push(self.nbits);
+        b.extend(self.centroids.iter().flat_map(|c| half::f16::from_f32(*c).to_le_bytes()));
+        b.extend(self.cutoffs.iter().chain(&self.weights).flat_map(|c| c.to_le_bytes()));
+        let sum = xxhash_rust::xxh3::xxh3_64(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// Inverse of [`Codec::to_bytes`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for bytes that are not a codec or fail their checksum.
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        let bad = || Error::invalid("damaged PLAID codec (bad length, magic or checksum)");
+        let (body, sum) = b.split_at_checked(b.len().checked_sub(8).ok_or_else(bad)?).ok_or_else(bad)?;
+        if body.len() < 17
+            || &body[..8] != CODEC_MAGIC
+            || xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum
+        {
+            return Err(bad());
+        }
+        let u32_at =
+            |at: usize| u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]) as usize;
+        let (dim, k, nbits) = (u32_at(8), u32_at(12), body[16]);
+        let nb = 1usize << nbits.min(8);
+        if ![1, 2, 4].contains(&nbits)
+            || dim == 0
+            || k == 0
+            || body.len() != 17 + k * dim * 2 + (2 * nb - 1) * 4
+        {
+            return Err(bad());
+        }
+        let cent = &body[17..17 + k * dim * 2];
+        let centroids =
+            cent.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+        let rest: Vec<f32> = body[17 + k * dim * 2..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let (cutoffs, weights) = rest.split_at(nb - 1);
+        Ok(Self { dim, nbits, centroids, cutoffs: cutoffs.to_vec(), weights: weights.to_vec() })
+    }
+
+    /// Encode documents streamed by `doc(i)` (`n` of them, each `n_i × dim` unit rows):
+    /// residual bytes are handed to `put_residuals` a chunk at a time (so a large segment is
+    /// never held in memory twice); returns the centroid id of every token.
+    ///
+    /// # Errors
+    /// Whatever `put_residuals` returns.
+    pub fn encode_stream(
+        &self,
+        n: usize,
+        doc: impl Fn(usize) -> Vec<f32>,
+        mut put_residuals: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Vec<u16>> {
+        let dim = self.dim;
+        let mut codes = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let mut flat = Vec::new();
+            while i < n && flat.len() < 8192 * dim {
+                flat.extend(doc(i));
+                i += 1;
+            }
+            let assigned = assign(&self.centroids, dim, &flat);
+            let bits: Vec<u8> = flat
+                .par_chunks(dim)
+                .zip(assigned.par_iter())
+                .flat_map_iter(|(x, &c)| self.quantize(c, x))
+                .collect();
+            put_residuals(&bits)?;
+            codes.extend(assigned.iter().map(|&c| c as u16));
+        }
+        Ok(codes)
+    }
+}
+
+const CODEC_MAGIC: &[u8; 8] = b"MSDBPLC1";
+
+/// Inverted lists in CSR form: documents (ascending, each once) having a token in centroid
+/// `c` are `docs[offsets[c]..offsets[c + 1]]`.
+#[must_use]
+pub fn build_ivf(codes: &[u16], doc_offsets: &[u64], num_centroids: usize) -> (Vec<u64>, Vec<u32>) {
+    let mut counts = vec![0u64; num_centroids + 1];
+    let mut seen = vec![u32::MAX; num_centroids];
+    let docs = doc_offsets.len().saturating_sub(1);
+    for d in 0..docs {
+        for &c in &codes[doc_offsets[d] as usize..doc_offsets[d + 1] as usize] {
+            if seen[c as usize] != d as u32 {
+                seen[c as usize] = d as u32;
+                counts[c as usize + 1] += 1;
+            }
+        }
+    }
+    for c in 0..num_centroids {
+        counts[c + 1] += counts[c];
+    }
+    let mut fill = counts.clone();
+    let mut out = vec![0u32; counts[num_centroids] as usize];
+    seen.fill(u32::MAX);
+    for d in 0..docs {
+        for &c in &codes[doc_offsets[d] as usize..doc_offsets[d + 1] as usize] {
+            if seen[c as usize] != d as u32 {
+                seen[c as usize] = d as u32;
+                out[fill[c as usize] as usize] = d as u32;
+                fill[c as usize] += 1;
+            }
+        }
+    }
+    (counts, out)
+}
+
+/// Compressed token vectors of a set of documents with their inverted lists, borrowed from
+/// memory ([`PlaidIndex::view`]) or from a memory-mapped segment.
+#[derive(Debug, Clone, Copy)]
+pub struct PlaidView<'a> {
+    /// The codec the codes refer to.
+    pub codec: &'a Codec,
+    /// Centroid id per token.
+    pub codes: &'a [u16],
+    /// Packed residuals, [`Codec::residual_bytes`] per token.
+    pub residuals: &'a [u8],
+    /// Token offsets per document (`docs + 1` entries).
+    pub offsets: &'a [u64],
+    /// Inverted-list offsets (`K + 1` entries).
+    pub ivf_offsets: &'a [u64],
+    /// Inverted-list documents.
+    pub ivf_docs: &'a [u32],
+}
+
+impl PlaidView<'_> {
+    /// Documents.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// True when there are no documents.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Check the arrays against each other and the codec (lengths, bounds, ordering).
+    ///
+    /// # Errors
+    /// A description of the first inconsistency.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let k = self.codec.num_centroids();
+        let tokens = self.offsets.last().copied().unwrap_or(0) as usize;
+        if self.codes.len() != tokens || self.residuals.len() != tokens * self.codec.residual_bytes() {
+            return Err("code or residual count differs from the token count".into());
+        }
+        if self.ivf_offsets.len() != k + 1
+            || self.ivf_offsets.first() != Some(&0)
+            || self.ivf_offsets.last().copied() != Some(self.ivf_docs.len() as u64)
+            || self.ivf_offsets.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err("inverted-list offsets are inconsistent".into());
+        }
+        if self.codes.iter().any(|&c| c as usize >= k)
+            || self.ivf_docs.iter().any(|&d| d as usize >= self.len())
+        {
+            return Err("a code or list entry is out of range".into());
+        }
+        Ok(())
+    }
+
+    /// Decompress document `doc` (`n × dim`).
+    #[must_use]
+    pub fn decompress(&self, doc: usize) -> Vec<f32> {
+        let (dim, rb) = (self.codec.dim, self.codec.residual_bytes());
+        let (a, b) = (self.offsets[doc] as usize, self.offsets[doc + 1] as usize);
+        let mut out = vec![0f32; (b - a) * dim];
+        for (j, t) in (a..b).enumerate() {
+            self.codec.decode(
+                u32::from(self.codes[t]),
+                &self.residuals[t * rb..(t + 1) * rb],
+                &mut out[j * dim..(j + 1) * dim],
+            );
+        }
+        out
+    }
+
+    /// Centroid interaction score of `doc`: `Σ_i max_{j, keep[code_j]} S_c[code_j, i]`
+    /// (−9999 for a query token when no code of the document survives).
+    fn centroid_score(&self, doc: usize, sc: &CentroidScores, keep: Option<&[bool]>) -> f32 {
+        let codes = &self.codes[self.offsets[doc] as usize..self.offsets[doc + 1] as usize];
+        let lq = sc.lq;
+        (0..lq)
+            .map(|i| {
+                codes
+                    .iter()
+                    .filter(|c| keep.is_none_or(|k| k[**c as usize]))
+                    .map(|c| sc.sc[*c as usize * lq + i])
+                    .fold(-9999.0, f32::max)
+            })
+            .sum()
+    }
+
+    /// Candidate documents for a query with centroid scores `sc`: the union of the
+    /// inverted lists of each query token's `ncells` best centroids (restricted to
+    /// `allowed` documents when given), ranked by pruned centroid interaction (top
+    /// `ndocs`), then by full centroid interaction (top `max(ndocs / 4, k)`). Returns them
+    /// best first, plus the count after each stage and each stage's time.
+    #[must_use]
+    pub fn candidates(
+        &self,
+        sc: &CentroidScores,
+        k: usize,
+        p: SearchParams,
+        allowed: Option<&[bool]>,
+    ) -> (Vec<u32>, StageCounts) {
+        let t0 = std::time::Instant::now();
+        let lq = sc.lq;
+        let kc = self.codec.num_centroids();
+        let mut cand = vec![false; self.len()];
+        let ncells = p.ncells.min(kc);
+        for i in 0..lq {
+            let mut col: Vec<(f32, usize)> = (0..kc).map(|c| (sc.sc[c * lq + i], c)).collect();
+            col.select_nth_unstable_by(ncells.saturating_sub(1).min(kc - 1), |a, b| b.0.total_cmp(&a.0));
+            for &(_, c) in col.iter().take(ncells) {
+                let list = &self.ivf_docs[self.ivf_offsets[c] as usize..self.ivf_offsets[c + 1] as usize];
+                list.iter().for_each(|&d| cand[d as usize] = true);
+            }
+        }
+        let cands: Vec<usize> =
+            (0..self.len()).filter(|&d| cand[d] && allowed.is_none_or(|a| a[d])).collect();
+        let keep: Vec<bool> =
+            (0..kc).map(|c| (0..lq).any(|i| sc.sc[c * lq + i] >= p.centroid_threshold)).collect();
+        let top = |docs: &[usize], n: usize, keep: Option<&[bool]>| -> Vec<usize> {
+            let mut s: Vec<(f32, usize)> =
+                docs.par_iter().map(|&d| (self.centroid_score(d, sc, keep), d)).collect();
+            s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            s.into_iter().take(n).map(|x| x.1).collect()
+        };
+        let t1 = std::time::Instant::now();
+        let pruned = top(&cands, p.ndocs, Some(&keep));
+        let t2 = std::time::Instant::now();
+        let full = top(&pruned, (p.ndocs / 4).max(k), None);
+        let t3 = std::time::Instant::now();
+        let micros = |a: std::time::Instant, b: std::time::Instant| (b - a).as_micros() as u64;
+        let stages = StageCounts {
+            docs: [cands.len(), pruned.len(), full.len()],
+            micros: [micros(t0, t1), micros(t1, t2), micros(t2, t3)],
+        };
+        (full.into_iter().map(|d| d as u32).collect(), stages)
+    }
+}
+
+/// Documents left after each candidate stage (probe, pruned interaction, full interaction)
+/// and the time each took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageCounts {
+    /// Documents after each stage.
+    pub docs: [usize; 3],
+    /// Microseconds spent in each stage.
+    pub micros: [u64; 3],
+}
+
+/// Compressed token vectors of a document collection, with inverted lists, in memory.
 #[derive(Debug, Clone)]
 pub struct PlaidIndex {
     codec: Codec,
     /// Centroid id per token (u16: at most 65,536 centroids).
     codes: Vec<u16>,
     residuals: Vec<u8>,
-    offsets: Vec<usize>,
-    ivf: Vec<Vec<u32>>,
+    offsets: Vec<u64>,
+    ivf_offsets: Vec<u64>,
+    ivf_docs: Vec<u32>,
 }
 
 impl PlaidIndex {
@@ -275,42 +564,36 @@ impl PlaidIndex {
     #[must_use]
     pub fn build(codec: Codec, docs: &[&[f32]]) -> Self {
         let dim = codec.dim;
-        let flat: Vec<f32> = docs.iter().flat_map(|d| d.iter().copied()).collect();
-        let all_codes = assign(&codec.centroids, dim, &flat);
-        let mut at = 0;
-        let per_doc: Vec<(usize, usize)> = docs
-            .iter()
-            .map(|d| {
-                let n = d.len() / dim;
-                at += n;
-                (at - n, n)
-            })
-            .collect();
-        let encoded: Vec<Vec<(u32, Vec<u8>)>> = docs
-            .par_iter()
-            .zip(&per_doc)
-            .map(|(d, &(start, _))| {
-                d.chunks_exact(dim)
-                    .enumerate()
-                    .map(|(j, x)| (all_codes[start + j], codec.quantize(all_codes[start + j], x)))
-                    .collect()
-            })
-            .collect();
-        let mut offsets = vec![0];
-        let mut codes = Vec::new();
         let mut residuals = Vec::new();
-        let mut ivf = vec![Vec::new(); codec.num_centroids()];
-        for (doc, toks) in encoded.into_iter().enumerate() {
-            for (c, bits) in toks {
-                if ivf[c as usize].last() != Some(&(doc as u32)) {
-                    ivf[c as usize].push(doc as u32);
-                }
-                codes.push(c as u16);
-                residuals.extend(bits);
-            }
-            offsets.push(codes.len());
+        let codes = codec
+            .encode_stream(
+                docs.len(),
+                |i| docs[i].to_vec(),
+                |b| {
+                    residuals.extend_from_slice(b);
+                    Ok(())
+                },
+            )
+            .unwrap_or_default();
+        let mut offsets = vec![0u64];
+        for d in docs {
+            offsets.push(offsets.last().copied().unwrap_or(0) + (d.len() / dim) as u64);
         }
-        Self { codec, codes, residuals, offsets, ivf }
+        let (ivf_offsets, ivf_docs) = build_ivf(&codes, &offsets, codec.num_centroids());
+        Self { codec, codes, residuals, offsets, ivf_offsets, ivf_docs }
+    }
+
+    /// A borrowed view.
+    #[must_use]
+    pub fn view(&self) -> PlaidView<'_> {
+        PlaidView {
+            codec: &self.codec,
+            codes: &self.codes,
+            residuals: &self.residuals,
+            offsets: &self.offsets,
+            ivf_offsets: &self.ivf_offsets,
+            ivf_docs: &self.ivf_docs,
+        }
     }
 
     /// Documents indexed.
@@ -335,39 +618,18 @@ impl PlaidIndex {
     /// the f16 centroid table.
     #[must_use]
     pub fn bytes_per_token(&self) -> f64 {
-        let ivf: usize = self.ivf.iter().map(|l| l.len() * 4).sum();
-        let total = self.codes.len() * 2 + self.residuals.len() + ivf + self.codec.centroids.len() * 2;
+        let total = self.codes.len() * 2
+            + self.residuals.len()
+            + self.ivf_docs.len() * 4
+            + self.ivf_offsets.len() * 8
+            + self.codec.centroids.len() * 2;
         total as f64 / self.codes.len().max(1) as f64
     }
 
     /// Decompress document `doc` (`n × dim`).
     #[must_use]
     pub fn decompress(&self, doc: usize) -> Vec<f32> {
-        let (dim, rb) = (self.codec.dim, self.codec.residual_bytes());
-        let mut out = vec![0f32; (self.offsets[doc + 1] - self.offsets[doc]) * dim];
-        for (j, t) in (self.offsets[doc]..self.offsets[doc + 1]).enumerate() {
-            self.codec.decode(
-                u32::from(self.codes[t]),
-                &self.residuals[t * rb..(t + 1) * rb],
-                &mut out[j * dim..(j + 1) * dim],
-            );
-        }
-        out
-    }
-
-    /// Centroid interaction score of `doc`: `Σ_i max_{j, keep[code_j]} S_c[code_j, i]`
-    /// (−9999 for a query token when no code of the document survives).
-    fn centroid_score(&self, doc: usize, sc: &[f32], lq: usize, keep: Option<&[bool]>) -> f32 {
-        let codes = &self.codes[self.offsets[doc]..self.offsets[doc + 1]];
-        (0..lq)
-            .map(|i| {
-                codes
-                    .iter()
-                    .filter(|c| keep.is_none_or(|k| k[**c as usize]))
-                    .map(|c| sc[*c as usize * lq + i])
-                    .fold(-9999.0, f32::max)
-            })
-            .sum()
+        self.view().decompress(doc)
     }
 
     /// Top-`k` documents for query `q` (`lq × dim`): centroid probe, pruned and full
@@ -396,32 +658,9 @@ impl PlaidIndex {
     /// the full centroid interaction, best first, for an exact rerank on stored vectors.
     #[must_use]
     pub fn candidates(&self, q: &[f32], k: usize, p: SearchParams) -> (Vec<usize>, [usize; 3]) {
-        let dim = self.codec.dim;
-        let lq = q.len() / dim;
-        let kc = self.codec.num_centroids();
-        let sc = self.centroid_query_scores(q);
-        let mut cand = vec![false; self.len()];
-        let ncells = p.ncells.min(kc);
-        for i in 0..lq {
-            let mut col: Vec<(f32, usize)> = (0..kc).map(|c| (sc[c * lq + i], c)).collect();
-            col.select_nth_unstable_by(ncells.saturating_sub(1).min(kc - 1), |a, b| b.0.total_cmp(&a.0));
-            for &(_, c) in col.iter().take(ncells) {
-                self.ivf[c].iter().for_each(|&d| cand[d as usize] = true);
-            }
-        }
-        let cands: Vec<usize> = (0..self.len()).filter(|&d| cand[d]).collect();
-        let keep: Vec<bool> =
-            (0..kc).map(|c| (0..lq).any(|i| sc[c * lq + i] >= p.centroid_threshold)).collect();
-        let top = |docs: &[usize], n: usize, keep: Option<&[bool]>| -> Vec<usize> {
-            let mut s: Vec<(f32, usize)> =
-                docs.par_iter().map(|&d| (self.centroid_score(d, &sc, lq, keep), d)).collect();
-            s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            s.into_iter().take(n).map(|x| x.1).collect()
-        };
-        let pruned = top(&cands, p.ndocs, Some(&keep));
-        let full = top(&pruned, (p.ndocs / 4).max(k), None);
-        let stages = [cands.len(), pruned.len(), full.len()];
-        (full, stages)
+        let sc = self.codec.query_scores(q);
+        let (c, stages) = self.view().candidates(&sc, k, p, None);
+        (c.into_iter().map(|d| d as usize).collect(), stages.docs)
     }
 
     /// Upper bound of any centroid interaction score: `Σ_i max_c S_c[c, i]` (tests).
@@ -438,19 +677,9 @@ impl PlaidIndex {
     /// Centroid interaction score of every document, unpruned (tests).
     #[must_use]
     pub fn centroid_scores(&self, q: &[f32]) -> Vec<f32> {
-        let lq = q.len() / self.codec.dim;
-        let sc = self.centroid_query_scores(q);
-        (0..self.len()).map(|d| self.centroid_score(d, &sc, lq, None)).collect()
-    }
-
-    /// `S_c = C Qᵀ` (`K × lq`, row-major).
-    fn centroid_query_scores(&self, q: &[f32]) -> Vec<f32> {
-        let dim = self.codec.dim;
-        self.codec
-            .centroids
-            .par_chunks(dim)
-            .flat_map_iter(|c| q.chunks_exact(dim).map(move |qi| dot(c, qi)))
-            .collect()
+        let sc = self.codec.query_scores(q);
+        let v = self.view();
+        (0..self.len()).map(|d| v.centroid_score(d, &sc, None)).collect()
     }
 }
 
@@ -521,6 +750,37 @@ mod tests {
                 .fold(0.0, f32::max);
             assert!(err < 0.2, "decompressed vectors stay close (1 - cos = {err})");
         }
+    }
+
+    #[test]
+    fn codec_bytes_roundtrip_and_damage_is_detected() {
+        let (ix, _, _) = index(2);
+        let b = ix.codec().to_bytes();
+        assert_eq!(&Codec::from_bytes(&b).unwrap(), ix.codec());
+        for i in [0, 9, 16, b.len() / 2, b.len() - 1] {
+            let mut bad = b.clone();
+            bad[i] ^= 1;
+            assert!(Codec::from_bytes(&bad).is_err(), "byte {i}");
+        }
+        assert!(Codec::from_bytes(&b[..b.len() - 3]).is_err());
+        assert!(Codec::from_bytes(&[]).is_err());
+    }
+
+    #[test]
+    fn inverted_lists_hold_each_document_once_per_centroid() {
+        let (ix, _, _) = index(2);
+        let v = ix.view();
+        v.validate().unwrap();
+        for c in 0..ix.codec().num_centroids() {
+            let list = &v.ivf_docs[v.ivf_offsets[c] as usize..v.ivf_offsets[c + 1] as usize];
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "ascending, no repeats");
+            for d in 0..ix.len() {
+                let has = v.codes[v.offsets[d] as usize..v.offsets[d + 1] as usize].contains(&(c as u16));
+                assert_eq!(list.binary_search(&(d as u32)).is_ok(), has, "centroid {c} doc {d}");
+            }
+        }
+        let (o, d) = build_ivf(&[], &[0], 3);
+        assert_eq!((o, d), (vec![0, 0, 0, 0], vec![]));
     }
 
     #[test]

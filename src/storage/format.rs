@@ -19,6 +19,12 @@
 //!   TOKEN_OFFSETS u64 × (doc_count + 1)    offsets[0] = 0, strictly increasing, last = token_count
 //!   TOKENS        dtype × token_count × token_dim
 //!   POOLED[i]     dtype × doc_count × dim_i          (one per pooled vector, spec order)
+//!   optional, all four or none, `index` = the catalog id of the PLAID index (v2+):
+//!   PLAID_RESIDUALS u8 × token_count × ⌈dim·nbits/8⌉  packed residual codes
+//!   PLAID_CODES     u16 × token_count                 nearest centroid per token
+//!   PLAID_IVF_OFFSETS u64 × (centroids + 1)           CSR offsets of the inverted lists
+//!   PLAID_IVF_DOCS  u32 × list entries                 local document numbers, ascending
+//!                                                      per centroid, each document once
 //! section table at table_offset (64-aligned), SECTION_ENTRY_LEN bytes per section:
 //!   kind u32 | index u32 | offset u64 | length u64 | xxh3-128 of the section bytes (u128)
 //! trailer (last 32 bytes of the file):
@@ -31,7 +37,9 @@
 //! opening a large database reads almost nothing.
 //!
 //! # Version changes
-//! - v1: the layout above.
+//! - v1: header, ROW_IDS, TOKEN_OFFSETS, TOKENS, POOLED.
+//! - v2: the optional PLAID sections. A v2 build reads v1 files unchanged (they simply have
+//!   no PLAID sections); a v1 build refuses v2 files by version.
 
 use crate::{Error, Result};
 use std::path::Path;
@@ -41,7 +49,7 @@ pub const MAGIC: [u8; 8] = *b"MSDBSEG\x1a";
 /// Magic in the last 8 bytes.
 pub const END_MAGIC: [u8; 8] = *b"MSDBEND\x1a";
 /// Version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Oldest version this build reads.
 pub const OLDEST_SUPPORTED_FORMAT_VERSION: u32 = 1;
 /// Header length.
@@ -65,6 +73,14 @@ pub enum SectionKind {
     Tokens = 3,
     /// One pooled vector per document (`index` = pooled vector number).
     Pooled = 4,
+    /// PLAID packed residuals (`index` = PLAID index id).
+    PlaidResiduals = 5,
+    /// PLAID centroid id per token.
+    PlaidCodes = 6,
+    /// PLAID inverted-list offsets.
+    PlaidIvfOffsets = 7,
+    /// PLAID inverted-list documents.
+    PlaidIvfDocs = 8,
 }
 
 impl SectionKind {
@@ -74,8 +90,18 @@ impl SectionKind {
             2 => Some(Self::TokenOffsets),
             3 => Some(Self::Tokens),
             4 => Some(Self::Pooled),
+            5 => Some(Self::PlaidResiduals),
+            6 => Some(Self::PlaidCodes),
+            7 => Some(Self::PlaidIvfOffsets),
+            8 => Some(Self::PlaidIvfDocs),
             _ => None,
         }
+    }
+
+    /// One of the PLAID sections.
+    #[must_use]
+    pub fn is_plaid(self) -> bool {
+        matches!(self, Self::PlaidResiduals | Self::PlaidCodes | Self::PlaidIvfOffsets | Self::PlaidIvfDocs)
     }
 
     /// Readable name for error messages.
@@ -85,6 +111,10 @@ impl SectionKind {
             Self::TokenOffsets => "TOKEN_OFFSETS",
             Self::Tokens => "TOKENS",
             Self::Pooled => "POOLED",
+            Self::PlaidResiduals => "PLAID_RESIDUALS",
+            Self::PlaidCodes => "PLAID_CODES",
+            Self::PlaidIvfOffsets => "PLAID_IVF_OFFSETS",
+            Self::PlaidIvfDocs => "PLAID_IVF_DOCS",
         }
     }
 }

@@ -34,7 +34,7 @@ pub trait Pod: sealed::Sealed + Copy + 'static {}
 macro_rules! pod {
     ($($t:ty),*) => {$(impl sealed::Sealed for $t {} impl Pod for $t {})*};
 }
-pod!(u8, u16, u64, f32, half::f16);
+pod!(u8, u16, u32, u64, f32, half::f16);
 
 /// A read-only memory map of a whole file.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ use half::slice::HalfFloatSliceExt;
 use super::format::{self, Header, SectionEntry, SectionKind};
 use super::mmap::{self, MappedFile};
 use crate::error::IoContext;
+use crate::index::plaid::{self, Codec, PlaidView};
 use crate::types::{Dtype, VectorSpec};
 use crate::{Error, Result};
 
@@ -35,6 +36,15 @@ impl VecRef<'_> {
     /// True when there are no components.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The components in `r`.
+    #[must_use]
+    pub fn slice(&self, r: Range<usize>) -> Self {
+        match self {
+            VecRef::F32(v) => VecRef::F32(&v[r]),
+            VecRef::F16(v) => VecRef::F16(&v[r]),
+        }
     }
 
     /// Copy into a new f32 vector.
@@ -134,7 +144,8 @@ impl SegmentWriter {
 }
 
 /// Write `src` as a complete, fsynced segment file at `path` (which must not exist).
-/// Returns the file size.
+/// With `plaid = Some((index_id, codec))` the token vectors are also encoded into the PLAID
+/// sections. Returns the file size.
 ///
 /// # Errors
 /// I/O errors; on error the partial file is left for the caller to remove.
@@ -143,6 +154,7 @@ pub fn write_segment(
     segment_id: u64,
     spec: &VectorSpec,
     src: &dyn SegmentSource,
+    plaid: Option<(u32, &Codec)>,
 ) -> Result<u64> {
     let n = src.doc_count();
     let token_count: u64 = (0..n).map(|i| (src.tokens(i).len() / spec.token_dim) as u64).sum();
@@ -182,7 +194,41 @@ pub fn write_segment(
             })
         })?;
     }
+    if let Some((ix, codec)) = plaid {
+        let mut codes = Vec::new();
+        w.section(SectionKind::PlaidResiduals, ix, |put| {
+            codes = codec.encode_stream(n, |i| src.tokens(i).to_f32(), put)?;
+            Ok(())
+        })?;
+        let le = |put: &mut dyn FnMut(&[u8]) -> Result<()>, bytes: Vec<u8>| put(&bytes);
+        w.section(SectionKind::PlaidCodes, ix, |put| {
+            le(put, codes.iter().flat_map(|c| c.to_le_bytes()).collect())
+        })?;
+        let mut offsets = vec![0u64];
+        for i in 0..n {
+            offsets.push(offsets[i] + (src.tokens(i).len() / spec.token_dim) as u64);
+        }
+        let (ivf_offsets, ivf_docs) = plaid::build_ivf(&codes, &offsets, codec.num_centroids());
+        w.section(SectionKind::PlaidIvfOffsets, ix, |put| {
+            le(put, ivf_offsets.iter().flat_map(|c| c.to_le_bytes()).collect())
+        })?;
+        w.section(SectionKind::PlaidIvfDocs, ix, |put| {
+            le(put, ivf_docs.iter().flat_map(|c| c.to_le_bytes()).collect())
+        })?;
+    }
     w.finish()
+}
+
+/// The PLAID sections of a segment, located at open and validated on first use.
+#[derive(Debug)]
+struct PlaidSections {
+    index_id: u32,
+    residuals: SectionEntry,
+    codes: SectionEntry,
+    ivf_offsets: SectionEntry,
+    ivf_docs: SectionEntry,
+    /// Checksums and structure verified (`Err` holds the problem), per codec shape.
+    verified: OnceLock<std::result::Result<(), String>>,
 }
 
 /// One section's location plus its lazily computed verification result.
@@ -204,6 +250,7 @@ pub struct SegmentReader {
     offsets: Range<usize>,
     tokens: Section,
     pooled: Vec<(Section, usize)>,
+    plaid: Option<PlaidSections>,
 }
 
 fn range(e: &SectionEntry) -> Range<usize> {
@@ -230,7 +277,10 @@ impl SegmentReader {
         if dtype != spec.dtype || header.token_dim as usize != spec.token_dim {
             return Err(bad("dtype or token dimension differs from the collection spec".into()));
         }
-        if header.pooled_count as usize != spec.pooled.len() || entries.len() != 3 + spec.pooled.len() {
+        let plaid_count = entries.iter().filter(|e| e.kind.is_plaid()).count();
+        if header.pooled_count as usize != spec.pooled.len()
+            || entries.len() != 3 + spec.pooled.len() + plaid_count
+        {
             return Err(bad("pooled section count differs from the collection spec".into()));
         }
         let find = |kind: SectionKind, index: u32| {
@@ -262,6 +312,27 @@ impl SegmentReader {
             expect_len(&e, n.checked_mul(p.dim as u64 * size))?;
             pooled.push((Section { entry: e, verified: OnceLock::new() }, p.dim));
         }
+        let plaid = match entries.iter().find(|e| e.kind.is_plaid()).map(|e| e.index) {
+            None => None,
+            Some(ix) => {
+                let p = PlaidSections {
+                    index_id: ix,
+                    residuals: find(SectionKind::PlaidResiduals, ix)?,
+                    codes: find(SectionKind::PlaidCodes, ix)?,
+                    ivf_offsets: find(SectionKind::PlaidIvfOffsets, ix)?,
+                    ivf_docs: find(SectionKind::PlaidIvfDocs, ix)?,
+                    verified: OnceLock::new(),
+                };
+                if plaid_count != 4 || header.format < 2 {
+                    return Err(bad("PLAID sections are incomplete or in a v1 file".into()));
+                }
+                expect_len(&p.codes, header.token_count.checked_mul(2))?;
+                if !p.ivf_offsets.len.is_multiple_of(8) || !p.ivf_docs.len.is_multiple_of(4) {
+                    return Err(bad("PLAID inverted lists have a ragged length".into()));
+                }
+                Some(p)
+            }
+        };
         for e in [&rows_e, &offs_e] {
             if xxhash_rust::xxh3::xxh3_128(&bytes[range(e)]) != e.checksum {
                 return Err(bad(format!("checksum mismatch in section {}", e.kind.name())));
@@ -276,6 +347,7 @@ impl SegmentReader {
             offsets: range(&offs_e),
             tokens: Section { entry: tok_e, verified: OnceLock::new() },
             pooled,
+            plaid,
             file,
         };
         reader.check_index()?;
@@ -398,6 +470,55 @@ impl SegmentReader {
     /// [`Error::Corruption`] naming the first damaged section.
     pub fn verify_all(&self) -> Result<()> {
         self.verify_tokens()?;
-        (0..self.pooled.len()).try_for_each(|p| self.verify_pooled(p))
+        (0..self.pooled.len()).try_for_each(|p| self.verify_pooled(p))?;
+        if let Some(p) = &self.plaid {
+            for e in [&p.residuals, &p.codes, &p.ivf_offsets, &p.ivf_docs] {
+                if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
+                    let what = format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index);
+                    return Err(Error::corruption(&self.path, what));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of the PLAID index whose sections this segment carries, if any.
+    pub fn plaid_index_id(&self) -> Option<u32> {
+        self.plaid.as_ref().map(|p| p.index_id)
+    }
+
+    /// Bytes of the PLAID sections (codes, residuals, inverted lists).
+    pub fn plaid_bytes(&self) -> u64 {
+        self.plaid.as_ref().map_or(0, |p| p.residuals.len + p.codes.len + p.ivf_offsets.len + p.ivf_docs.len)
+    }
+
+    /// The PLAID view of this segment for index `index_id` with `codec`: `None` when the
+    /// segment carries no sections of that index (written before it, or by an older
+    /// format). Checksums and structure are verified on first use.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] when the sections are damaged or do not fit the codec.
+    pub fn plaid<'a>(&'a self, index_id: u32, codec: &'a Codec) -> Result<Option<PlaidView<'a>>> {
+        let Some(p) = self.plaid.as_ref().filter(|p| p.index_id == index_id) else { return Ok(None) };
+        let view = PlaidView {
+            codec,
+            codes: self.slice(range(&p.codes)),
+            residuals: &self.file.bytes()[range(&p.residuals)],
+            offsets: self.offsets(),
+            ivf_offsets: self.slice(range(&p.ivf_offsets)),
+            ivf_docs: self.slice(range(&p.ivf_docs)),
+        };
+        let verdict = p.verified.get_or_init(|| {
+            for e in [&p.residuals, &p.codes, &p.ivf_offsets, &p.ivf_docs] {
+                if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
+                    return Err(format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index));
+                }
+            }
+            view.validate()
+        });
+        match verdict {
+            Ok(()) => Ok(Some(view)),
+            Err(what) => Err(Error::corruption(&self.path, what.clone())),
+        }
     }
 }

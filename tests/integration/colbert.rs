@@ -356,6 +356,6 @@ fn pytorch_bin_equals_safetensors() {
     }
     // A damaged file is an error that names it, not a panic.
     std::fs::write(bin.join("pytorch_model.bin"), b"PK\x03\x04 not a zip").unwrap();
-    let err = Encoder::load(&bin).err().expect("damaged pytorch_model.bin must fail");
+    let Err(err) = Encoder::load(&bin) else { panic!("damaged pytorch_model.bin must fail") };
     assert!(err.to_string().contains("model"), "{err}");
 }

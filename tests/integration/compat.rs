@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use maxsimdb::index::plaid::SearchParams;
 use maxsimdb::scoring::scalar;
 use maxsimdb::testing::Rng;
-use maxsimdb::{Database, Document, Dtype, SearchRequest, MAX_LIMIT};
+use maxsimdb::{Database, Document, Dtype, PlaidOptions, Plan, SearchRequest, MAX_LIMIT};
 
 use crate::common::{doc, DIM};
 use crate::search::{mixed, stored};
@@ -96,6 +97,11 @@ fn format_v1_database_opens_searches_and_upgrades() {
     db.compact("c").unwrap();
     assert_eq!(db.stats("c").unwrap().segments, 1);
     assert_exact(&db, &live, &q);
+    // A PLAID index on the upgraded data: exhaustive PLAID equals exact.
+    db.create_plaid_index("c", PlaidOptions { centroids: Some(16), ..PlaidOptions::default() }).unwrap();
+    let req = SearchRequest::maxsim(q.clone()).limit(MAX_LIMIT);
+    let exhaustive = req.clone().plan(Plan::Plaid).plaid_params(SearchParams::exhaustive());
+    assert_eq!(db.search("c", &exhaustive).unwrap(), db.search("c", &req.plan(Plan::Exact)).unwrap());
     db.close().unwrap();
     let db = Database::open(&path).unwrap();
     assert_exact(&db, &live, &q);

@@ -11,5 +11,6 @@ mod crud;
 mod embed;
 mod errors;
 mod migrations;
+mod plaid;
 mod search;
 mod snapshot;

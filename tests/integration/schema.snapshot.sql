@@ -8,6 +8,15 @@ CREATE TABLE collections (
     spec       TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE indexes (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    kind          TEXT    NOT NULL,
+    params        TEXT    NOT NULL,
+    data          BLOB    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    UNIQUE (collection_id, kind)
+);
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
