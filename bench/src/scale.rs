@@ -1,20 +1,28 @@
-//! `scale` suite: synthetic clustered token vectors, approximate search vs exact.
+//! `scale` suite: synthetic clustered token vectors in a database, approximate search vs
+//! exact.
 //!
 //! Generator (documented so figures can be reproduced): `T = max(16, docs / 50)` topic
 //! vectors uniform on the unit sphere in d = 128; document `i` has `U[32, 300]` tokens, each
 //! drawn from its main topic `i mod T` (p = 0.6) or one of two random secondary topics
 //! (p = 0.25, 0.15), as `norm(topic + g/√d)` with `g ~ N(0, I)` (cos to the topic ≈ 0.7).
 //! A query takes 32 random tokens of a random document, each `norm(token + 0.5·g/√d)`.
-//! Seeds are fixed. Candidate generators here are the PLAID codec/search and MUVERA FDEs
-//! (brute-force FDE dot products, then exact rerank of the top 200) as standalone indexes;
-//! they are not yet wired into the database (no HNSW, no planner).
+//! Seeds are fixed.
+//!
+//! The documents are generated in batches and inserted into a database (f16 vectors, a mean
+//! pooled vector; `--db PATH` keeps it, default a temporary directory), so memory stays
+//! bounded. The truth is the database's exact MaxSim ([`Plan::Exact`]); the PLAID index is
+//! built with [`Database::create_plaid_index`] (train on a sample, rewrite the segments
+//! with codes) and searched with [`Plan::Plaid`], as a user would. `--muvera` also runs
+//! MUVERA FDEs standalone (brute-force FDE dot products, exact rerank of the top 200; it
+//! keeps the documents in memory, so use it at 10k).
 
 use std::time::Instant;
 
 use maxsimdb::index::muvera::{Muvera, MuveraParams};
-use maxsimdb::index::plaid::{Codec, CodecParams, PlaidIndex, SearchParams};
+use maxsimdb::index::plaid::SearchParams;
 use maxsimdb::scoring::{DocRef, PreparedQuery, Scored, TopK};
 use maxsimdb::testing::{normalize, Rng};
+use maxsimdb::{CollectionSpec, Database, Document, Dtype, PlaidOptions, Plan, SearchRequest, VectorSpec};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -40,45 +48,41 @@ fn token(rng: &mut Rng, center: &[f32], noise: f32) -> Vec<f32> {
     v
 }
 
-fn corpus(n: usize, seed: u64) -> Vec<Vec<f32>> {
-    let t = (n / 50).max(16);
-    let mut rng = Rng::new(seed);
-    let topics = rng.unit_vectors(t, DIM);
-    (0..n)
-        .map(|i| {
-            let len = 32 + rng.below(269) as usize;
-            let (t1, t2) = (rng.below(t as u64) as usize, rng.below(t as u64) as usize);
-            let mut d = Vec::with_capacity(len * DIM);
-            for _ in 0..len {
-                let u = rng.unit();
-                let tp = if u < 0.6 {
-                    i % t
-                } else if u < 0.85 {
-                    t1
-                } else {
-                    t2
-                };
-                d.extend(token(&mut rng, &topics[tp * DIM..(tp + 1) * DIM], 1.0));
-            }
-            d
-        })
-        .collect()
+/// The documented generator, one document at a time.
+struct Corpus {
+    rng: Rng,
+    topics: Vec<f32>,
+    t: usize,
+    i: usize,
 }
 
-fn exact_top(q: &[f32], docs: &[Vec<f32>], k: usize) -> Vec<u32> {
-    let pq = PreparedQuery::new(q, DIM, None).expect("query");
-    let top = docs
-        .par_iter()
-        .enumerate()
-        .fold(
-            || TopK::new(k),
-            |mut t, (i, d)| {
-                t.push(Scored { score: pq.maxsim(DocRef::F32(d)), row: i as u64 });
-                t
-            },
-        )
-        .reduce(|| TopK::new(k), TopK::merge);
-    top.into_sorted().into_iter().map(|s| s.row as u32).collect()
+impl Corpus {
+    fn new(n: usize, seed: u64) -> Self {
+        let t = (n / 50).max(16);
+        let mut rng = Rng::new(seed);
+        let topics = rng.unit_vectors(t, DIM);
+        Self { rng, topics, t, i: 0 }
+    }
+
+    fn next_doc(&mut self) -> Vec<f32> {
+        let (rng, t, i) = (&mut self.rng, self.t, self.i);
+        self.i += 1;
+        let len = 32 + rng.below(269) as usize;
+        let (t1, t2) = (rng.below(t as u64) as usize, rng.below(t as u64) as usize);
+        let mut d = Vec::with_capacity(len * DIM);
+        for _ in 0..len {
+            let u = rng.unit();
+            let tp = if u < 0.6 {
+                i % t
+            } else if u < 0.85 {
+                t1
+            } else {
+                t2
+            };
+            d.extend(token(rng, &self.topics[tp * DIM..(tp + 1) * DIM], 1.0));
+        }
+        d
+    }
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -86,126 +90,272 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p).map_or(0, |rd| {
+        rd.flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
+}
+
+fn mean(d: &[f32]) -> Vec<f32> {
+    let mut m = vec![0f32; DIM];
+    for r in d.chunks_exact(DIM) {
+        m.iter_mut().zip(r).for_each(|(a, b)| *a += b);
+    }
+    normalize(&mut m);
+    m
+}
+
 pub fn run(args: &Args) -> Result<(), String> {
+    let e = |e: maxsimdb::Error| e.to_string();
     let n: usize = args.get("docs", 10_000)?;
     let nq: usize = args.get("queries", 50)?;
     let nbits: u8 = args.get("nbits", 2)?;
+    let centroids: usize = args.get("centroids", 4096)?;
+    let with_muvera = args.get("muvera", false)?;
     let k = 10;
-    let t = Instant::now();
-    let docs = corpus(n, 17);
-    let tokens: usize = docs.iter().map(|d| d.len() / DIM).sum();
-    eprintln!("generated {n} documents, {tokens} token vectors in {:.1} s", t.elapsed().as_secs_f64());
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path: std::path::PathBuf =
+        args.get("db", tmp.path().join("scale.msdb").display().to_string())?.into();
+    let reuse = path.exists();
+    let db = Database::open(&path).map_err(e)?;
+
+    // Queries come from documents chosen up front (the corpus is never held in memory).
     let mut rng = Rng::new(99);
-    let queries: Vec<Vec<f32>> = (0..nq)
-        .map(|_| {
-            let d = &docs[rng.below(n as u64) as usize];
-            let len = d.len() / DIM;
-            (0..32)
-                .flat_map(|_| {
-                    let j = rng.below(len as u64) as usize;
-                    token(&mut rng, &d[j * DIM..(j + 1) * DIM], 0.5)
-                })
-                .collect()
-        })
-        .collect();
+    let qdocs: Vec<usize> = (0..nq).map(|_| rng.below(n as u64) as usize).collect();
+    let mut queries: Vec<Vec<f32>> = vec![Vec::new(); nq];
+    let mut kept: Vec<Vec<f32>> = Vec::new();
     let t = Instant::now();
-    let truth: Vec<Vec<u32>> = queries.iter().map(|q| exact_top(q, &docs, k)).collect();
+    let mut tokens = 0usize;
+    if !reuse {
+        db.create_collection(&CollectionSpec::new(
+            "scale",
+            VectorSpec::new(DIM).pooled("mean", DIM).dtype(Dtype::F16),
+        ))
+        .map_err(e)?;
+    }
+    let batch = 2000;
+    let mut gen = Corpus::new(n, 17);
+    let mut done = 0;
+    while done < n {
+        let docs: Vec<Vec<f32>> = (done..(done + batch).min(n)).map(|_| gen.next_doc()).collect();
+        for (j, d) in docs.iter().enumerate() {
+            tokens += d.len() / DIM;
+            for (qi, &qd) in qdocs.iter().enumerate() {
+                if qd == done + j {
+                    let len = d.len() / DIM;
+                    queries[qi] = (0..32)
+                        .flat_map(|_| {
+                            let t = rng.below(len as u64) as usize;
+                            token(&mut rng, &d[t * DIM..(t + 1) * DIM], 0.5)
+                        })
+                        .collect();
+                }
+            }
+        }
+        if !reuse {
+            let batch_docs: Vec<Document> = docs
+                .iter()
+                .enumerate()
+                .map(|(j, d)| {
+                    Document::new(format!("d{}", done + j)).pooled("mean", mean(d)).tokens(d.clone())
+                })
+                .collect();
+            db.insert("scale", &batch_docs).map_err(e)?;
+        }
+        if with_muvera {
+            kept.extend(docs);
+        }
+        done = (done + batch).min(n);
+        eprint!("\rgenerated + inserted {done}/{n} documents ({:.0} s)", t.elapsed().as_secs_f64());
+    }
+    db.flush("scale").map_err(e)?;
+    let ingest_s = t.elapsed().as_secs_f64();
+    eprintln!("\n{n} documents, {tokens} token vectors");
+
+    // Exact truth.
+    let t = Instant::now();
+    let truth: Vec<Vec<String>> = queries
+        .iter()
+        .map(|q| {
+            let hits = db.search("scale", &SearchRequest::maxsim(q.clone()).limit(k).plan(Plan::Exact))?;
+            Ok(hits.into_iter().map(|h| h.id.to_string()).collect())
+        })
+        .collect::<maxsimdb::Result<_>>()
+        .map_err(e)?;
     let exact_ms = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
     eprintln!("exact: {exact_ms:.0} ms/query");
 
-    // PLAID codec + index.
-    let centroids: usize = args.get("centroids", 4096)?;
+    // PLAID index in the database.
     let t = Instant::now();
-    let flat: Vec<f32> = docs.iter().flatten().copied().collect();
-    let codec =
-        Codec::train(&flat, DIM, CodecParams { nbits, centroids: Some(centroids), ..CodecParams::default() })
-            .map_err(|e| e.to_string())?;
-    drop(flat);
-    let refs: Vec<&[f32]> = docs.iter().map(Vec::as_slice).collect();
-    let index = PlaidIndex::build(codec, &refs);
-    let build_s = t.elapsed().as_secs_f64();
-    eprintln!("PLAID build: {build_s:.1} s");
+    let info = match db.indexes("scale").map_err(e)?.into_iter().next() {
+        Some(i) if reuse => i,
+        _ => db
+            .create_plaid_index(
+                "scale",
+                PlaidOptions { nbits, centroids: Some(centroids), ..PlaidOptions::default() },
+            )
+            .map_err(e)?,
+    };
+    let build_s = if reuse { 0.0 } else { t.elapsed().as_secs_f64() };
+    eprintln!("PLAID build: {build_s:.1} s ({} centroids)", info.centroids);
     let mut params = SearchParams::for_k(k);
     params.ncells = args.get("ncells", params.ncells)?;
     params.ndocs = args.get("ndocs", params.ndocs)?;
     params.centroid_threshold = args.get("threshold", params.centroid_threshold)?;
-    // PLAID candidates, exact rerank on the stored (here: original f32) vectors — what the
-    // database does, since its segments keep the vectors.
-    let (mut lat, mut recall, mut stages) = (Vec::new(), 0.0, [0usize; 3]);
+
+    // Reopen: what a fresh process pays before its first answer.
+    db.close().map_err(e)?;
+    let t = Instant::now();
+    let db = Database::open(&path).map_err(e)?;
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let req = |q: &Vec<f32>| SearchRequest::maxsim(q.clone()).limit(k).plan(Plan::Plaid).plaid_params(params);
+    let t = Instant::now();
+    db.search("scale", &req(&queries[0])).map_err(e)?;
+    let first_query_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let (mut lat, mut recall, mut stages, mut stage_us) = (Vec::new(), 0.0, vec![0u64; 6], vec![0u64; 6]);
     let wall = Instant::now();
     for (q, want) in queries.iter().zip(&truth) {
         let t = Instant::now();
-        let (cands, st) = index.candidates(q, k, params);
-        let pq = PreparedQuery::new(q, DIM, None).map_err(|e| e.to_string())?;
-        let top = cands
-            .par_iter()
-            .fold(
-                || TopK::new(k),
-                |mut t, &i| {
-                    t.push(Scored { score: pq.maxsim(DocRef::F32(&docs[i])), row: i as u64 });
-                    t
-                },
-            )
-            .reduce(|| TopK::new(k), TopK::merge);
+        let out = db.search_explained("scale", &req(q)).map_err(e)?;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
-        stages.iter_mut().zip(st).for_each(|(a, b)| *a += b);
-        recall +=
-            top.into_sorted().iter().filter(|s| want.contains(&(s.row as u32))).count() as f64 / k as f64;
+        stages.iter_mut().zip(&out.stages).for_each(|(a, s)| *a += s.docs);
+        stage_us.iter_mut().zip(&out.stages).for_each(|(a, s)| *a += s.micros);
+        recall += out.hits.iter().filter(|h| want.contains(&h.id.to_string())).count() as f64 / k as f64;
     }
     let qps = nq as f64 / wall.elapsed().as_secs_f64();
-    // PLAID with the rerank on decompressed vectors (ColBERTv2 / next-plaid style).
-    let mut dec_recall = 0.0;
-    for (q, want) in queries.iter().zip(&truth) {
-        let (hits, _) = index.search(q, k, params);
-        dec_recall += hits.iter().filter(|h| want.contains(&h.1)).count() as f64 / k as f64;
-    }
-
-    // MUVERA FDEs, brute force over FDEs, exact rerank of the top 200.
-    let t = Instant::now();
-    let m = Muvera::new(MuveraParams::new(DIM)).map_err(|e| e.to_string())?;
-    let fdes: Vec<Vec<f32>> = docs.par_iter().map(|d| m.encode_doc(d)).collect();
-    let muvera_build_s = t.elapsed().as_secs_f64();
-    let (mut mu_recall, mut mu_lat) = (0.0, Vec::new());
-    for (q, want) in queries.iter().zip(&truth) {
-        let t = Instant::now();
-        let fq = m.encode_query(q);
-        let mut cand: Vec<(f32, usize)> = fdes
-            .par_iter()
-            .enumerate()
-            .map(|(i, f)| (f.iter().zip(&fq).map(|(a, b)| a * b).sum::<f32>(), i))
-            .collect();
-        let nth = 199.min(cand.len() - 1);
-        cand.select_nth_unstable_by(nth, |a, b| b.0.total_cmp(&a.0));
-        let pq = PreparedQuery::new(q, DIM, None).map_err(|e| e.to_string())?;
-        let mut top = TopK::new(k);
-        for &(_, i) in cand.iter().take(200) {
-            top.push(Scored { score: pq.maxsim(DocRef::F32(&docs[i])), row: i as u64 });
-        }
-        mu_lat.push(t.elapsed().as_secs_f64() * 1e3);
-        mu_recall +=
-            top.into_sorted().iter().filter(|s| want.contains(&(s.row as u32))).count() as f64 / k as f64;
-    }
-    let bpt = index.bytes_per_token();
-    let out = json!({
+    let index_bpt = info.bytes as f64 / tokens as f64;
+    // Everything a reader needs: the live segments (vectors + index sections) and the
+    // catalog (retired files awaiting their grace period are not counted).
+    let total_bytes =
+        db.stats("scale").map_err(e)?.segment_bytes + dir_bytes(&path) - dir_bytes(&path.join("segments"));
+    let mut out = json!({
         "docs": n,
         "token_vectors": tokens,
         "generator": "clustered topics, see bench/src/scale.rs",
-        "method": format!("plaid nbits={nbits} centroids={centroids} ncells={} ndocs={} t_cs={}", params.ncells, params.ndocs, params.centroid_threshold),
+        "method": format!("database PLAID index nbits={nbits} centroids={} ncells={} ndocs={} t_cs={}; exact rerank on stored f16 vectors", info.centroids, params.ncells, params.ndocs, params.centroid_threshold),
         "recall_at_10_vs_exact": recall / nq as f64,
-        "recall_at_10_decompressed_rerank": dec_recall / nq as f64,
         "p50_ms": pct(&mut lat.clone(), 0.5),
         "p99_ms": pct(&mut lat, 0.99),
         "qps": qps,
         "candidates_per_stage": stages.iter().map(|s| *s as f64 / nq as f64).collect::<Vec<_>>(),
-        "bytes_per_token_vector": bpt,
-        "total_bytes_per_token": bpt + 2.0 * DIM as f64,
+        "ms_per_stage": stage_us.iter().map(|s| *s as f64 / 1e3 / nq as f64).collect::<Vec<_>>(),
+        "bytes_per_token_vector": index_bpt,
+        "total_bytes_per_token": total_bytes as f64 / tokens as f64,
         "build_s": build_s,
+        "ingest_s": ingest_s,
+        "open_ms": open_ms,
+        "first_query_ms": first_query_ms,
         "exact_ms_per_query": exact_ms,
-        "muvera_recall_at_10": mu_recall / nq as f64,
-        "muvera_p50_ms": pct(&mut mu_lat, 0.5),
-        "muvera_build_s": muvera_build_s,
+        "reused_database": reuse,
         "peak_rss_mb": peak_rss_mb(),
     });
-    report(args, "scale (standalone PLAID + MUVERA vs exact MaxSim)", &out);
+    if with_muvera {
+        let t = Instant::now();
+        let m = Muvera::new(MuveraParams::new(DIM)).map_err(e)?;
+        let fdes: Vec<Vec<f32>> = kept.par_iter().map(|d| m.encode_doc(d)).collect();
+        let muvera_build_s = t.elapsed().as_secs_f64();
+        let (mut mu_recall, mut mu_lat) = (0.0, Vec::new());
+        for (q, want) in queries.iter().zip(&truth) {
+            let t = Instant::now();
+            let fq = m.encode_query(q);
+            let mut cand: Vec<(f32, usize)> = fdes
+                .par_iter()
+                .enumerate()
+                .map(|(i, f)| (f.iter().zip(&fq).map(|(a, b)| a * b).sum::<f32>(), i))
+                .collect();
+            let nth = 199.min(cand.len() - 1);
+            cand.select_nth_unstable_by(nth, |a, b| b.0.total_cmp(&a.0));
+            let pq = PreparedQuery::new(q, DIM, None).map_err(e)?;
+            let mut top = TopK::new(k);
+            for &(_, i) in cand.iter().take(200) {
+                top.push(Scored { score: pq.maxsim(DocRef::F32(&kept[i])), row: i as u64 });
+            }
+            mu_lat.push(t.elapsed().as_secs_f64() * 1e3);
+            mu_recall += top.into_sorted().iter().filter(|s| want.contains(&format!("d{}", s.row))).count()
+                as f64
+                / k as f64;
+        }
+        out["muvera_recall_at_10"] = json!(mu_recall / nq as f64);
+        out["muvera_p50_ms"] = json!(pct(&mut mu_lat, 0.5));
+        out["muvera_build_s"] = json!(muvera_build_s);
+    }
+    #[cfg(feature = "next-plaid")]
+    next_plaid(n, &queries, &truth, nbits, &mut out)?;
+    report(args, "scale (database PLAID index vs exact MaxSim)", &out);
+    Ok(())
+}
+
+/// Run next-plaid on the same vectors (regenerated from the same seed, as f32) through the
+/// helper crate `bench/next-plaid` (its own workspace: see its Cargo.toml) and merge its
+/// figures into `out`.
+#[cfg(feature = "next-plaid")]
+fn next_plaid(
+    n: usize,
+    queries: &[Vec<f32>],
+    truth: &[Vec<String>],
+    nbits: u8,
+    out: &mut serde_json::Value,
+) -> Result<(), String> {
+    use std::io::Write;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let io = |e: std::io::Error| e.to_string();
+    let write_mats = |path: &std::path::Path, count: usize, mut item: Box<dyn FnMut() -> Vec<f32> + '_>| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+        f.write_all(&(DIM as u32).to_le_bytes()).map_err(io)?;
+        f.write_all(&(count as u32).to_le_bytes()).map_err(io)?;
+        for _ in 0..count {
+            let v = item();
+            f.write_all(&((v.len() / DIM) as u32).to_le_bytes()).map_err(io)?;
+            for x in v {
+                f.write_all(&x.to_le_bytes()).map_err(io)?;
+            }
+        }
+        f.flush().map_err(io)
+    };
+    let (docs_p, q_p, t_p) =
+        (dir.path().join("docs.bin"), dir.path().join("q.bin"), dir.path().join("truth.bin"));
+    let mut gen = Corpus::new(n, 17);
+    write_mats(&docs_p, n, Box::new(move || gen.next_doc()))?;
+    let mut qi = queries.iter();
+    write_mats(&q_p, queries.len(), Box::new(move || qi.next().cloned().unwrap_or_default()))?;
+    let mut f = std::fs::File::create(&t_p).map_err(io)?;
+    for want in truth {
+        f.write_all(&(want.len() as u32).to_le_bytes()).map_err(io)?;
+        for id in want {
+            let d: u32 = id.trim_start_matches('d').parse().map_err(|_| format!("bad id {id}"))?;
+            f.write_all(&d.to_le_bytes()).map_err(io)?;
+        }
+    }
+    eprintln!("next-plaid: building and running bench/next-plaid …");
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/next-plaid/Cargo.toml");
+    let run = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "--release", "--quiet", "--manifest-path", manifest, "--"])
+        .args([&docs_p, &q_p, &t_p])
+        .arg(nbits.to_string())
+        .arg(dir.path().join("index"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(io)?;
+    if !run.status.success() {
+        return Err(format!("next-plaid helper failed ({})", run.status));
+    }
+    let line = String::from_utf8_lossy(&run.stdout);
+    let np: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or(""))
+        .map_err(|e| format!("next-plaid output: {e}"))?;
+    for (k, v) in np.as_object().into_iter().flatten() {
+        out[k] = v.clone();
+    }
+    let ours = out["qps"].as_f64().unwrap_or(0.0);
+    let theirs = np["next_plaid_qps"].as_f64().unwrap_or(f64::NAN);
+    out["qps_ratio_vs_next_plaid"] = serde_json::json!(ours / theirs);
+    let build = out["build_s"].as_f64().unwrap_or(f64::NAN);
+    out["build_speedup_vs_next_plaid"] =
+        serde_json::json!(np["next_plaid_build_s"].as_f64().unwrap_or(f64::NAN) / build);
     Ok(())
 }

@@ -45,6 +45,7 @@ pub(crate) struct SegmentRow {
 #[derive(Debug, Clone)]
 pub(crate) struct IndexRow {
     pub id: i64,
+    pub kind: String,
     pub params: String,
     pub data: Vec<u8>,
 }
@@ -301,17 +302,22 @@ impl Txn<'_> {
 
     /// The index of kind `kind` on collection `c`, if any.
     pub fn index(&self, c: i64, kind: &str) -> Result<Option<IndexRow>> {
+        Ok(self.indexes(c)?.into_iter().find(|i| i.kind == kind))
+    }
+
+    /// Every index of collection `c`, by id (none on a schema-2 catalog read without
+    /// upgrading).
+    pub fn indexes(&self, c: i64) -> Result<Vec<IndexRow>> {
         if self.schema < 3 {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let mut st = self
-            .tx
-            .prepare_cached("SELECT id, params, data FROM indexes WHERE collection_id = ?1 AND kind = ?2")?;
-        Ok(st
-            .query_row(params![c, kind], |r| {
-                Ok(IndexRow { id: r.get(0)?, params: r.get(1)?, data: r.get(2)? })
-            })
-            .optional()?)
+        let mut st = self.tx.prepare_cached(
+            "SELECT id, kind, params, data FROM indexes WHERE collection_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([c], |r| {
+            Ok(IndexRow { id: r.get(0)?, kind: r.get(1)?, params: r.get(2)?, data: r.get(3)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Record a new index; returns its id. Fails when one of that kind exists.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::{Database, Inner};
 use crate::catalog::{CollectionRow, Txn};
+use crate::index::hnsw::HnswParams;
 use crate::index::plaid::{Codec, CodecParams, MAX_CENTROIDS};
 use crate::testing::Rng;
 use crate::{Error, Result};
@@ -44,20 +45,46 @@ impl Default for PlaidOptions {
 /// An index as described by [`Database::indexes`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexInfo {
-    /// Kind (`plaid`).
+    /// Kind: `plaid`, or `hnsw:<pooled vector>`.
     pub kind: String,
     /// Catalog id (tags the segment sections built for it).
     pub id: i64,
-    /// Options it was created with.
-    pub options: PlaidOptions,
-    /// Centroids of the codec.
+    /// Options it was created with, as JSON ([`PlaidOptions`] or [`HnswParams`]).
+    pub params: String,
+    /// Centroids of the codec (PLAID; 0 otherwise).
     pub centroids: usize,
-    /// Segments carrying its sections / all segments.
+    /// Segments carrying its sections.
     pub segments_indexed: u64,
     /// All segments of the collection.
     pub segments: u64,
-    /// Bytes of its sections in those segments plus the codec.
+    /// Bytes of its sections in those segments (plus the codec for PLAID).
     pub bytes: u64,
+}
+
+/// An HNSW index over one pooled vector, loaded.
+#[derive(Debug, Clone)]
+pub(crate) struct HnswState {
+    pub id: i64,
+    /// Pooled vector number.
+    pub pooled: usize,
+    pub params: HnswParams,
+}
+
+/// Catalog `kind` of the HNSW index over pooled vector `field`.
+pub(crate) fn hnsw_kind(field: &str) -> String {
+    format!("hnsw:{field}")
+}
+
+/// The HNSW indexes of `c` in the snapshot `tx`.
+pub(crate) fn hnsw_states(tx: &Txn<'_>, c: &CollectionRow) -> Result<Vec<HnswState>> {
+    let mut out = Vec::new();
+    for row in tx.indexes(c.id)? {
+        let Some(field) = row.kind.strip_prefix("hnsw:") else { continue };
+        let pooled = c.spec.vectors.pooled_index(field)?;
+        let params = serde_json::from_str(&row.params).unwrap_or_default();
+        out.push(HnswState { id: row.id, pooled, params });
+    }
+    Ok(out)
 }
 
 /// The PLAID index of a collection, loaded.
@@ -158,10 +185,45 @@ impl Database {
         drop(readers);
         self.compact_locked(&mut w, collection, true)?;
         drop(w);
+        self.index_info(collection, PLAID)
+    }
+
+    fn index_info(&self, collection: &str, kind: &str) -> Result<IndexInfo> {
         self.indexes(collection)?
             .into_iter()
-            .find(|i| i.kind == PLAID)
-            .ok_or_else(|| Error::NotFound { kind: "index", name: format!("plaid on '{collection}'") })
+            .find(|i| i.kind == kind)
+            .ok_or_else(|| Error::NotFound { kind: "index", name: format!("{kind} on '{collection}'") })
+    }
+
+    /// Build an HNSW graph over the pooled vector `field` of `collection`, for dense search
+    /// (and as a candidate generator for MaxSim with [`crate::Plan::Hnsw`]). Every segment
+    /// is rewritten with a graph; later flushes and compactions build theirs as they write.
+    /// Graphs live in the segment files and are searched from the memory map: opening costs
+    /// nothing and RAM holds only what a search touches.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown collection or pooled vector,
+    /// [`Error::AlreadyExists`], [`Error::InvalidArgument`] for `m ∉ 2..=255` or zero `ef`s,
+    /// plus the errors of [`Database::compact`].
+    pub fn create_hnsw_index(&self, collection: &str, field: &str, params: HnswParams) -> Result<IndexInfo> {
+        if !(2..=255).contains(&params.m) || params.ef_construction == 0 || params.ef_search == 0 {
+            return Err(Error::invalid("HNSW needs 2 <= m <= 255 and positive ef_construction / ef_search"));
+        }
+        self.flush(collection)?;
+        let mut w = self.writer()?;
+        let kind = hnsw_kind(field);
+        {
+            let tx = w.write()?;
+            let c = tx.collection(collection)?;
+            c.spec.vectors.pooled_index(field)?;
+            let json = serde_json::to_string(&params).map_err(|e| Error::invalid(e.to_string()))?;
+            tx.add_index(c.id, &kind, &json, &[])?;
+            tx.bump_generation()?;
+            tx.commit()?;
+        }
+        self.compact_locked(&mut w, collection, true)?;
+        drop(w);
+        self.index_info(collection, &kind)
     }
 
     /// Drop the index of kind `kind` (`"plaid"`) on `collection`. Its sections stay in the
@@ -188,27 +250,38 @@ impl Database {
         self.with_reader(|cat| {
             let tx = cat.read()?;
             let c = tx.collection(collection)?;
-            let Some(state) = plaid_state(&self.inner, &tx, &c)? else { return Ok(Vec::new()) };
-            let row = tx.index(c.id, PLAID)?.ok_or_else(|| Error::invalid("index vanished"))?;
-            let options: PlaidOptions = serde_json::from_str(&row.params).unwrap_or_default();
             let segs = tx.segments(c.id)?;
-            let (mut indexed, mut bytes) = (0u64, row.data.len() as u64);
-            for s in &segs {
-                let r = self.segment(&c, s)?;
-                if r.plaid_index_id() == Some(state.tag()) {
-                    indexed += 1;
-                    bytes += r.plaid_bytes();
+            let readers = segs.iter().map(|s| self.segment(&c, s)).collect::<Result<Vec<_>>>()?;
+            let plaid = plaid_state(&self.inner, &tx, &c)?;
+            let hnsw = hnsw_states(&tx, &c)?;
+            let mut out = Vec::new();
+            for row in tx.indexes(c.id)? {
+                let (mut indexed, mut bytes, mut centroids) = (0u64, row.data.len() as u64, 0);
+                for r in &readers {
+                    let b = if let Some(p) = plaid.as_ref().filter(|p| p.id == row.id) {
+                        centroids = p.codec.num_centroids();
+                        (r.plaid_index_id() == Some(p.tag())).then(|| r.plaid_bytes())
+                    } else if let Some(h) = hnsw.iter().find(|h| h.id == row.id) {
+                        (r.hnsw_index_id(h.pooled) == Some(h.id as u32)).then(|| r.hnsw_bytes(h.pooled))
+                    } else {
+                        None
+                    };
+                    if let Some(b) = b {
+                        indexed += 1;
+                        bytes += b;
+                    }
                 }
+                out.push(IndexInfo {
+                    kind: row.kind,
+                    id: row.id,
+                    params: row.params,
+                    centroids,
+                    segments_indexed: indexed,
+                    segments: segs.len() as u64,
+                    bytes,
+                });
             }
-            Ok(vec![IndexInfo {
-                kind: PLAID.into(),
-                id: state.id,
-                options,
-                centroids: state.codec.num_centroids(),
-                segments_indexed: indexed,
-                segments: segs.len() as u64,
-                bytes,
-            }])
+            Ok(out)
         })
     }
 }

@@ -7,6 +7,7 @@ mod index;
 mod search;
 mod write;
 
+pub use crate::index::hnsw::HnswParams;
 pub use index::{IndexInfo, PlaidOptions};
 pub use search::{Plan, Query, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, MAX_LIMIT};
 

@@ -72,6 +72,12 @@ pub enum Plan {
     /// PLAID candidates (centroid probe, pruned and full centroid interaction) per
     /// indexed segment; segments without the index and pending documents are scored exactly.
     Plaid,
+    /// HNSW over a pooled vector. For dense queries: the graph search on that vector (the
+    /// default under [`Plan::Auto`] when an index exists, enough documents pass the filter
+    /// and at least 10 % of them do). For MaxSim (only when asked for): the normalised mean
+    /// of the query tokens finds [`SearchRequest::candidates`] documents by their pooled
+    /// vector, which exact MaxSim then reranks — cheap, but only as good as mean pooling.
+    Hnsw,
 }
 
 /// Below this many candidate documents (after the filter) [`Plan::Auto`] scores exactly:
@@ -81,8 +87,10 @@ pub const AUTO_EXACT_MAX_DOCS: usize = 2_048;
 /// One stage of an executed search (the data behind `EXPLAIN`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageStats {
-    /// `filter` (allowed live rows), `plaid_probe` (inverted-list union), `plaid_pruned`,
-    /// `plaid_full` (centroid interaction), `exact` (documents scored on stored vectors).
+    /// `filter` (allowed live rows), `plaid_centroids` (query × centroid scores; `docs`
+    /// counts centroids), `plaid_probe` (inverted-list union), `plaid_pruned`, `plaid_full`
+    /// (centroid interaction), `hnsw` (graph search results), `exact` (documents scored
+    /// on stored vectors).
     pub name: &'static str,
     /// Documents this stage produced (for `exact`: documents scored).
     pub docs: u64,
@@ -95,7 +103,7 @@ pub struct StageStats {
 pub struct SearchOutput {
     /// The hits, best first.
     pub hits: Vec<Hit>,
-    /// The plan that ran ([`Plan::Exact`] or [`Plan::Plaid`]).
+    /// The plan that ran (never [`Plan::Auto`]).
     pub plan: Plan,
     /// Live documents that passed the filter.
     pub docs: u64,
@@ -117,6 +125,10 @@ pub struct SearchRequest {
     pub plan: Plan,
     /// PLAID knobs; `None` = [`SearchParams::for_k`] of the limit.
     pub plaid: Option<SearchParams>,
+    /// HNSW beam width; `None` = the index's `ef_search`.
+    pub ef: Option<usize>,
+    /// Documents the HNSW stage hands to MaxSim ([`Plan::Hnsw`]); `None` = max(200, limit).
+    pub candidates: Option<usize>,
 }
 
 impl SearchRequest {
@@ -142,7 +154,7 @@ impl SearchRequest {
 
     /// A request for `query` with the defaults (no filter, limit 10, [`Plan::Auto`]).
     pub fn new(query: Query) -> Self {
-        Self { query, filter: None, limit: 10, plan: Plan::Auto, plaid: None }
+        Self { query, filter: None, limit: 10, plan: Plan::Auto, plaid: None, ef: None, candidates: None }
     }
 
     /// Choose the candidate generation instead of letting the planner decide.
@@ -154,6 +166,18 @@ impl SearchRequest {
     /// Override the PLAID knobs (more cells / candidates: higher recall, slower).
     pub fn plaid_params(mut self, p: SearchParams) -> Self {
         self.plaid = Some(p);
+        self
+    }
+
+    /// HNSW beam width (larger: higher recall, slower).
+    pub fn ef(mut self, ef: usize) -> Self {
+        self.ef = Some(ef);
+        self
+    }
+
+    /// Candidates the HNSW stage passes to MaxSim under [`Plan::Hnsw`].
+    pub fn candidates(mut self, n: usize) -> Self {
+        self.candidates = Some(n);
         self
     }
 
@@ -361,28 +385,72 @@ impl Database {
         let docs = live.iter().map(Vec::len).sum::<usize>() + pending.len();
         let mut stages = vec![StageStats { name: "filter", docs: docs as u64, micros: micros(t_filter) }];
 
-        // The plan: PLAID needs a MaxSim query and an index; Auto also wants enough
-        // indexed documents to make the centroid stages pay.
+        // The plan. PLAID needs a MaxSim query and a PLAID index; HNSW a graph over the
+        // queried pooled vector (or, for MaxSim, any pooled vector of the token dimension).
+        // Auto also wants enough indexed documents for the index to pay.
+        let k = req.limit;
+        let indexed_live = |has: &dyn Fn(&SegmentReader) -> bool| -> usize {
+            readers.iter().zip(&live).filter(|(r, _)| has(r)).map(|(_, l)| l.len()).sum()
+        };
+        let total_live: usize = readers.iter().map(|r| r.doc_count()).sum();
         let plaid = match scorer {
-            Scorer::MaxSim(_, tokens) if req.plan != Plan::Exact && !tokens.is_empty() => {
+            Scorer::MaxSim(_, tokens)
+                if matches!(req.plan, Plan::Auto | Plan::Plaid) && !tokens.is_empty() =>
+            {
                 super::index::plaid_state(&self.inner, tx, c)?.map(|p| (p, tokens))
             }
             _ => None,
         };
+        if req.plan == Plan::Plaid && plaid.is_none() {
+            return Err(Error::NotAvailable(format!(
+                "Plan::Plaid needs a MaxSim query on a collection with a PLAID index \
+                 (Database::create_plaid_index(\"{}\", ..))",
+                c.spec.name
+            )));
+        }
         let plaid = plaid.filter(|(p, _)| {
-            let indexed: usize = readers
-                .iter()
-                .zip(&live)
-                .filter(|(r, _)| r.plaid_index_id() == Some(p.tag()))
-                .map(|(_, l)| l.len())
-                .sum();
-            req.plan == Plan::Plaid || indexed > AUTO_EXACT_MAX_DOCS
+            req.plan == Plan::Plaid
+                || indexed_live(&|r| r.plaid_index_id() == Some(p.tag())) > AUTO_EXACT_MAX_DOCS
         });
-        let k = req.limit;
+        let hnsw = if plaid.is_some() || matches!(req.plan, Plan::Exact | Plan::Plaid) {
+            None
+        } else {
+            let states = super::index::hnsw_states(tx, c)?;
+            match scorer {
+                Scorer::Dense(p, v) => states.into_iter().find(|h| h.pooled == *p).map(|h| (h, v.clone(), k)),
+                Scorer::MaxSim(_, tokens) if req.plan == Plan::Hnsw && !tokens.is_empty() => {
+                    let dim = c.spec.vectors.token_dim;
+                    states.into_iter().find(|h| c.spec.vectors.pooled[h.pooled].dim == dim).map(|h| {
+                        let mut m = vec![0f32; dim];
+                        tokens.chunks_exact(dim).for_each(|t| m.iter_mut().zip(t).for_each(|(a, b)| *a += b));
+                        crate::testing::normalize(&mut m);
+                        (h, m, req.candidates.unwrap_or(200).max(k))
+                    })
+                }
+                _ => None,
+            }
+        };
+        if req.plan == Plan::Hnsw && hnsw.is_none() {
+            return Err(Error::NotAvailable(format!(
+                "Plan::Hnsw needs an HNSW index on the queried pooled vector of '{}' \
+                 (Database::create_hnsw_index)",
+                c.spec.name
+            )));
+        }
+        let hnsw = hnsw.filter(|(h, _, _)| {
+            let n = indexed_live(&|r| r.hnsw_index_id(h.pooled) == Some(h.id as u32));
+            req.plan == Plan::Hnsw || (n > AUTO_EXACT_MAX_DOCS && n * 10 >= total_live)
+        });
         let mut work: Vec<(u32, u32)> = Vec::new();
         let plan = if let Some((p, tokens)) = &plaid {
             let params = req.plaid.unwrap_or_else(|| SearchParams::for_k(k));
+            let t_centroids = Instant::now();
             let sc = p.codec.query_scores(tokens);
+            stages.push(StageStats {
+                name: "plaid_centroids",
+                docs: p.codec.num_centroids() as u64,
+                micros: micros(t_centroids),
+            });
             let mut sum = StageCounts::default();
             for (si, (r, docs)) in readers.iter().zip(&live).enumerate() {
                 if docs.is_empty() {
@@ -410,6 +478,33 @@ impl Database {
                 stages.push(StageStats { name, docs: sum.docs[i] as u64, micros: sum.micros[i] });
             }
             Plan::Plaid
+        } else if let Some((h, qv, kc)) = &hnsw {
+            let t = Instant::now();
+            let ef = req.ef.unwrap_or(h.params.ef_search).max(*kc);
+            let mut found = 0u64;
+            for (si, (r, docs)) in readers.iter().zip(&live).enumerate() {
+                if docs.is_empty() {
+                    continue;
+                }
+                match r.hnsw(h.pooled, h.id as u32)? {
+                    Some(g) => {
+                        r.verify_pooled(h.pooled)?;
+                        let mask = (docs.len() < r.doc_count()).then(|| {
+                            let mut m = vec![false; r.doc_count()];
+                            docs.iter().for_each(|&d| m[d as usize] = true);
+                            m
+                        });
+                        let (hits, _) = g.search(*kc, ef, mask.as_deref(), |i| {
+                            scoring::dot(qv, r.pooled(h.pooled, i as usize))
+                        });
+                        found += hits.len() as u64;
+                        work.extend(hits.into_iter().map(|(_, d)| (si as u32, d)));
+                    }
+                    None => work.extend(docs.iter().map(|&d| (si as u32, d))),
+                }
+            }
+            stages.push(StageStats { name: "hnsw", docs: found, micros: micros(t) });
+            Plan::Hnsw
         } else {
             for (si, docs) in live.iter().enumerate() {
                 work.extend(docs.iter().map(|&d| (si as u32, d)));

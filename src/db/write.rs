@@ -9,13 +9,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::index::PlaidState;
+use super::index::{HnswState, PlaidState};
 use super::{Database, Inner};
 use crate::catalog::{Catalog, CollectionRow, PendingRow, SegmentRow};
 use crate::error::IoContext;
 use crate::filter::Filter;
 use crate::storage;
-use crate::storage::segment::{self, SegmentReader, SegmentSource, VecRef};
+use crate::storage::segment::{self, SegmentIndexes, SegmentReader, SegmentSource, VecRef};
 use crate::types::{DocId, Document, Dtype, Value};
 use crate::validate::{self, Decoded, PreparedDoc};
 use crate::{Error, Result};
@@ -96,7 +96,7 @@ fn publish_segment(
     c: &CollectionRow,
     id: i64,
     src: &dyn SegmentSource,
-    plaid: Option<&PlaidState>,
+    ix: &WriteIndexes,
 ) -> Result<SegmentRow> {
     let dir = storage::collection_dir(&inner.root, c.id);
     std::fs::create_dir_all(&dir).at(&dir)?;
@@ -104,9 +104,8 @@ fn publish_segment(
     let tmp = dir.join(format!("{name}.tmp"));
     let dest = dir.join(&name);
     let _ = std::fs::remove_file(&tmp);
-    let written =
-        segment::write_segment(&tmp, id as u64, &c.spec.vectors, src, plaid.map(|p| (p.tag(), &*p.codec)))
-            .and_then(|bytes| storage::publish(&tmp, &dest).map(|()| bytes));
+    let written = segment::write_segment(&tmp, id as u64, &c.spec.vectors, src, &ix.as_segment())
+        .and_then(|bytes| storage::publish(&tmp, &dest).map(|()| bytes));
     let bytes = match written {
         Ok(b) => b,
         Err(e) => {
@@ -125,6 +124,31 @@ fn publish_segment(
     })
 }
 
+/// The indexes a new segment of a collection must carry.
+pub(super) struct WriteIndexes {
+    pub plaid: Option<PlaidState>,
+    pub hnsw: Vec<HnswState>,
+}
+
+impl WriteIndexes {
+    pub fn load(inner: &Inner, tx: &crate::catalog::Txn<'_>, c: &CollectionRow) -> Result<Self> {
+        Ok(Self { plaid: super::index::plaid_state(inner, tx, c)?, hnsw: super::index::hnsw_states(tx, c)? })
+    }
+
+    fn as_segment(&self) -> SegmentIndexes<'_> {
+        SegmentIndexes {
+            plaid: self.plaid.as_ref().map(|p| (p.tag(), &*p.codec)),
+            hnsw: self.hnsw.iter().map(|h| (h.pooled, h.id as u32, h.params)).collect(),
+        }
+    }
+
+    /// Whether segment `r` carries every section these indexes need.
+    pub fn covers(&self, r: &SegmentReader) -> bool {
+        self.plaid.as_ref().is_none_or(|p| r.plaid_index_id() == Some(p.tag()))
+            && self.hnsw.iter().all(|h| r.hnsw_index_id(h.pooled) == Some(h.id as u32))
+    }
+}
+
 /// Remove a published file whose commit failed.
 fn unpublish(inner: &Inner, s: &SegmentRow) {
     let _ = std::fs::remove_file(inner.root.join(&s.file));
@@ -141,7 +165,7 @@ fn reserve_segment_id(cat: &mut Catalog) -> Result<i64> {
 fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Result<bool> {
     let (pending, plaid): (Vec<PendingRow>, _) = {
         let tx = cat.read()?;
-        (tx.pending(c.id)?, super::index::plaid_state(inner, &tx, c)?)
+        (tx.pending(c.id)?, WriteIndexes::load(inner, &tx, c)?)
     };
     let Some(max_row) = pending.last().map(|p| p.row) else { return Ok(false) };
     let id = reserve_segment_id(cat)?;
@@ -152,7 +176,7 @@ fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Resu
         pending.iter().map(|p| (p.row, p.tokens.as_slice(), p.pooled.as_slice())),
     );
     drop(pending);
-    let seg = publish_segment(inner, c, id, &src, plaid.as_ref())?;
+    let seg = publish_segment(inner, c, id, &src, &plaid)?;
     let commit = (|| {
         let tx = cat.write()?;
         tx.add_segment(c.id, &seg)?;
@@ -245,7 +269,7 @@ impl Database {
     ) -> Result<()> {
         let (base, plaid) = {
             let tx = cat.read()?;
-            (tx.last_row(c.id)?, super::index::plaid_state(&self.inner, &tx, c)?)
+            (tx.last_row(c.id)?, WriteIndexes::load(&self.inner, &tx, c)?)
         };
         let id = reserve_segment_id(cat)?;
         let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
@@ -257,7 +281,7 @@ impl Database {
                 .enumerate()
                 .map(|(i, d)| (base + 1 + i as u64, d.tokens.as_slice(), d.pooled.as_slice())),
         );
-        let seg = publish_segment(&self.inner, c, id, &src, plaid.as_ref())?;
+        let seg = publish_segment(&self.inner, c, id, &src, &plaid)?;
         drop(src);
         let commit = (|| {
             let tx = cat.write()?;
@@ -365,14 +389,13 @@ impl Database {
             let segs = tx.segments(c.id)?;
             let dead: Vec<Vec<u64>> =
                 segs.iter().map(|s| tx.tombstones(c.id, s.id)).collect::<Result<_>>()?;
-            let plaid = super::index::plaid_state(&self.inner, &tx, &c)?;
-            (c, segs, dead, plaid)
+            let ix = WriteIndexes::load(&self.inner, &tx, &c)?;
+            (c, segs, dead, ix)
         };
         let readers: Vec<Arc<SegmentReader>> =
             segs.iter().map(|s| self.segment(&c, s)).collect::<Result<_>>()?;
-        let indexed =
-            |r: &Arc<SegmentReader>| plaid.as_ref().is_none_or(|p| r.plaid_index_id() == Some(p.tag()));
-        let clean = segs.len() <= 1 && dead.iter().all(Vec::is_empty) && readers.iter().all(indexed);
+        let clean =
+            segs.len() <= 1 && dead.iter().all(Vec::is_empty) && readers.iter().all(|r| plaid.covers(r));
         if segs.is_empty() || (clean && !force) {
             return Ok(false);
         }
@@ -393,7 +416,7 @@ impl Database {
             None
         } else {
             let id = reserve_segment_id(w)?;
-            Some(publish_segment(&self.inner, &c, id, &MergeSource { readers, docs }, plaid.as_ref())?)
+            Some(publish_segment(&self.inner, &c, id, &MergeSource { readers, docs }, &plaid)?)
         };
         let commit = (|| {
             let tx = w.write()?;

@@ -49,8 +49,10 @@ pub struct Codec {
     weights: Vec<f32>,
 }
 
+/// Dot product through simsimd's SIMD kernels (a plain iterator sum does not vectorise:
+/// float addition is not reassociated).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    crate::scoring::dot(a, DocRef::F32(b))
 }
 
 fn quantile(sorted: &[f32], q: f64) -> f32 {
@@ -241,11 +243,14 @@ pub struct SearchParams {
 }
 
 impl SearchParams {
-    /// ColBERT's defaults for top-`k`.
+    /// ColBERT's defaults for top-`k`, except that `k ≤ 10` keeps 512 candidates after the
+    /// pruned interaction (ColBERT: 256): our final stage is exact MaxSim on stored vectors,
+    /// cheap enough to take twice the candidates, which lifts recall@10 against exact
+    /// from 0.93 to 0.998 on the `scale` bench at 10k documents for ~3 ms.
     #[must_use]
     pub fn for_k(k: usize) -> Self {
         match k {
-            0..=10 => Self { ncells: 1, centroid_threshold: 0.5, ndocs: 256 },
+            0..=10 => Self { ncells: 1, centroid_threshold: 0.5, ndocs: 512 },
             11..=100 => Self { ncells: 2, centroid_threshold: 0.45, ndocs: 1024 },
             _ => Self { ncells: 4, centroid_threshold: 0.4, ndocs: (4 * k).max(4096) },
         }
@@ -272,12 +277,16 @@ impl Codec {
     #[must_use]
     pub fn query_scores(&self, q: &[f32]) -> CentroidScores {
         let dim = self.dim;
-        let sc = self
-            .centroids
-            .par_chunks(dim)
-            .flat_map_iter(|c| q.chunks_exact(dim).map(move |qi| dot(c, qi)))
-            .collect();
-        CentroidScores { sc, lq: q.len() / dim }
+        let lq = q.len() / dim;
+        let mut sc = vec![0f32; self.num_centroids() * lq];
+        sc.par_chunks_mut(lq * 256).zip(self.centroids.par_chunks(dim * 256)).for_each(|(out, cs)| {
+            for (row, c) in out.chunks_exact_mut(lq).zip(cs.chunks_exact(dim)) {
+                for (o, qi) in row.iter_mut().zip(q.chunks_exact(dim)) {
+                    *o = dot(c, qi);
+                }
+            }
+        });
+        CentroidScores { sc, lq }
     }
 
     /// Serialise (centroids as f16, the precision they are trained to; a trailing xxh3-64).

@@ -25,6 +25,9 @@
 //!   PLAID_IVF_OFFSETS u64 × (centroids + 1)           CSR offsets of the inverted lists
 //!   PLAID_IVF_DOCS  u32 × list entries                 local document numbers, ascending
 //!                                                      per centroid, each document once
+//!   HNSW_GRAPH[i]   u32 words: graph over POOLED[i]     (v2+, optional; layout in
+//!                                                      `index/hnsw.rs`, tagged with its
+//!                                                      index id)
 //! section table at table_offset (64-aligned), SECTION_ENTRY_LEN bytes per section:
 //!   kind u32 | index u32 | offset u64 | length u64 | xxh3-128 of the section bytes (u128)
 //! trailer (last 32 bytes of the file):
@@ -38,7 +41,7 @@
 //!
 //! # Version changes
 //! - v1: header, ROW_IDS, TOKEN_OFFSETS, TOKENS, POOLED.
-//! - v2: the optional PLAID sections. A v2 build reads v1 files unchanged (they simply have
+//! - v2: the optional PLAID and HNSW_GRAPH sections. A v2 build reads v1 files unchanged (they simply have
 //!   no PLAID sections); a v1 build refuses v2 files by version.
 
 use crate::{Error, Result};
@@ -81,6 +84,8 @@ pub enum SectionKind {
     PlaidIvfOffsets = 7,
     /// PLAID inverted-list documents.
     PlaidIvfDocs = 8,
+    /// HNSW graph over a pooled vector (`index` = pooled vector number).
+    HnswGraph = 9,
 }
 
 impl SectionKind {
@@ -94,6 +99,7 @@ impl SectionKind {
             6 => Some(Self::PlaidCodes),
             7 => Some(Self::PlaidIvfOffsets),
             8 => Some(Self::PlaidIvfDocs),
+            9 => Some(Self::HnswGraph),
             _ => None,
         }
     }
@@ -115,6 +121,7 @@ impl SectionKind {
             Self::PlaidCodes => "PLAID_CODES",
             Self::PlaidIvfOffsets => "PLAID_IVF_OFFSETS",
             Self::PlaidIvfDocs => "PLAID_IVF_DOCS",
+            Self::HnswGraph => "HNSW_GRAPH",
         }
     }
 }

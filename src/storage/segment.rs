@@ -11,6 +11,7 @@ use half::slice::HalfFloatSliceExt;
 use super::format::{self, Header, SectionEntry, SectionKind};
 use super::mmap::{self, MappedFile};
 use crate::error::IoContext;
+use crate::index::hnsw::{self, GraphView, HnswParams};
 use crate::index::plaid::{self, Codec, PlaidView};
 use crate::types::{Dtype, VectorSpec};
 use crate::{Error, Result};
@@ -143,9 +144,17 @@ impl SegmentWriter {
     }
 }
 
-/// Write `src` as a complete, fsynced segment file at `path` (which must not exist).
-/// With `plaid = Some((index_id, codec))` the token vectors are also encoded into the PLAID
-/// sections. Returns the file size.
+/// Index sections to build while writing a segment.
+#[derive(Default)]
+pub struct SegmentIndexes<'a> {
+    /// PLAID: (index id, codec): the token vectors are encoded into the PLAID sections.
+    pub plaid: Option<(u32, &'a Codec)>,
+    /// HNSW: (pooled vector number, index id, parameters): a graph over that pooled vector.
+    pub hnsw: Vec<(usize, u32, HnswParams)>,
+}
+
+/// Write `src` as a complete, fsynced segment file at `path` (which must not exist), with
+/// the index sections `ix` asks for. Returns the file size.
 ///
 /// # Errors
 /// I/O errors; on error the partial file is left for the caller to remove.
@@ -154,7 +163,7 @@ pub fn write_segment(
     segment_id: u64,
     spec: &VectorSpec,
     src: &dyn SegmentSource,
-    plaid: Option<(u32, &Codec)>,
+    ix: &SegmentIndexes<'_>,
 ) -> Result<u64> {
     let n = src.doc_count();
     let token_count: u64 = (0..n).map(|i| (src.tokens(i).len() / spec.token_dim) as u64).sum();
@@ -194,7 +203,13 @@ pub fn write_segment(
             })
         })?;
     }
-    if let Some((ix, codec)) = plaid {
+    for &(p, id, params) in &ix.hnsw {
+        let words = hnsw::build(n, |i| src.pooled(i, p).to_f32(), params, id);
+        w.section(SectionKind::HnswGraph, p as u32, |put| {
+            put(&words.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+        })?;
+    }
+    if let Some((ix, codec)) = ix.plaid {
         let mut codes = Vec::new();
         w.section(SectionKind::PlaidResiduals, ix, |put| {
             codes = codec.encode_stream(n, |i| src.tokens(i).to_f32(), put)?;
@@ -251,6 +266,8 @@ pub struct SegmentReader {
     tokens: Section,
     pooled: Vec<(Section, usize)>,
     plaid: Option<PlaidSections>,
+    /// HNSW graphs: pooled vector number, section, verification (checksum + structure).
+    hnsw: Vec<(usize, SectionEntry, OnceLock<std::result::Result<(), String>>)>,
 }
 
 fn range(e: &SectionEntry) -> Range<usize> {
@@ -278,8 +295,18 @@ impl SegmentReader {
             return Err(bad("dtype or token dimension differs from the collection spec".into()));
         }
         let plaid_count = entries.iter().filter(|e| e.kind.is_plaid()).count();
+        let hnsw: Vec<_> = entries
+            .iter()
+            .filter(|e| e.kind == SectionKind::HnswGraph)
+            .map(|e| (e.index as usize, *e, OnceLock::new()))
+            .collect();
+        if hnsw.iter().any(|(p, e, _)| *p >= spec.pooled.len() || !e.len.is_multiple_of(4))
+            || (!hnsw.is_empty() && header.format < 2)
+        {
+            return Err(bad("HNSW graph section for an unknown pooled vector or ragged".into()));
+        }
         if header.pooled_count as usize != spec.pooled.len()
-            || entries.len() != 3 + spec.pooled.len() + plaid_count
+            || entries.len() != 3 + spec.pooled.len() + plaid_count + hnsw.len()
         {
             return Err(bad("pooled section count differs from the collection spec".into()));
         }
@@ -348,6 +375,7 @@ impl SegmentReader {
             tokens: Section { entry: tok_e, verified: OnceLock::new() },
             pooled,
             plaid,
+            hnsw,
             file,
         };
         reader.check_index()?;
@@ -471,15 +499,49 @@ impl SegmentReader {
     pub fn verify_all(&self) -> Result<()> {
         self.verify_tokens()?;
         (0..self.pooled.len()).try_for_each(|p| self.verify_pooled(p))?;
-        if let Some(p) = &self.plaid {
-            for e in [&p.residuals, &p.codes, &p.ivf_offsets, &p.ivf_docs] {
-                if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
-                    let what = format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index);
-                    return Err(Error::corruption(&self.path, what));
-                }
+        let plaid = self.plaid.iter().flat_map(|p| [&p.residuals, &p.codes, &p.ivf_offsets, &p.ivf_docs]);
+        for e in plaid.chain(self.hnsw.iter().map(|(_, e, _)| e)) {
+            if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
+                let what = format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index);
+                return Err(Error::corruption(&self.path, what));
             }
         }
         Ok(())
+    }
+
+    /// The index id of the HNSW graph over pooled vector `p`, if the segment has one.
+    pub fn hnsw_index_id(&self, p: usize) -> Option<u32> {
+        let (_, e, _) = self.hnsw.iter().find(|(q, _, _)| *q == p)?;
+        let words: &[u32] = self.slice(range(e));
+        words.get(1).copied()
+    }
+
+    /// Bytes of the HNSW graph over pooled vector `p`.
+    pub fn hnsw_bytes(&self, p: usize) -> u64 {
+        self.hnsw.iter().find(|(q, _, _)| *q == p).map_or(0, |(_, e, _)| e.len)
+    }
+
+    /// The HNSW graph over pooled vector `p` built for index `index_id`: `None` when the
+    /// segment has none for that index. Checksum and structure are verified on first use.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] when the section is damaged.
+    pub fn hnsw(&self, p: usize, index_id: u32) -> Result<Option<GraphView<'_>>> {
+        let Some((_, e, verified)) = self.hnsw.iter().find(|(q, _, _)| *q == p) else { return Ok(None) };
+        let words: &[u32] = self.slice(range(e));
+        if words.get(1) != Some(&index_id) {
+            return Ok(None);
+        }
+        let verdict = verified.get_or_init(|| {
+            if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
+                return Err(format!("checksum mismatch in section HNSW_GRAPH[{p}]"));
+            }
+            GraphView::parse(words, true).map(|_| ())
+        });
+        match verdict {
+            Ok(()) => GraphView::parse(words, false).map(Some).map_err(|w| Error::corruption(&self.path, w)),
+            Err(what) => Err(Error::corruption(&self.path, what.clone())),
+        }
     }
 
     /// The id of the PLAID index whose sections this segment carries, if any.

@@ -10,6 +10,7 @@ mod crud;
 #[cfg(feature = "embed")]
 mod embed;
 mod errors;
+mod hnsw;
 mod migrations;
 mod plaid;
 mod search;

@@ -92,8 +92,12 @@ fn plaid_index_is_persisted_planned_and_exact_where_it_matters() {
         let auto = db.search_explained("c", &SearchRequest::maxsim(q.clone())).unwrap();
         assert_eq!(auto.plan, Plan::Plaid);
         let names: Vec<&str> = auto.stages.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["filter", "plaid_probe", "plaid_pruned", "plaid_full", "exact"]);
-        let n: Vec<u64> = auto.stages.iter().map(|s| s.docs).collect();
+        assert_eq!(
+            names,
+            ["filter", "plaid_centroids", "plaid_probe", "plaid_pruned", "plaid_full", "exact"]
+        );
+        let mut n: Vec<u64> = auto.stages.iter().map(|s| s.docs).collect();
+        assert_eq!(n.remove(1), 256, "centroids scored");
         assert_eq!(n[0], 3000);
         assert!(n[1] <= 3000 && n[2] <= n[1] && n[3] <= n[2] && n[4] == n[3], "{n:?}");
         assert!(n[4] < 3000, "PLAID scored fewer documents than exact: {n:?}");
