@@ -236,9 +236,9 @@ impl Scorer {
         }
     }
 
-    fn verify(&self, r: &SegmentReader) -> Result<()> {
+    fn verify(&self, r: &SegmentReader, docs: &[u32]) -> Result<()> {
         match self {
-            Scorer::MaxSim(..) => r.verify_tokens(),
+            Scorer::MaxSim(..) => r.verify_doc_tokens(docs),
             Scorer::Dense(p, _) => r.verify_pooled(*p),
         }
     }
@@ -513,11 +513,15 @@ impl Database {
         };
 
         let t_exact = Instant::now();
-        let mut seen_segments = vec![false; readers.len()];
-        for &(si, _) in &work {
-            if !seen_segments[si as usize] {
-                seen_segments[si as usize] = true;
-                scorer.verify(&readers[si as usize])?;
+        // Verify what this search reads: for MaxSim the token blocks of the documents it
+        // scores (the whole section only for v1 segments), for dense the pooled section.
+        let mut per_segment: Vec<Vec<u32>> = vec![Vec::new(); readers.len()];
+        for &(si, d) in &work {
+            per_segment[si as usize].push(d);
+        }
+        for (r, docs) in readers.iter().zip(&per_segment) {
+            if !docs.is_empty() {
+                scorer.verify(r, docs)?;
             }
         }
         let seg_top = work

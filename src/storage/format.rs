@@ -25,6 +25,9 @@
 //!   PLAID_IVF_OFFSETS u64 × (centroids + 1)           CSR offsets of the inverted lists
 //!   PLAID_IVF_DOCS  u32 × list entries                 local document numbers, ascending
 //!                                                      per centroid, each document once
+//!   TOKEN_BLOCK_SUMS u64 × ⌈TOKENS bytes / 64 KiB⌉    xxh3-64 of each 64 KiB block of
+//!                                                      TOKENS (v2+: searches verify only
+//!                                                      the blocks they read)
 //!   HNSW_GRAPH[i]   u32 words: graph over POOLED[i]     (v2+, optional; layout in
 //!                                                      `index/hnsw.rs`, tagged with its
 //!                                                      index id)
@@ -41,7 +44,7 @@
 //!
 //! # Version changes
 //! - v1: header, ROW_IDS, TOKEN_OFFSETS, TOKENS, POOLED.
-//! - v2: the optional PLAID and HNSW_GRAPH sections. A v2 build reads v1 files unchanged (they simply have
+//! - v2: TOKEN_BLOCK_SUMS, and the optional PLAID and HNSW_GRAPH sections. A v2 build reads v1 files unchanged (they simply have
 //!   no PLAID sections); a v1 build refuses v2 files by version.
 
 use crate::{Error, Result};
@@ -86,7 +89,12 @@ pub enum SectionKind {
     PlaidIvfDocs = 8,
     /// HNSW graph over a pooled vector (`index` = pooled vector number).
     HnswGraph = 9,
+    /// xxh3-64 per [`TOKEN_BLOCK`] bytes of the TOKENS section.
+    TokenBlockSums = 10,
 }
+
+/// Bytes of TOKENS covered by one TOKEN_BLOCK_SUMS entry.
+pub const TOKEN_BLOCK: usize = 64 * 1024;
 
 impl SectionKind {
     fn from_u32(v: u32) -> Option<Self> {
@@ -100,6 +108,7 @@ impl SectionKind {
             7 => Some(Self::PlaidIvfOffsets),
             8 => Some(Self::PlaidIvfDocs),
             9 => Some(Self::HnswGraph),
+            10 => Some(Self::TokenBlockSums),
             _ => None,
         }
     }
@@ -122,6 +131,7 @@ impl SectionKind {
             Self::PlaidIvfOffsets => "PLAID_IVF_OFFSETS",
             Self::PlaidIvfDocs => "PLAID_IVF_DOCS",
             Self::HnswGraph => "HNSW_GRAPH",
+            Self::TokenBlockSums => "TOKEN_BLOCK_SUMS",
         }
     }
 }

@@ -3,7 +3,10 @@
 use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
+
+use rayon::prelude::*;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -187,12 +190,30 @@ pub fn write_segment(
         })
     })?;
     let mut buf = Vec::new();
+    let (mut block, mut sums) = (Vec::with_capacity(format::TOKEN_BLOCK), Vec::new());
     w.section(SectionKind::Tokens, 0, |put| {
         (0..n).try_for_each(|i| {
             buf.clear();
             src.tokens(i).encode_into(spec.dtype, &mut buf);
+            let mut rest = buf.as_slice();
+            while !rest.is_empty() {
+                let take = rest.len().min(format::TOKEN_BLOCK - block.len());
+                block.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if block.len() == format::TOKEN_BLOCK {
+                    sums.push(xxhash_rust::xxh3::xxh3_64(&block));
+                    block.clear();
+                }
+            }
             put(&buf)
         })
+    })?;
+    if !block.is_empty() {
+        sums.push(xxhash_rust::xxh3::xxh3_64(&block));
+    }
+    drop(block);
+    w.section(SectionKind::TokenBlockSums, 0, |put| {
+        put(&sums.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
     })?;
     for p in 0..spec.pooled.len() {
         w.section(SectionKind::Pooled, p as u32, |put| {
@@ -264,6 +285,9 @@ pub struct SegmentReader {
     rows: Range<usize>,
     offsets: Range<usize>,
     tokens: Section,
+    /// Per-block checksums of TOKENS (v2): the section, and per block 0 = unchecked,
+    /// 1 = good, 2 = damaged.
+    token_blocks: Option<(Section, Vec<AtomicU8>)>,
     pooled: Vec<(Section, usize)>,
     plaid: Option<PlaidSections>,
     /// HNSW graphs: pooled vector number, section, verification (checksum + structure).
@@ -305,8 +329,10 @@ impl SegmentReader {
         {
             return Err(bad("HNSW graph section for an unknown pooled vector or ragged".into()));
         }
+        let block_sums = entries.iter().find(|e| e.kind == SectionKind::TokenBlockSums).copied();
         if header.pooled_count as usize != spec.pooled.len()
-            || entries.len() != 3 + spec.pooled.len() + plaid_count + hnsw.len()
+            || entries.len()
+                != 3 + spec.pooled.len() + plaid_count + hnsw.len() + usize::from(block_sums.is_some())
         {
             return Err(bad("pooled section count differs from the collection spec".into()));
         }
@@ -365,7 +391,17 @@ impl SegmentReader {
                 return Err(bad(format!("checksum mismatch in section {}", e.kind.name())));
             }
         }
+        let token_blocks = match block_sums {
+            None => None,
+            Some(e) => {
+                let blocks = tok_e.len.div_ceil(format::TOKEN_BLOCK as u64);
+                expect_len(&e, blocks.checked_mul(8))?;
+                let states = (0..blocks).map(|_| AtomicU8::new(0)).collect();
+                Some((Section { entry: e, verified: OnceLock::new() }, states))
+            }
+        };
         let reader = Self {
+            token_blocks,
             path: path.to_path_buf(),
             header,
             dtype,
@@ -484,6 +520,47 @@ impl SegmentReader {
         self.verify(&self.tokens)
     }
 
+    /// Verify the token vectors of documents `docs`: only the 64 KiB blocks they occupy when
+    /// the segment has block checksums (v2), the whole section otherwise. Results are cached
+    /// per block.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the block on a mismatch.
+    pub fn verify_doc_tokens(&self, docs: &[u32]) -> Result<()> {
+        let Some((sums_sec, states)) = &self.token_blocks else { return self.verify_tokens() };
+        if self.tokens.verified.get() == Some(&true) {
+            return Ok(());
+        }
+        self.verify(sums_sec)?;
+        let sums: &[u64] = self.slice(range(&sums_sec.entry));
+        let (offs, row) = (self.offsets(), (self.dim * self.dtype.size()) as u64);
+        let mut need: Vec<usize> = Vec::new();
+        for &d in docs {
+            let (a, b) = (offs[d as usize] * row, offs[d as usize + 1] * row);
+            if b <= a {
+                continue;
+            }
+            let (first, last) =
+                ((a / format::TOKEN_BLOCK as u64) as usize, ((b - 1) / format::TOKEN_BLOCK as u64) as usize);
+            need.extend((first..=last).filter(|&k| states[k].load(Ordering::Relaxed) != 1));
+        }
+        need.sort_unstable();
+        need.dedup();
+        let base = self.tokens.entry.offset as usize;
+        let end = base + self.tokens.entry.len as usize;
+        let bytes = self.file.bytes();
+        let bad = need.par_iter().find_any(|&&k| {
+            let lo = base + k * format::TOKEN_BLOCK;
+            let ok = xxhash_rust::xxh3::xxh3_64(&bytes[lo..(lo + format::TOKEN_BLOCK).min(end)]) == sums[k];
+            states[k].store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+            !ok
+        });
+        match bad {
+            None => Ok(()),
+            Some(k) => Err(Error::corruption(&self.path, format!("checksum mismatch in TOKENS block {k}"))),
+        }
+    }
+
     /// Verify pooled section `p` (cached).
     ///
     /// # Errors
@@ -498,6 +575,9 @@ impl SegmentReader {
     /// [`Error::Corruption`] naming the first damaged section.
     pub fn verify_all(&self) -> Result<()> {
         self.verify_tokens()?;
+        if let Some((sums, _)) = &self.token_blocks {
+            self.verify(sums)?;
+        }
         (0..self.pooled.len()).try_for_each(|p| self.verify_pooled(p))?;
         let plaid = self.plaid.iter().flat_map(|p| [&p.residuals, &p.codes, &p.ivf_offsets, &p.ivf_docs]);
         for e in plaid.chain(self.hnsw.iter().map(|(_, e, _)| e)) {
@@ -570,8 +650,10 @@ impl SegmentReader {
             ivf_offsets: self.slice(range(&p.ivf_offsets)),
             ivf_docs: self.slice(range(&p.ivf_docs)),
         };
+        // The residuals are not read by searches (they rerank on the stored vectors); they
+        // are verified by `verify_all` / `Database::check`, not here.
         let verdict = p.verified.get_or_init(|| {
-            for e in [&p.residuals, &p.codes, &p.ivf_offsets, &p.ivf_docs] {
+            for e in [&p.codes, &p.ivf_offsets, &p.ivf_docs] {
                 if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
                     return Err(format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index));
                 }
