@@ -56,6 +56,7 @@ impl Distance<f32> for ClampedDot {
 
 /// Build the graph over `n` vectors (`vector(i)`, unit length) and encode it as u32 words.
 #[must_use]
+#[expect(clippy::needless_range_loop, reason = "levels index every node's list of lists")]
 pub fn build(n: usize, vector: impl Fn(usize) -> Vec<f32>, params: HnswParams, index_id: u32) -> Vec<u32> {
     if n == 0 {
         return vec![MAGIC, index_id, 0, 0, 0];

@@ -278,6 +278,20 @@ impl Codec {
     pub fn query_scores(&self, q: &[f32]) -> CentroidScores {
         let dim = self.dim;
         let lq = q.len() / dim;
+        // One (K × dim)·(dim × lq) matrix product on candle's GEMM when available.
+        #[cfg(feature = "embed")]
+        {
+            use candle_core::{Device, Tensor};
+            let k = self.num_centroids();
+            let run = || -> candle_core::Result<Vec<f32>> {
+                let c = Tensor::from_slice(&self.centroids, (k, dim), &Device::Cpu)?;
+                let qt = Tensor::from_slice(q, (lq, dim), &Device::Cpu)?.t()?;
+                c.matmul(&qt)?.flatten_all()?.to_vec1::<f32>()
+            };
+            if let Ok(sc) = run() {
+                return CentroidScores { sc, lq };
+            }
+        }
         let mut sc = vec![0f32; self.num_centroids() * lq];
         sc.par_chunks_mut(lq * 256).zip(self.centroids.par_chunks(dim * 256)).for_each(|(out, cs)| {
             for (row, c) in out.chunks_exact_mut(lq).zip(cs.chunks_exact(dim)) {
@@ -481,19 +495,23 @@ impl PlaidView<'_> {
     }
 
     /// Centroid interaction score of `doc`: `Σ_i max_{j, keep[code_j]} S_c[code_j, i]`
-    /// (−9999 for a query token when no code of the document survives).
+    /// (−9999 for a query token when no code of the document survives). Walks the codes
+    /// once, taking a running maximum over each code's contiguous row of `S_c` (the inner
+    /// loop over query tokens vectorises).
     fn centroid_score(&self, doc: usize, sc: &CentroidScores, keep: Option<&[bool]>) -> f32 {
         let codes = &self.codes[self.offsets[doc] as usize..self.offsets[doc + 1] as usize];
         let lq = sc.lq;
-        (0..lq)
-            .map(|i| {
-                codes
-                    .iter()
-                    .filter(|c| keep.is_none_or(|k| k[**c as usize]))
-                    .map(|c| sc.sc[*c as usize * lq + i])
-                    .fold(-9999.0, f32::max)
-            })
-            .sum()
+        let mut best = vec![-9999.0f32; lq];
+        for &c in codes {
+            if keep.is_some_and(|k| !k[c as usize]) {
+                continue;
+            }
+            let row = &sc.sc[c as usize * lq..(c as usize + 1) * lq];
+            for (b, &v) in best.iter_mut().zip(row) {
+                *b = b.max(v);
+            }
+        }
+        best.iter().sum()
     }
 
     /// Candidate documents for a query with centroid scores `sc`: the union of the

@@ -255,6 +255,9 @@ pub fn write_segment(
     w.finish()
 }
 
+/// A cached verification result (`Err` holds the problem).
+type Verdict = OnceLock<std::result::Result<(), String>>;
+
 /// The PLAID sections of a segment, located at open and validated on first use.
 #[derive(Debug)]
 struct PlaidSections {
@@ -291,7 +294,7 @@ pub struct SegmentReader {
     pooled: Vec<(Section, usize)>,
     plaid: Option<PlaidSections>,
     /// HNSW graphs: pooled vector number, section, verification (checksum + structure).
-    hnsw: Vec<(usize, SectionEntry, OnceLock<std::result::Result<(), String>>)>,
+    hnsw: Vec<(usize, SectionEntry, Verdict)>,
 }
 
 fn range(e: &SectionEntry) -> Range<usize> {
