@@ -109,13 +109,26 @@ impl DatabaseBuilder {
     }
 }
 
+/// How long opening waits for the writer lock before reporting [`Error::Locked`]. A lock
+/// held by a live writer is not released in this time; the wait covers a lock that is
+/// about to go away — e.g. a child process that another thread is spawning inherits the
+/// lock's file description between `fork` and `exec` for a moment after this process
+/// closed its database.
+const LOCK_WAIT: Duration = Duration::from_millis(250);
+
 fn acquire_lock(root: &Path) -> Result<File> {
     let path = root.join("LOCK");
     let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: root.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    let start = std::time::Instant::now();
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: root.to_path_buf() }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
     }
 }
 
