@@ -19,28 +19,10 @@ use crate::{Error, Result};
 /// Catalog `kind` of the PLAID token index.
 pub(crate) const PLAID: &str = "plaid";
 
-/// Options of [`Database::create_plaid_index`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[must_use]
-pub struct PlaidOptions {
-    /// Bits per residual dimension: 1, 2 or 4 (default 2).
-    pub nbits: u8,
-    /// Centroids; `None` = `2^⌊log2(16·√tokens)⌋` (ColBERT's rule), at most 65,536.
-    pub centroids: Option<usize>,
-    /// At most this many token vectors train the codec (default 262,144).
-    pub sample: usize,
-    /// k-means iterations (default 8).
-    pub iterations: usize,
-    /// Seed of the sampling and the k-means initialisation.
-    pub seed: u64,
-}
-
-impl Default for PlaidOptions {
-    fn default() -> Self {
-        let d = CodecParams::default();
-        Self { nbits: d.nbits, centroids: None, sample: d.sample, iterations: d.iterations, seed: d.seed }
-    }
-}
+/// Options of [`Database::create_plaid_index`]: the codec training parameters (bits per
+/// residual dimension, centroids — `None` = ColBERT's `2^⌊log2(16·√tokens)⌋`, capped at
+/// 65,536 —, sample size, k-means iterations, seed).
+pub type PlaidOptions = CodecParams;
 
 /// An index as described by [`Database::indexes`].
 #[derive(Debug, Clone, PartialEq)]
@@ -168,13 +150,8 @@ impl Database {
         let k = opts.centroids.unwrap_or_else(|| {
             (1usize << ((16.0 * (total as f64).sqrt()).log2().floor() as u32)).min(MAX_CENTROIDS)
         });
-        let params = CodecParams {
-            nbits: opts.nbits,
-            centroids: Some(k),
-            iterations: opts.iterations,
-            sample: usize::MAX,
-            seed: opts.seed,
-        };
+        // The sample above is already the training set.
+        let params = CodecParams { centroids: Some(k), sample: usize::MAX, ..opts };
         let codec = Codec::train(&sample, dim, params)?;
         drop(sample);
         let opts_json = serde_json::to_string(&opts).map_err(|e| Error::invalid(e.to_string()))?;

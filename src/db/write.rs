@@ -163,7 +163,7 @@ fn reserve_segment_id(cat: &mut Catalog) -> Result<i64> {
 
 /// Flush the pending vectors of collection `c` into a new segment.
 fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Result<bool> {
-    let (pending, plaid): (Vec<PendingRow>, _) = {
+    let (pending, ix): (Vec<PendingRow>, _) = {
         let tx = cat.read()?;
         (tx.pending(c.id)?, WriteIndexes::load(inner, &tx, c)?)
     };
@@ -176,7 +176,7 @@ fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Resu
         pending.iter().map(|p| (p.row, p.tokens.as_slice(), p.pooled.as_slice())),
     );
     drop(pending);
-    let seg = publish_segment(inner, c, id, &src, &plaid)?;
+    let seg = publish_segment(inner, c, id, &src, &ix)?;
     let commit = (|| {
         let tx = cat.write()?;
         tx.add_segment(c.id, &seg)?;
@@ -267,7 +267,7 @@ impl Database {
         docs: Vec<PreparedDoc>,
         mode: Mode,
     ) -> Result<()> {
-        let (base, plaid) = {
+        let (base, ix) = {
             let tx = cat.read()?;
             (tx.last_row(c.id)?, WriteIndexes::load(&self.inner, &tx, c)?)
         };
@@ -281,7 +281,7 @@ impl Database {
                 .enumerate()
                 .map(|(i, d)| (base + 1 + i as u64, d.tokens.as_slice(), d.pooled.as_slice())),
         );
-        let seg = publish_segment(&self.inner, c, id, &src, &plaid)?;
+        let seg = publish_segment(&self.inner, c, id, &src, &ix)?;
         drop(src);
         let commit = (|| {
             let tx = cat.write()?;
@@ -383,7 +383,7 @@ impl Database {
     /// [`Database::compact`] with the writer held; `force` rewrites even a single clean
     /// segment (to add index sections).
     pub(super) fn compact_locked(&self, w: &mut Catalog, collection: &str, force: bool) -> Result<bool> {
-        let (c, segs, dead, plaid) = {
+        let (c, segs, dead, ix) = {
             let tx = w.read()?;
             let c = tx.collection(collection)?;
             let segs = tx.segments(c.id)?;
@@ -394,8 +394,7 @@ impl Database {
         };
         let readers: Vec<Arc<SegmentReader>> =
             segs.iter().map(|s| self.segment(&c, s)).collect::<Result<_>>()?;
-        let clean =
-            segs.len() <= 1 && dead.iter().all(Vec::is_empty) && readers.iter().all(|r| plaid.covers(r));
+        let clean = segs.len() <= 1 && dead.iter().all(Vec::is_empty) && readers.iter().all(|r| ix.covers(r));
         if segs.is_empty() || (clean && !force) {
             return Ok(false);
         }
@@ -416,7 +415,7 @@ impl Database {
             None
         } else {
             let id = reserve_segment_id(w)?;
-            Some(publish_segment(&self.inner, &c, id, &MergeSource { readers, docs }, &plaid)?)
+            Some(publish_segment(&self.inner, &c, id, &MergeSource { readers, docs }, &ix)?)
         };
         let commit = (|| {
             let tx = w.write()?;

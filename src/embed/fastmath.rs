@@ -145,7 +145,9 @@ pub fn gelu_vec(src: &[f32]) -> Vec<f32> {
 
 struct Gelu;
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+/// The f32 values of a contiguous CPU tensor's storage (the input of every custom op here
+/// and in `fused.rs`).
+pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else { candle_core::bail!("fast ops need f32") };
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),

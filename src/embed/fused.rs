@@ -19,6 +19,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::fastmath::contiguous_f32;
+
 /// A dense layer `y = x·Wᵀ + b (+ residual)` over the last dimension of a contiguous f32
 /// CPU tensor.
 pub(crate) struct Dense {
@@ -108,20 +110,12 @@ impl Dense {
     }
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("fused ops need f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("fused ops need contiguous tensors"),
-    }
-}
-
 impl CustomOp1 for Dense {
     fn name(&self) -> &'static str {
         "msdb-dense"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.run(contiguous(s, l)?, l, None)
+        self.run(contiguous_f32(s, l)?, l, None)
     }
 }
 
@@ -136,7 +130,7 @@ impl CustomOp2 for Dense {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.run(contiguous(s1, l1)?, l1, Some(contiguous(s2, l2)?))
+        self.run(contiguous_f32(s1, l1)?, l1, Some(contiguous_f32(s2, l2)?))
     }
 }
 
@@ -168,7 +162,7 @@ impl CustomOp1 for Attention {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let qkv = contiguous(s, l)?;
+        let qkv = contiguous_f32(s, l)?;
         let (b, seq, three_h) = l.shape().dims3()?;
         let h = three_h / 3;
         let heads = self.heads;

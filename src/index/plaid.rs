@@ -19,7 +19,8 @@ use crate::{Error, Result};
 pub const MAX_CENTROIDS: usize = 1 << 16;
 
 /// Codec training parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CodecParams {
     /// Bits per residual dimension: 1, 2 or 4.
     pub nbits: u8,

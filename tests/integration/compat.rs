@@ -28,7 +28,7 @@ fn fixture_docs() -> (Vec<Document>, Rng) {
 /// integration write_fixture -- --ignored`. Only ever run by the build whose format the
 /// fixture is named after.
 #[test]
-#[ignore = "writes tests/fixtures; run by hand when a format fixture is first created"]
+#[ignore = "writes tests/fixtures once per format: MAXSIMDB_WRITE_FIXTURE=1 cargo test --test integration write_fixture -- --ignored"]
 fn write_fixture() {
     if std::env::var_os("MAXSIMDB_WRITE_FIXTURE").is_none() {
         return;
