@@ -62,7 +62,7 @@ mod validate;
 pub use catalog::SCHEMA_VERSION;
 pub use db::{
     CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, HnswParams, IndexInfo,
-    PlaidOptions, Plan, Query, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
+    MuveraOptions, PlaidOptions, Plan, Query, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
     DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
 };
 pub use error::{Error, ErrorCode, Result};

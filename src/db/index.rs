@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::{Database, Inner};
 use crate::catalog::{CollectionRow, Txn};
 use crate::index::hnsw::HnswParams;
+use crate::index::muvera::{Muvera, MuveraParams, Projection};
 use crate::index::plaid::{Codec, CodecParams, MAX_CENTROIDS};
 use crate::testing::Rng;
 use crate::{Error, Result};
@@ -24,14 +25,81 @@ pub(crate) const PLAID: &str = "plaid";
 /// 65,536 —, sample size, k-means iterations, seed).
 pub type PlaidOptions = CodecParams;
 
+/// Catalog `kind` of the MUVERA index.
+pub(crate) const MUVERA: &str = "muvera";
+
+/// Options of [`Database::create_muvera_index`]: the fixed-dimensional encoding
+/// (ALGORITHMS.md §2.3; its dimension is `repetitions · 2^simhash_bits · d_p`) and the HNSW
+/// graph over the encodings.
+///
+/// The defaults (R = 10, k_sim = 4, AMS 16: 2,560 dimensions, 5 KiB of f16 per document)
+/// are half fastembed's repetitions and half its partitions, so that the stored encodings
+/// stay near PLAID's per-token cost for documents of ~150 tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct MuveraOptions {
+    /// Repetitions `R`.
+    pub repetitions: usize,
+    /// SimHash bits `k_sim` (`2^k_sim` partitions per repetition).
+    pub simhash_bits: usize,
+    /// Inner projection (an AMS sketch at least as wide as the token dimension is the
+    /// identity).
+    pub projection: Projection,
+    /// Fill empty document partitions with the Hamming-nearest token.
+    pub fill_empty: bool,
+    /// Seed of the random matrices (they are persisted with the index).
+    pub seed: u64,
+    /// The graph over the encodings.
+    pub hnsw: HnswParams,
+}
+
+impl Default for MuveraOptions {
+    fn default() -> Self {
+        Self {
+            repetitions: 10,
+            simhash_bits: 4,
+            projection: Projection::Ams(16),
+            fill_empty: true,
+            seed: 42,
+            hnsw: HnswParams::default(),
+        }
+    }
+}
+
+/// The MUVERA index of a collection, loaded.
+#[derive(Debug, Clone)]
+pub(crate) struct MuveraState {
+    pub id: i64,
+    pub encoder: Arc<Muvera>,
+    pub hnsw: HnswParams,
+}
+
+impl MuveraState {
+    /// The id the segment sections are tagged with.
+    pub fn tag(&self) -> u32 {
+        self.id as u32
+    }
+}
+
+/// The MUVERA index of `c` in the snapshot `tx`, with its persisted matrices.
+pub(crate) fn muvera_state(inner: &Inner, tx: &Txn<'_>, c: &CollectionRow) -> Result<Option<MuveraState>> {
+    let Some(row) = tx.index(c.id, MUVERA)? else { return Ok(None) };
+    let encoder = Muvera::from_bytes(&row.data).map_err(|e| {
+        Error::corruption(&crate::catalog::catalog_path(&inner.root), format!("MUVERA index {}: {e}", row.id))
+    })?;
+    let opts: MuveraOptions = serde_json::from_str(&row.params).unwrap_or_default();
+    Ok(Some(MuveraState { id: row.id, encoder: Arc::new(encoder), hnsw: opts.hnsw }))
+}
+
 /// An index as described by [`Database::indexes`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexInfo {
-    /// Kind: `plaid`, or `hnsw:<pooled vector>`.
+    /// Kind: `plaid`, `muvera`, or `hnsw:<pooled vector>`.
     pub kind: String,
     /// Catalog id (tags the segment sections built for it).
     pub id: i64,
-    /// Options it was created with, as JSON ([`PlaidOptions`] or [`HnswParams`]).
+    /// Options it was created with, as JSON ([`PlaidOptions`], [`MuveraOptions`] or
+    /// [`HnswParams`]).
     pub params: String,
     /// Centroids of the codec (PLAID; 0 otherwise).
     pub centroids: usize,
@@ -203,7 +271,64 @@ impl Database {
         self.index_info(collection, &kind)
     }
 
-    /// Drop the index of kind `kind` (`"plaid"`) on `collection`. Its sections stay in the
+    /// Build a MUVERA index on `collection`: draw the encoding's random matrices (persisted
+    /// in the catalog), and rewrite the segments with every document's fixed-dimensional
+    /// encoding and an HNSW graph over them. [`crate::Plan::Muvera`] then finds MaxSim
+    /// candidates by one graph search per segment with the query's encoding, and reranks
+    /// them exactly. Later flushes and compactions encode as they write.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::InvalidArgument`] for bad options (see
+    /// [`Muvera::new`], and the HNSW limits of [`Database::create_hnsw_index`]), plus the
+    /// errors of [`Database::compact`].
+    pub fn create_muvera_index(&self, collection: &str, opts: MuveraOptions) -> Result<IndexInfo> {
+        let h = opts.hnsw;
+        if !(2..=255).contains(&h.m) || h.ef_construction == 0 || h.ef_search == 0 {
+            return Err(Error::invalid("HNSW needs 2 <= m <= 255 and positive ef_construction / ef_search"));
+        }
+        self.flush(collection)?;
+        let mut w = self.writer()?;
+        {
+            let tx = w.write()?;
+            let c = tx.collection(collection)?;
+            if tx.index(c.id, MUVERA)?.is_some() {
+                return Err(Error::AlreadyExists {
+                    kind: "index",
+                    name: format!("muvera on '{collection}'"),
+                });
+            }
+            let dim = c.spec.vectors.token_dim;
+            // A sketch at least as wide as the input is the identity (ALGORITHMS.md §2.3).
+            let projection = match opts.projection {
+                Projection::Ams(dp) if dp >= dim => Projection::Identity,
+                p => p,
+            };
+            let encoder = Muvera::new(MuveraParams {
+                dim,
+                repetitions: opts.repetitions,
+                simhash_bits: opts.simhash_bits,
+                projection,
+                fill_empty: opts.fill_empty,
+                seed: opts.seed,
+            })?;
+            if encoder.out_dim() > 1 << 16 {
+                return Err(Error::invalid(format!(
+                    "MUVERA encoding of {} dimensions is too large (at most 65,536): lower \
+                     repetitions, simhash_bits or the projection dimension",
+                    encoder.out_dim()
+                )));
+            }
+            let json = serde_json::to_string(&opts).map_err(|e| Error::invalid(e.to_string()))?;
+            tx.add_index(c.id, MUVERA, &json, &encoder.to_bytes())?;
+            tx.bump_generation()?;
+            tx.commit()?;
+        }
+        self.compact_locked(&mut w, collection, true)?;
+        drop(w);
+        self.index_info(collection, MUVERA)
+    }
+
+    /// Drop the index of kind `kind` (`"plaid"`, `"muvera"`, `"hnsw:<field>"`) on `collection`. Its sections stay in the
     /// segment files, unused, until compaction rewrites them. Returns false when there was
     /// none.
     ///
@@ -231,6 +356,7 @@ impl Database {
             let readers = segs.iter().map(|s| self.segment(&c, s)).collect::<Result<Vec<_>>>()?;
             let plaid = plaid_state(&self.inner, &tx, &c)?;
             let hnsw = hnsw_states(&tx, &c)?;
+            let muvera = muvera_state(&self.inner, &tx, &c)?;
             let mut out = Vec::new();
             for row in tx.indexes(c.id)? {
                 let (mut indexed, mut bytes, mut centroids) = (0u64, row.data.len() as u64, 0);
@@ -238,6 +364,8 @@ impl Database {
                     let b = if let Some(p) = plaid.as_ref().filter(|p| p.id == row.id) {
                         centroids = p.codec.num_centroids();
                         (r.plaid_index_id() == Some(p.tag())).then(|| r.plaid_bytes())
+                    } else if let Some(m) = muvera.as_ref().filter(|m| m.id == row.id) {
+                        (r.muvera_index_id() == Some(m.tag())).then(|| r.muvera_bytes())
                     } else if let Some(h) = hnsw.iter().find(|h| h.id == row.id) {
                         (r.hnsw_index_id(h.pooled) == Some(h.id as u32)).then(|| r.hnsw_bytes(h.pooled))
                     } else {

@@ -8,7 +8,7 @@ mod search;
 mod write;
 
 pub use crate::index::hnsw::HnswParams;
-pub use index::{IndexInfo, PlaidOptions};
+pub use index::{IndexInfo, MuveraOptions, PlaidOptions};
 pub use search::{Plan, Query, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, MAX_LIMIT};
 
 use std::collections::{HashMap, HashSet};

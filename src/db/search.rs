@@ -63,8 +63,8 @@ pub enum Query {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Plan {
-    /// Let the planner choose: PLAID when the collection has a PLAID index and more than
-    /// [`AUTO_EXACT_MAX_DOCS`] indexed documents pass the filter, exact otherwise.
+    /// Let the planner choose: PLAID (else MUVERA) when the collection has that index and
+    /// more than [`AUTO_EXACT_MAX_DOCS`] indexed documents pass the filter, exact otherwise.
     #[default]
     Auto,
     /// Score every live document that passes the filter.
@@ -78,6 +78,11 @@ pub enum Plan {
     /// of the query tokens finds [`SearchRequest::candidates`] documents by their pooled
     /// vector, which exact MaxSim then reranks — cheap, but only as good as mean pooling.
     Hnsw,
+    /// MUVERA: the query's fixed-dimensional encoding finds [`SearchRequest::candidates`]
+    /// documents per indexed segment through the HNSW graph over the document encodings;
+    /// exact MaxSim reranks them. Chosen by [`Plan::Auto`] when the collection has a MUVERA
+    /// index but no PLAID index and enough indexed documents pass the filter.
+    Muvera,
 }
 
 /// Below this many candidate documents (after the filter) [`Plan::Auto`] scores exactly:
@@ -89,8 +94,8 @@ pub const AUTO_EXACT_MAX_DOCS: usize = 2_048;
 pub struct StageStats {
     /// `filter` (allowed live rows), `plaid_centroids` (query × centroid scores; `docs`
     /// counts centroids), `plaid_probe` (inverted-list union), `plaid_pruned`, `plaid_full`
-    /// (centroid interaction), `hnsw` (graph search results), `exact` (documents scored
-    /// on stored vectors).
+    /// (centroid interaction), `hnsw` / `muvera` (graph search results), `exact`
+    /// (documents scored on stored vectors).
     pub name: &'static str,
     /// Documents this stage produced (for `exact`: documents scored).
     pub docs: u64,
@@ -127,7 +132,8 @@ pub struct SearchRequest {
     pub plaid: Option<SearchParams>,
     /// HNSW beam width; `None` = the index's `ef_search`.
     pub ef: Option<usize>,
-    /// Documents the HNSW stage hands to MaxSim ([`Plan::Hnsw`]); `None` = max(200, limit).
+    /// Documents the graph stage hands to MaxSim per segment ([`Plan::Hnsw`],
+    /// [`Plan::Muvera`]); `None` = max(200, limit).
     pub candidates: Option<usize>,
 }
 
@@ -175,7 +181,7 @@ impl SearchRequest {
         self
     }
 
-    /// Candidates the HNSW stage passes to MaxSim under [`Plan::Hnsw`].
+    /// Candidates the graph stage passes to MaxSim under [`Plan::Hnsw`] / [`Plan::Muvera`].
     pub fn candidates(mut self, n: usize) -> Self {
         self.candidates = Some(n);
         self
@@ -277,6 +283,16 @@ fn select(rows: &[u64], keep: &[u64], invert: bool) -> Vec<u32> {
         }
     }
     out
+}
+
+/// A per-document mask of a segment of `n` documents allowing only `docs` (`None` when
+/// every document is allowed).
+fn allowed_mask(docs: &[u32], n: usize) -> Option<Vec<bool>> {
+    (docs.len() < n).then(|| {
+        let mut m = vec![false; n];
+        docs.iter().for_each(|&d| m[d as usize] = true);
+        m
+    })
 }
 
 fn pooled_offsets(c: &CollectionRow) -> Vec<usize> {
@@ -412,7 +428,26 @@ impl Database {
             req.plan == Plan::Plaid
                 || indexed_live(&|r| r.plaid_index_id() == Some(p.tag())) > AUTO_EXACT_MAX_DOCS
         });
-        let hnsw = if plaid.is_some() || matches!(req.plan, Plan::Exact | Plan::Plaid) {
+        let muvera = match scorer {
+            Scorer::MaxSim(_, tokens)
+                if plaid.is_none() && matches!(req.plan, Plan::Auto | Plan::Muvera) && !tokens.is_empty() =>
+            {
+                super::index::muvera_state(&self.inner, tx, c)?.map(|m| (m, tokens))
+            }
+            _ => None,
+        };
+        if req.plan == Plan::Muvera && muvera.is_none() {
+            return Err(Error::NotAvailable(format!(
+                "Plan::Muvera needs a MaxSim query on a collection with a MUVERA index \
+                 (Database::create_muvera_index(\"{}\", ..))",
+                c.spec.name
+            )));
+        }
+        let muvera = muvera.filter(|(m, _)| {
+            req.plan == Plan::Muvera
+                || indexed_live(&|r| r.muvera_index_id() == Some(m.tag())) > AUTO_EXACT_MAX_DOCS
+        });
+        let hnsw = if plaid.is_some() || muvera.is_some() || matches!(req.plan, Plan::Exact | Plan::Plaid) {
             None
         } else {
             let states = super::index::hnsw_states(tx, c)?;
@@ -458,11 +493,7 @@ impl Database {
                 }
                 match r.plaid(p.tag(), &p.codec)? {
                     Some(view) => {
-                        let mask = (docs.len() < r.doc_count()).then(|| {
-                            let mut m = vec![false; r.doc_count()];
-                            docs.iter().for_each(|&d| m[d as usize] = true);
-                            m
-                        });
+                        let mask = allowed_mask(docs, r.doc_count());
                         let (cands, st) = view.candidates(&sc, k, params, mask.as_deref());
                         for i in 0..3 {
                             sum.docs[i] += st.docs[i];
@@ -478,6 +509,29 @@ impl Database {
                 stages.push(StageStats { name, docs: sum.docs[i] as u64, micros: sum.micros[i] });
             }
             Plan::Plaid
+        } else if let Some((m, tokens)) = &muvera {
+            let t = Instant::now();
+            let mut fq = m.encoder.encode_query(tokens);
+            crate::testing::normalize(&mut fq);
+            let kc = req.candidates.unwrap_or(200).max(k);
+            let ef = req.ef.unwrap_or(m.hnsw.ef_search).max(kc);
+            let mut found = 0u64;
+            for (si, (r, docs)) in readers.iter().zip(&live).enumerate() {
+                if docs.is_empty() {
+                    continue;
+                }
+                match r.muvera(m.tag(), m.encoder.out_dim())? {
+                    Some(view) => {
+                        let mask = allowed_mask(docs, r.doc_count());
+                        let (hits, _) = view.graph.search(kc, ef, mask.as_deref(), |i| view.dot(&fq, i));
+                        found += hits.len() as u64;
+                        work.extend(hits.into_iter().map(|(_, d)| (si as u32, d)));
+                    }
+                    None => work.extend(docs.iter().map(|&d| (si as u32, d))),
+                }
+            }
+            stages.push(StageStats { name: "muvera", docs: found, micros: micros(t) });
+            Plan::Muvera
         } else if let Some((h, qv, kc)) = &hnsw {
             let t = Instant::now();
             let ef = req.ef.unwrap_or(h.params.ef_search).max(*kc);
@@ -489,11 +543,7 @@ impl Database {
                 match r.hnsw(h.pooled, h.id as u32)? {
                     Some(g) => {
                         r.verify_pooled(h.pooled)?;
-                        let mask = (docs.len() < r.doc_count()).then(|| {
-                            let mut m = vec![false; r.doc_count()];
-                            docs.iter().for_each(|&d| m[d as usize] = true);
-                            m
-                        });
+                        let mask = allowed_mask(docs, r.doc_count());
                         let (hits, _) = g.search(*kc, ef, mask.as_deref(), |i| {
                             scoring::dot(qv, r.pooled(h.pooled, i as usize))
                         });

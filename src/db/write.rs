@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::index::{HnswState, PlaidState};
+use super::index::{HnswState, MuveraState, PlaidState};
 use super::{Database, Inner};
 use crate::catalog::{Catalog, CollectionRow, PendingRow, SegmentRow};
 use crate::error::IoContext;
@@ -128,17 +128,23 @@ fn publish_segment(
 pub(super) struct WriteIndexes {
     pub plaid: Option<PlaidState>,
     pub hnsw: Vec<HnswState>,
+    pub muvera: Option<MuveraState>,
 }
 
 impl WriteIndexes {
     pub fn load(inner: &Inner, tx: &crate::catalog::Txn<'_>, c: &CollectionRow) -> Result<Self> {
-        Ok(Self { plaid: super::index::plaid_state(inner, tx, c)?, hnsw: super::index::hnsw_states(tx, c)? })
+        Ok(Self {
+            plaid: super::index::plaid_state(inner, tx, c)?,
+            hnsw: super::index::hnsw_states(tx, c)?,
+            muvera: super::index::muvera_state(inner, tx, c)?,
+        })
     }
 
     fn as_segment(&self) -> SegmentIndexes<'_> {
         SegmentIndexes {
             plaid: self.plaid.as_ref().map(|p| (p.tag(), &*p.codec)),
             hnsw: self.hnsw.iter().map(|h| (h.pooled, h.id as u32, h.params)).collect(),
+            muvera: self.muvera.as_ref().map(|m| (m.tag(), &*m.encoder, m.hnsw)),
         }
     }
 
@@ -146,6 +152,7 @@ impl WriteIndexes {
     pub fn covers(&self, r: &SegmentReader) -> bool {
         self.plaid.as_ref().is_none_or(|p| r.plaid_index_id() == Some(p.tag()))
             && self.hnsw.iter().all(|h| r.hnsw_index_id(h.pooled) == Some(h.id as u32))
+            && self.muvera.as_ref().is_none_or(|m| r.muvera_index_id() == Some(m.tag()))
     }
 }
 

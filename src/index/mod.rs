@@ -2,5 +2,6 @@
 //! re-scored exactly (ALGORITHMS.md §2).
 
 pub mod hnsw;
+pub mod hopfield;
 pub mod muvera;
 pub mod plaid;

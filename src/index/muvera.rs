@@ -16,7 +16,7 @@ use crate::testing::Rng;
 use crate::{Error, Result};
 
 /// Inner projection of each repetition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Projection {
     /// `d_p = d`.
     Identity,
@@ -25,7 +25,7 @@ pub enum Projection {
 }
 
 /// FDE parameters (defaults follow qdrant/fastembed: R = 20, k_sim = 5, AMS 16).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MuveraParams {
     /// Input dimension `d`.
     pub dim: usize,

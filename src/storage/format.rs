@@ -31,6 +31,10 @@
 //!   HNSW_GRAPH[i]   u32 words: graph over POOLED[i]     (v2+, optional; layout in
 //!                                                      `index/hnsw.rs`, tagged with its
 //!                                                      index id)
+//!   optional, both or none, `index` = the catalog id of the MUVERA index (v2+):
+//!   MUVERA_FDE      f16 × doc_count × fde_dim         fixed-dimensional encodings,
+//!                                                      unit length (`index/muvera.rs`)
+//!   MUVERA_GRAPH    u32 words: HNSW graph over MUVERA_FDE (layout in `index/hnsw.rs`)
 //! section table at table_offset (64-aligned), SECTION_ENTRY_LEN bytes per section:
 //!   kind u32 | index u32 | offset u64 | length u64 | xxh3-128 of the section bytes (u128)
 //! trailer (last 32 bytes of the file):
@@ -44,7 +48,7 @@
 //!
 //! # Version changes
 //! - v1: header, ROW_IDS, TOKEN_OFFSETS, TOKENS, POOLED.
-//! - v2: TOKEN_BLOCK_SUMS, and the optional PLAID and HNSW_GRAPH sections. A v2 build reads v1 files unchanged (they simply have
+//! - v2: TOKEN_BLOCK_SUMS, and the optional PLAID, HNSW_GRAPH and MUVERA sections. A v2 build reads v1 files unchanged (they simply have
 //!   no PLAID sections); a v1 build refuses v2 files by version.
 
 use crate::{Error, Result};
@@ -91,6 +95,10 @@ pub enum SectionKind {
     HnswGraph = 9,
     /// xxh3-64 per [`TOKEN_BLOCK`] bytes of the TOKENS section.
     TokenBlockSums = 10,
+    /// MUVERA encodings, f16, one row per document (`index` = MUVERA index id).
+    MuveraFde = 11,
+    /// HNSW graph over the MUVERA encodings (`index` = MUVERA index id).
+    MuveraGraph = 12,
 }
 
 /// Bytes of TOKENS covered by one TOKEN_BLOCK_SUMS entry.
@@ -109,6 +117,8 @@ impl SectionKind {
             8 => Some(Self::PlaidIvfDocs),
             9 => Some(Self::HnswGraph),
             10 => Some(Self::TokenBlockSums),
+            11 => Some(Self::MuveraFde),
+            12 => Some(Self::MuveraGraph),
             _ => None,
         }
     }
@@ -132,6 +142,8 @@ impl SectionKind {
             Self::PlaidIvfDocs => "PLAID_IVF_DOCS",
             Self::HnswGraph => "HNSW_GRAPH",
             Self::TokenBlockSums => "TOKEN_BLOCK_SUMS",
+            Self::MuveraFde => "MUVERA_FDE",
+            Self::MuveraGraph => "MUVERA_GRAPH",
         }
     }
 }

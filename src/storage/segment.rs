@@ -15,6 +15,7 @@ use super::format::{self, Header, SectionEntry, SectionKind};
 use super::mmap::{self, MappedFile};
 use crate::error::IoContext;
 use crate::index::hnsw::{self, GraphView, HnswParams};
+use crate::index::muvera::Muvera;
 use crate::index::plaid::{self, Codec, PlaidView};
 use crate::types::{Dtype, VectorSpec};
 use crate::{Error, Result};
@@ -154,6 +155,33 @@ pub struct SegmentIndexes<'a> {
     pub plaid: Option<(u32, &'a Codec)>,
     /// HNSW: (pooled vector number, index id, parameters): a graph over that pooled vector.
     pub hnsw: Vec<(usize, u32, HnswParams)>,
+    /// MUVERA: (index id, encoder, graph parameters): unit-length encodings of every
+    /// document and an HNSW graph over them.
+    pub muvera: Option<(u32, &'a Muvera, HnswParams)>,
+}
+
+/// Documents encoded per parallel batch while writing MUVERA sections (bounds the f32 copy
+/// of their token vectors).
+const FDE_BATCH: usize = 1024;
+
+/// Unit-length MUVERA encodings of every document of `src`, `n × out_dim` row-major.
+fn muvera_encodings(src: &dyn SegmentSource, m: &Muvera) -> Vec<f16> {
+    let n = src.doc_count();
+    let mut out = Vec::with_capacity(n * m.out_dim());
+    for start in (0..n).step_by(FDE_BATCH) {
+        let docs: Vec<Vec<f32>> =
+            (start..(start + FDE_BATCH).min(n)).map(|i| src.tokens(i).to_f32()).collect();
+        let fdes: Vec<Vec<f32>> = docs
+            .par_iter()
+            .map(|d| {
+                let mut f = m.encode_doc(d);
+                crate::testing::normalize(&mut f);
+                f
+            })
+            .collect();
+        fdes.iter().for_each(|f| out.extend(f.iter().map(|&x| f16::from_f32(x))));
+    }
+    out
 }
 
 /// Write `src` as a complete, fsynced segment file at `path` (which must not exist), with
@@ -230,6 +258,19 @@ pub fn write_segment(
             put(&words.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
         })?;
     }
+    if let Some((id, m, params)) = ix.muvera {
+        let fde = muvera_encodings(src, m);
+        let dim = m.out_dim();
+        w.section(SectionKind::MuveraFde, id, |put| {
+            fde.chunks(1 << 16)
+                .try_for_each(|c| put(&c.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+        })?;
+        let words = hnsw::build(n, |i| fde[i * dim..(i + 1) * dim].to_f32_vec(), params, id);
+        drop(fde);
+        w.section(SectionKind::MuveraGraph, id, |put| {
+            put(&words.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+        })?;
+    }
     if let Some((ix, codec)) = ix.plaid {
         let mut codes = Vec::new();
         w.section(SectionKind::PlaidResiduals, ix, |put| {
@@ -295,6 +336,26 @@ pub struct SegmentReader {
     plaid: Option<PlaidSections>,
     /// HNSW graphs: pooled vector number, section, verification (checksum + structure).
     hnsw: Vec<(usize, SectionEntry, Verdict)>,
+    /// MUVERA encodings and their graph, verified together on first use.
+    muvera: Option<(SectionEntry, SectionEntry, Verdict)>,
+}
+
+/// The MUVERA sections of a segment: unit-length encodings and the graph over them.
+#[derive(Debug, Clone)]
+pub struct MuveraView<'a> {
+    /// The graph (node `i` = local document `i`).
+    pub graph: GraphView<'a>,
+    fde: &'a [f16],
+    dim: usize,
+}
+
+impl MuveraView<'_> {
+    /// `q · FDE(doc)` (the stored encoding is unit length).
+    #[must_use]
+    pub fn dot(&self, q: &[f32], doc: u32) -> f32 {
+        let at = doc as usize * self.dim;
+        crate::scoring::dot(q, VecRef::F16(&self.fde[at..at + self.dim]))
+    }
 }
 
 fn range(e: &SectionEntry) -> Range<usize> {
@@ -333,9 +394,27 @@ impl SegmentReader {
             return Err(bad("HNSW graph section for an unknown pooled vector or ragged".into()));
         }
         let block_sums = entries.iter().find(|e| e.kind == SectionKind::TokenBlockSums).copied();
+        let fde = entries.iter().find(|e| e.kind == SectionKind::MuveraFde).copied();
+        let fde_graph = entries.iter().find(|e| e.kind == SectionKind::MuveraGraph).copied();
+        let muvera = match (fde, fde_graph) {
+            (None, None) => None,
+            (Some(f), Some(g))
+                if f.index == g.index
+                    && header.format >= 2
+                    && g.len.is_multiple_of(4)
+                    && (header.doc_count == 0 || f.len.is_multiple_of(2 * header.doc_count)) =>
+            {
+                Some((f, g, OnceLock::new()))
+            }
+            _ => return Err(bad("MUVERA sections are incomplete, mismatched or ragged".into())),
+        };
         if header.pooled_count as usize != spec.pooled.len()
             || entries.len()
-                != 3 + spec.pooled.len() + plaid_count + hnsw.len() + usize::from(block_sums.is_some())
+                != 3 + spec.pooled.len()
+                    + plaid_count
+                    + hnsw.len()
+                    + usize::from(block_sums.is_some())
+                    + 2 * usize::from(muvera.is_some())
         {
             return Err(bad("pooled section count differs from the collection spec".into()));
         }
@@ -415,6 +494,7 @@ impl SegmentReader {
             pooled,
             plaid,
             hnsw,
+            muvera,
             file,
         };
         reader.check_index()?;
@@ -583,7 +663,8 @@ impl SegmentReader {
         }
         (0..self.pooled.len()).try_for_each(|p| self.verify_pooled(p))?;
         let plaid = self.plaid.iter().flat_map(|p| [&p.residuals, &p.codes, &p.ivf_offsets, &p.ivf_docs]);
-        for e in plaid.chain(self.hnsw.iter().map(|(_, e, _)| e)) {
+        let muvera = self.muvera.iter().flat_map(|(f, g, _)| [f, g]);
+        for e in plaid.chain(self.hnsw.iter().map(|(_, e, _)| e)).chain(muvera) {
             if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
                 let what = format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index);
                 return Err(Error::corruption(&self.path, what));
@@ -625,6 +706,50 @@ impl SegmentReader {
             Ok(()) => GraphView::parse(words, false).map(Some).map_err(|w| Error::corruption(&self.path, w)),
             Err(what) => Err(Error::corruption(&self.path, what.clone())),
         }
+    }
+
+    /// The id of the MUVERA index whose sections this segment carries, if any.
+    pub fn muvera_index_id(&self) -> Option<u32> {
+        self.muvera.as_ref().map(|(f, _, _)| f.index)
+    }
+
+    /// Bytes of the MUVERA sections (encodings and graph).
+    pub fn muvera_bytes(&self) -> u64 {
+        self.muvera.as_ref().map_or(0, |(f, g, _)| f.len + g.len)
+    }
+
+    /// The MUVERA encodings (of dimension `dim`) and graph built for index `index_id`:
+    /// `None` when the segment carries none for that index. Checksums and structure are
+    /// verified on first use.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] when the sections are damaged or do not fit `dim`.
+    pub fn muvera(&self, index_id: u32, dim: usize) -> Result<Option<MuveraView<'_>>> {
+        let Some((f, g, verified)) = self.muvera.as_ref().filter(|(f, _, _)| f.index == index_id) else {
+            return Ok(None);
+        };
+        let n = self.doc_count();
+        let words: &[u32] = self.slice(range(g));
+        let verdict = verified.get_or_init(|| {
+            for e in [f, g] {
+                if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
+                    return Err(format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index));
+                }
+            }
+            if f.len != (n * dim * 2) as u64 {
+                return Err(format!("MUVERA_FDE holds {} bytes, expected {n} × {dim} f16", f.len));
+            }
+            let graph = GraphView::parse(words, true)?;
+            if graph.len() != n || graph.index_id() != index_id {
+                return Err("MUVERA graph does not cover the segment's documents".into());
+            }
+            Ok(())
+        });
+        if let Err(what) = verdict {
+            return Err(Error::corruption(&self.path, what.clone()));
+        }
+        let graph = GraphView::parse(words, false).map_err(|w| Error::corruption(&self.path, w))?;
+        Ok(Some(MuveraView { graph, fde: self.slice(range(f)), dim }))
     }
 
     /// The id of the PLAID index whose sections this segment carries, if any.

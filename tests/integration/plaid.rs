@@ -1,11 +1,12 @@
-//! The PLAID token index inside collections: persisted in segments, kept up to date by
-//! flushes and compaction, chosen by the planner, exact where it matters.
+//! The token-level candidate generators inside collections — the PLAID index and the
+//! MUVERA index: persisted in segments, kept up to date by flushes and compaction, chosen
+//! by the planner, exact where it matters.
 
 use maxsimdb::index::plaid::SearchParams;
 use maxsimdb::testing::Rng;
 use maxsimdb::{
-    CollectionSpec, ColumnType, Database, Document, Dtype, Error, Filter, PlaidOptions, Plan, SearchRequest,
-    VectorSpec,
+    CollectionSpec, ColumnType, Database, Document, Dtype, Error, Filter, MuveraOptions, PlaidOptions, Plan,
+    SearchRequest, VectorSpec,
 };
 
 const D: usize = 32;
@@ -158,14 +159,10 @@ fn plaid_index_is_persisted_planned_and_exact_where_it_matters() {
     assert!(db.indexes("c").unwrap().is_empty());
 }
 
-#[test]
-fn damaged_plaid_sections_are_reported_not_used() {
-    let (dir, db, docs, mut rng, _) = setup(800);
-    db.create_plaid_index("c", opts()).unwrap();
-    db.close().unwrap();
-    // Flip a byte in the middle of the PLAID_CODES section of the (only) segment.
-    // The live segment is the newest file (compaction retired the one it replaced).
-    let seg = std::fs::read_dir(dir.path().join("p.msdb/segments"))
+/// Flip a byte in the middle of the first section of kind `kind` of the live segment (the
+/// newest file: compaction retired the ones it replaced).
+fn damage_section(db_dir: &std::path::Path, kind: u32) {
+    let seg = std::fs::read_dir(db_dir.join("segments"))
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .map(|e| e.unwrap().path())
@@ -173,27 +170,125 @@ fn damaged_plaid_sections_are_reported_not_used() {
         .max_by_key(|p| p.file_stem().unwrap().to_string_lossy().parse::<u64>().unwrap())
         .unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
-    // Find PLAID_CODES (kind 6) in the section table: the trailer's first 12 bytes are the
-    // table offset and entry count; entries are kind u32 | index u32 | offset u64 | len u64 | …
+    // The trailer's first 12 bytes are the table offset and entry count; entries are
+    // kind u32 | index u32 | offset u64 | len u64 | ….
     let n = bytes.len();
     let table = u64::from_le_bytes(bytes[n - 32..n - 24].try_into().unwrap()) as usize;
     let count = u32::from_le_bytes(bytes[n - 24..n - 20].try_into().unwrap()) as usize;
     let (off, len) = (0..count)
         .map(|i| &bytes[table + 40 * i..table + 40 * (i + 1)])
-        .find(|e| u32::from_le_bytes(e[0..4].try_into().unwrap()) == 6)
+        .find(|e| u32::from_le_bytes(e[0..4].try_into().unwrap()) == kind)
         .map(|e| {
             let off = u64::from_le_bytes(e[8..16].try_into().unwrap()) as usize;
             (off, u64::from_le_bytes(e[16..24].try_into().unwrap()) as usize)
         })
-        .expect("the segment has a PLAID_CODES section");
+        .unwrap_or_else(|| panic!("the segment has a section of kind {kind}"));
     bytes[off + len / 2] ^= 0x5a;
     std::fs::write(&seg, &bytes).unwrap();
-    let db = Database::open(dir.path().join("p.msdb")).unwrap();
+}
+
+#[test]
+fn damaged_index_sections_are_reported_not_used() {
+    // (section kind, plan reading it): PLAID_CODES, MUVERA_FDE, MUVERA_GRAPH.
+    for (kind, plan) in [(6, Plan::Plaid), (11, Plan::Muvera), (12, Plan::Muvera)] {
+        let (dir, db, docs, mut rng, _) = setup(800);
+        if plan == Plan::Plaid {
+            db.create_plaid_index("c", opts()).unwrap();
+        } else {
+            db.create_muvera_index("c", MuveraOptions::default()).unwrap();
+        }
+        db.close().unwrap();
+        damage_section(&dir.path().join("p.msdb"), kind);
+        let db = Database::open(dir.path().join("p.msdb")).unwrap();
+        let q = query(&mut rng, &docs);
+        let err = db.search("c", &SearchRequest::maxsim(q.clone()).plan(plan)).unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }), "{err}");
+        assert!(err.to_string().contains(".seg"), "names the file: {err}");
+        // Exact search does not read the damaged sections and still answers.
+        assert_eq!(db.search("c", &SearchRequest::maxsim(q).plan(Plan::Exact)).unwrap().len(), 10);
+        assert!(!db.check().unwrap().problems.is_empty(), "check reports section kind {kind}");
+    }
+}
+
+#[test]
+fn muvera_index_finds_maxsim_candidates() {
+    let (dir, db, docs, mut rng, topics) = setup(3000);
+    let q0 = query(&mut rng, &docs);
+    assert!(matches!(
+        db.search("c", &SearchRequest::maxsim(q0.clone()).plan(Plan::Muvera)),
+        Err(Error::NotAvailable(_))
+    ));
+    let bad = MuveraOptions { repetitions: 0, ..MuveraOptions::default() };
+    assert!(matches!(db.create_muvera_index("c", bad), Err(Error::InvalidArgument(_))));
+    let info = db.create_muvera_index("c", MuveraOptions::default()).unwrap();
+    assert_eq!(info.kind, "muvera");
+    assert_eq!(info.segments_indexed, info.segments, "every segment rewritten with encodings");
+    // 2,560 f16 per document plus the graph.
+    assert!(info.bytes > 3000 * 2560 * 2, "{} bytes", info.bytes);
+    assert!(info.params.contains("\"repetitions\":10"), "{}", info.params);
+    assert!(matches!(
+        db.create_muvera_index("c", MuveraOptions::default()),
+        Err(Error::AlreadyExists { .. })
+    ));
+
+    let mut recall = 0usize;
+    for _ in 0..20 {
+        let q = query(&mut rng, &docs);
+        let exact = db.search("c", &SearchRequest::maxsim(q.clone()).plan(Plan::Exact)).unwrap();
+        let auto = db.search_explained("c", &SearchRequest::maxsim(q.clone())).unwrap();
+        assert_eq!(auto.plan, Plan::Muvera, "no PLAID index, 3,000 indexed documents");
+        let names: Vec<&str> = auto.stages.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["filter", "muvera", "exact"]);
+        assert_eq!(auto.stages[1].docs, 200, "default candidates");
+        assert_eq!(auto.stages[2].docs, 200, "only the candidates are scored");
+        let every = db.search("c", &SearchRequest::maxsim(q).plan(Plan::Exact).limit(3000)).unwrap();
+        for h in &auto.hits {
+            assert_eq!(every.iter().find(|e| e.id == h.id).unwrap().score, h.score);
+        }
+        let want = ids(&exact);
+        recall += ids(&auto.hits).iter().filter(|id| want.contains(id)).count();
+    }
+    eprintln!("MUVERA recall@10 vs exact {recall}/200");
+    assert!(recall * 100 >= 20 * 10 * 90, "recall@10 vs exact {recall}/200");
+
+    // Deletes and filters hold; a selective filter is planned exact.
     let q = query(&mut rng, &docs);
-    let err = db.search("c", &SearchRequest::maxsim(q.clone()).plan(Plan::Plaid)).unwrap_err();
-    assert!(matches!(err, Error::Corruption { .. }), "{err}");
-    assert!(err.to_string().contains(".seg"), "names the file: {err}");
-    // Exact search does not read the damaged sections and still answers.
-    assert_eq!(db.search("c", &SearchRequest::maxsim(q).plan(Plan::Exact)).unwrap().len(), 10);
-    assert!(!db.check().unwrap().problems.is_empty(), "check reports it");
+    let top = db.search("c", &SearchRequest::maxsim(q.clone())).unwrap();
+    db.delete("c", &[top[0].id.clone()]).unwrap();
+    assert!(
+        !ids(&db.search("c", &SearchRequest::maxsim(q.clone())).unwrap()).contains(&top[0].id.to_string())
+    );
+    let f = Filter::eq("bucket", 3i64);
+    let out = db.search_explained("c", &SearchRequest::maxsim(q.clone()).filter(f.clone())).unwrap();
+    assert_eq!(out.plan, Plan::Exact);
+    let forced =
+        db.search_explained("c", &SearchRequest::maxsim(q.clone()).filter(f).plan(Plan::Muvera)).unwrap();
+    assert_eq!(forced.plan, Plan::Muvera);
+    assert!(!forced.hits.is_empty());
+    for h in &forced.hits {
+        let i: usize = h.id.to_string()[1..].parse().unwrap();
+        assert_eq!(i % 10, 3, "filter holds under MUVERA");
+    }
+
+    // Flushed documents get encodings; with a PLAID index too, Auto prefers PLAID.
+    let extra = corpus(&mut rng, &topics, 3000, 50);
+    db.insert("c", &extra).unwrap();
+    db.flush("c").unwrap();
+    let info = db.indexes("c").unwrap().remove(0);
+    assert_eq!(info.segments_indexed, info.segments, "flush encodes with the index");
+    let own = extra[7].tokens[..6 * D].to_vec();
+    let hit = db.search("c", &SearchRequest::maxsim(own).plan(Plan::Muvera)).unwrap();
+    assert_eq!(hit[0].id.to_string(), "d3007");
+    db.create_plaid_index("c", opts()).unwrap();
+    assert_eq!(db.search_explained("c", &SearchRequest::maxsim(q.clone())).unwrap().plan, Plan::Plaid);
+    let before = db.search("c", &SearchRequest::maxsim(q.clone()).plan(Plan::Muvera)).unwrap();
+
+    // Reopen: matrices and sections persist, the answer is the same.
+    db.close().unwrap();
+    let db = Database::open(dir.path().join("p.msdb")).unwrap();
+    assert_eq!(db.search("c", &SearchRequest::maxsim(q.clone()).plan(Plan::Muvera)).unwrap(), before);
+    assert!(db.check().unwrap().problems.is_empty());
+    assert!(db.drop_index("c", "plaid").unwrap());
+    assert!(db.drop_index("c", "muvera").unwrap());
+    assert_eq!(db.search_explained("c", &SearchRequest::maxsim(q)).unwrap().plan, Plan::Exact);
 }
