@@ -60,13 +60,17 @@ mod types;
 mod validate;
 
 pub use catalog::SCHEMA_VERSION;
+#[cfg(feature = "fulltext")]
+pub use db::FullTextOptions;
 pub use db::{
-    CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, HnswParams, IndexInfo,
-    MuveraOptions, PlaidOptions, Plan, Query, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
-    DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
+    CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Fusion, HnswParams,
+    HopfieldLookup, HopfieldResult, IndexInfo, MuveraOptions, PlaidOptions, Plan, Query, Refine,
+    SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, DEFAULT_FLUSH_THRESHOLD_TOKENS,
+    DEFAULT_RETIRE_GRACE, MAX_LIMIT,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use filter::{CmpOp, Filter, ID_COLUMN};
+pub use index::hopfield::{HopfieldParams, Recall};
 pub use types::{
     CollectionSpec, ColumnDef, ColumnType, DocId, Document, Dtype, EmbeddingSpec, Hit, IdType, PooledSpec,
     StoredDocument, Value, VectorSpec, MAX_DIM, MAX_TOKENS_PER_DOC,

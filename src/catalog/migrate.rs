@@ -10,6 +10,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_retired_files.sql"),
     include_str!("../../migrations/0003_indexes.sql"),
+    include_str!("../../migrations/0004_fulltext.sql"),
 ];
 
 /// The schema version this build writes.

@@ -296,6 +296,9 @@ impl Txn<'_> {
         ))?;
         self.tx.execute("DELETE FROM segments WHERE collection_id = ?1", [c.id])?;
         self.tx.execute("DELETE FROM indexes WHERE collection_id = ?1", [c.id])?;
+        if self.schema >= 4 {
+            self.fulltext_detach(c.id)?;
+        }
         self.tx.execute("DELETE FROM collections WHERE id = ?1", [c.id])?;
         Ok(segs)
     }
@@ -337,7 +340,122 @@ impl Txn<'_> {
         Ok(self.tx.execute("DELETE FROM indexes WHERE collection_id = ?1 AND kind = ?2", params![c, kind])?
             > 0)
     }
+}
 
+/// The full-text change log (used with the `fulltext` feature).
+#[cfg_attr(not(feature = "fulltext"), allow(dead_code))]
+impl Txn<'_> {
+    /// Start logging the changes a full-text index over `columns` (validated column
+    /// names) of `c` must follow: triggers on the documents table.
+    pub fn fulltext_attach(&self, c: &CollectionRow, columns: &[String]) -> Result<()> {
+        let (d, id) = (docs(c.id), c.id);
+        let cols: Vec<String> = columns.iter().map(|n| format!("\"{n}\"")).collect();
+        self.tx.execute_batch(&format!(
+            "CREATE TRIGGER {d}_ft_ins AFTER INSERT ON {d} BEGIN \
+               INSERT INTO fulltext_log(collection_id, row) VALUES ({id}, NEW._row); END;
+             CREATE TRIGGER {d}_ft_upd AFTER UPDATE OF {} ON {d} BEGIN \
+               INSERT INTO fulltext_log(collection_id, row) VALUES ({id}, NEW._row); END;
+             CREATE TRIGGER {d}_ft_del AFTER DELETE ON {d} BEGIN \
+               INSERT INTO fulltext_log(collection_id, row) VALUES ({id}, OLD._row); END;",
+            cols.join(", ")
+        ))?;
+        Ok(())
+    }
+
+    /// Stop logging for `c` and forget its unapplied changes.
+    pub fn fulltext_detach(&self, c: i64) -> Result<()> {
+        let d = docs(c);
+        self.tx.execute_batch(&format!(
+            "DROP TRIGGER IF EXISTS {d}_ft_ins; DROP TRIGGER IF EXISTS {d}_ft_upd; DROP TRIGGER IF EXISTS {d}_ft_del;"
+        ))?;
+        self.tx.execute("DELETE FROM fulltext_log WHERE collection_id = ?1", [c])?;
+        self.tx.execute("DELETE FROM meta WHERE key = ?1", [format!("fulltext_trimmed_{c}")])?;
+        Ok(())
+    }
+
+    /// Logged changes of `c` after sequence number `after`: (seq, row), in order.
+    pub fn fulltext_changes(&self, c: i64, after: i64) -> Result<Vec<(i64, u64)>> {
+        if self.schema < 4 {
+            return Ok(Vec::new());
+        }
+        let mut st = self.tx.prepare_cached(
+            "SELECT seq, row FROM fulltext_log WHERE collection_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = st.query_map([c, after], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The last sequence number handed out by the change log (0 when none).
+    pub fn fulltext_last_seq(&self) -> Result<i64> {
+        if self.schema < 4 {
+            return Ok(0);
+        }
+        let v: Option<i64> = self
+            .tx
+            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'fulltext_log'", [], |r| r.get(0))
+            .optional()?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Forget the applied changes of `c` (sequence numbers up to `upto`), remembering
+    /// that the full-text index reflected `upto` when they were dropped.
+    pub fn fulltext_trim(&self, c: i64, upto: i64) -> Result<()> {
+        self.tx.execute("DELETE FROM fulltext_log WHERE collection_id = ?1 AND seq <= ?2", [c, upto])?;
+        self.tx.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+            params![format!("fulltext_trimmed_{c}"), upto.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The position up to which the change log of `c` was trimmed: a full-text index
+    /// behind it has lost changes it can no longer replay, and must be rebuilt.
+    pub fn fulltext_trimmed(&self, c: i64) -> Result<i64> {
+        Ok(self.meta(&format!("fulltext_trimmed_{c}"))?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// The text of `columns` of each of `rows` that exists, joined with newlines (NULLs
+    /// skipped); `rows = None` reads every document, in row order.
+    pub fn texts(
+        &self,
+        c: &CollectionRow,
+        columns: &[String],
+        rows: Option<&[u64]>,
+    ) -> Result<Vec<(u64, String)>> {
+        let cols: String = columns.iter().map(|n| format!(", \"{n}\"")).collect();
+        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(u64, String)> {
+            let mut parts = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                if let Some(t) = r.get::<_, Option<String>>(i + 1)? {
+                    parts.push(t);
+                }
+            }
+            Ok((r.get::<_, i64>(0)? as u64, parts.join("\n")))
+        };
+        match rows {
+            None => {
+                let mut st =
+                    self.tx.prepare(&format!("SELECT _row{cols} FROM {} ORDER BY _row", docs(c.id)))?;
+                let out = st.query_map([], read)?.collect::<rusqlite::Result<_>>()?;
+                Ok(out)
+            }
+            Some(rows) => {
+                let mut st = self
+                    .tx
+                    .prepare_cached(&format!("SELECT _row{cols} FROM {} WHERE _row = ?1", docs(c.id)))?;
+                let mut out = Vec::with_capacity(rows.len());
+                for &row in rows {
+                    if let Some(v) = st.query_row([row as i64], read).optional()? {
+                        out.push(v);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+impl Txn<'_> {
     /// The manifest of collection `c`, by segment id.
     pub fn segments(&self, c: i64) -> Result<Vec<SegmentRow>> {
         let mut st = self.tx.prepare_cached(
@@ -432,6 +550,13 @@ impl Txn<'_> {
         Ok(st
             .query_row([id], |r| Ok(DocLoc { row: r.get::<_, i64>(0)? as u64, seg: r.get(1)? }))
             .optional()?)
+    }
+
+    /// Where row `row` lives: `None` when it does not exist, `Some(None)` while pending,
+    /// `Some(Some(segment))` once flushed.
+    pub fn row_segment(&self, c: i64, row: u64) -> Result<Option<Option<i64>>> {
+        let mut st = self.tx.prepare_cached(&format!("SELECT _seg FROM {} WHERE _row = ?1", docs(c)))?;
+        Ok(st.query_row([row as i64], |r| r.get::<_, Option<i64>>(0)).optional()?)
     }
 
     /// Insert the catalog row of a document. `row` forces the row id (bulk loads that

@@ -158,6 +158,15 @@ impl Database {
         Ok(n)
     }
 
+    /// A MaxSim text query as token vectors, with the `[MASK]` expansion rows marked.
+    pub(super) fn embed_query_marked(&self, c: &CollectionRow, text: &str) -> Result<(Vec<f32>, Vec<bool>)> {
+        let e = c.spec.embedding.as_ref().ok_or_else(|| {
+            Error::invalid(format!("collection '{}' has no embedding model: query with vectors", c.spec.name))
+        })?;
+        let enc = self.collection_encoder(e)?;
+        Ok(enc.encode_queries_marked(&[text], e.query_maxlen)?.remove(0))
+    }
+
     /// Turn a text query into vectors with the collection's model.
     pub(super) fn embed_query(&self, c: &CollectionRow, text: &str, field: Option<&str>) -> Result<Vec<f32>> {
         let e = c.spec.embedding.as_ref().ok_or_else(|| {

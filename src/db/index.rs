@@ -94,7 +94,7 @@ pub(crate) fn muvera_state(inner: &Inner, tx: &Txn<'_>, c: &CollectionRow) -> Re
 /// An index as described by [`Database::indexes`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexInfo {
-    /// Kind: `plaid`, `muvera`, or `hnsw:<pooled vector>`.
+    /// Kind: `plaid`, `muvera`, `hnsw:<pooled vector>`, or `fulltext`.
     pub kind: String,
     /// Catalog id (tags the segment sections built for it).
     pub id: i64,
@@ -233,7 +233,7 @@ impl Database {
         self.index_info(collection, PLAID)
     }
 
-    fn index_info(&self, collection: &str, kind: &str) -> Result<IndexInfo> {
+    pub(super) fn index_info(&self, collection: &str, kind: &str) -> Result<IndexInfo> {
         self.indexes(collection)?
             .into_iter()
             .find(|i| i.kind == kind)
@@ -328,7 +328,8 @@ impl Database {
         self.index_info(collection, MUVERA)
     }
 
-    /// Drop the index of kind `kind` (`"plaid"`, `"muvera"`, `"hnsw:<field>"`) on `collection`. Its sections stay in the
+    /// Drop the index of kind `kind` (`"plaid"`, `"muvera"`, `"hnsw:<field>"`, `"fulltext"`)
+    /// on `collection`. Its sections stay in the
     /// segment files, unused, until compaction rewrites them. Returns false when there was
     /// none.
     ///
@@ -339,8 +340,16 @@ impl Database {
         let tx = w.write()?;
         let c = tx.collection(collection)?;
         let gone = tx.remove_index(c.id, kind)?;
+        #[cfg(feature = "fulltext")]
+        if kind == super::fulltext::FULLTEXT {
+            tx.fulltext_detach(c.id)?;
+        }
         tx.bump_generation()?;
         tx.commit()?;
+        #[cfg(feature = "fulltext")]
+        if kind == super::fulltext::FULLTEXT {
+            self.fulltext_forget(c.id)?;
+        }
         Ok(gone)
     }
 
@@ -360,6 +369,11 @@ impl Database {
             let mut out = Vec::new();
             for row in tx.indexes(c.id)? {
                 let (mut indexed, mut bytes, mut centroids) = (0u64, row.data.len() as u64, 0);
+                // The full-text index is one tantivy directory, not segment sections.
+                #[cfg(feature = "fulltext")]
+                if row.kind == super::fulltext::FULLTEXT {
+                    (indexed, bytes) = (segs.len() as u64, self.fulltext_bytes(c.id));
+                }
                 for r in &readers {
                     let b = if let Some(p) = plaid.as_ref().filter(|p| p.id == row.id) {
                         centroids = p.codec.num_centroids();

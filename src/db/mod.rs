@@ -3,13 +3,21 @@
 
 #[cfg(feature = "embed")]
 mod embed;
+#[cfg(feature = "fulltext")]
+mod fulltext;
+mod hopfield;
 mod index;
 mod search;
 mod write;
 
 pub use crate::index::hnsw::HnswParams;
+#[cfg(feature = "fulltext")]
+pub use fulltext::FullTextOptions;
+pub use hopfield::{HopfieldLookup, HopfieldResult};
 pub use index::{IndexInfo, MuveraOptions, PlaidOptions};
-pub use search::{Plan, Query, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, MAX_LIMIT};
+pub use search::{
+    Fusion, Plan, Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, MAX_LIMIT,
+};
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -97,13 +105,20 @@ impl DatabaseBuilder {
             codecs: Mutex::new(HashMap::new()),
             #[cfg(feature = "embed")]
             encoders: Mutex::new(HashMap::new()),
+            #[cfg(feature = "fulltext")]
+            fulltext: Mutex::new(HashMap::new()),
         };
         // A read-only open checks the catalog version now rather than at first use.
         let first_reader = Catalog::open(&cat_path, true)?;
         lock_or(&inner.readers)?.push(first_reader);
         let db = Database { inner: Arc::new(inner) };
         if let Some(w) = &db.inner.writer {
-            db.collect_garbage(&mut *lock_or(w)?, true)?;
+            let mut w = lock_or(w)?;
+            db.collect_garbage(&mut w, true)?;
+            // Derived state catches up with the catalog (after a crash, or a write whose
+            // catch-up failed).
+            #[cfg(feature = "fulltext")]
+            db.fulltext_catch_up_all(&mut w)?;
         }
         Ok(db)
     }
@@ -149,6 +164,9 @@ struct Inner {
     codecs: Mutex<HashMap<i64, Arc<crate::index::plaid::Codec>>>,
     #[cfg(feature = "embed")]
     encoders: Mutex<HashMap<String, Arc<crate::embed::colbert::TokenEncoder>>>,
+    /// Opened full-text indexes by collection id.
+    #[cfg(feature = "fulltext")]
+    fulltext: Mutex<HashMap<i64, Arc<fulltext::FullText>>>,
 }
 
 impl Drop for Inner {
@@ -307,6 +325,7 @@ impl Database {
     /// [`Error::InvalidArgument`] for bad names or dimensions, [`Error::AlreadyExists`],
     /// [`Error::ReadOnly`].
     pub fn create_collection(&self, spec: &CollectionSpec) -> Result<()> {
+        #[cfg_attr(not(feature = "embed"), allow(unused_mut))]
         let mut spec = spec.clone();
         if spec.embedding.is_some() {
             #[cfg(feature = "embed")]
@@ -330,7 +349,7 @@ impl Database {
     /// [`Error::NotFound`], [`Error::ReadOnly`].
     pub fn drop_collection(&self, name: &str) -> Result<()> {
         let mut w = self.writer()?;
-        {
+        let c = {
             let tx = w.write()?;
             let c = tx.collection(name)?;
             for s in tx.drop_collection(&c)? {
@@ -338,7 +357,11 @@ impl Database {
             }
             tx.bump_generation()?;
             tx.commit()?;
-        }
+            c
+        };
+        #[cfg(feature = "fulltext")]
+        self.fulltext_forget(c.id)?;
+        let _ = c;
         self.collect_garbage(&mut w, false)
     }
 

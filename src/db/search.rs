@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::Database;
 use crate::catalog::{CollectionRow, DocLoc, Txn};
 use crate::filter::Filter;
+use crate::index::hopfield::{self, Memory};
 use crate::index::plaid::{SearchParams, StageCounts};
 use crate::scoring::{self, PreparedQuery, Scored, TopK};
 use crate::storage::segment::{SegmentReader, VecRef};
@@ -55,6 +56,72 @@ pub enum Query {
         /// Query vector.
         vector: Vec<f32>,
     },
+    /// BM25 over the collection's full-text index (feature `fulltext`; see
+    /// [`Database::create_fulltext_index`]). The text is analysed like the documents
+    /// (tokenised, lowercased, stop words dropped, stemmed) and every remaining term is
+    /// optional: no query syntax.
+    Bm25 {
+        /// Query text.
+        text: String,
+    },
+    /// Several queries over the same snapshot and filter, each taking its best
+    /// [`SearchRequest::candidates`] (default 100) documents, fused into one ranking.
+    /// Scores are fused scores (not MaxSim or BM25 values).
+    Hybrid {
+        /// The parts (any query but another hybrid one), e.g. BM25 + MaxSim.
+        parts: Vec<Query>,
+        /// How the rankings are combined.
+        fusion: Fusion,
+    },
+}
+
+/// How [`Query::Hybrid`] combines rankings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fusion {
+    /// Reciprocal rank fusion: `Σ_parts 1 / (k + rank)`, rank from 1 (Cormack et al.;
+    /// `k = 60` is the usual choice). Needs no score calibration.
+    Rrf {
+        /// The rank offset `k`.
+        k: f32,
+    },
+    /// Weighted sum of min–max normalised scores (each part's best → 1, its worst
+    /// candidate → 0; a document a part did not return counts 0 there). One weight per
+    /// part.
+    Weighted {
+        /// Weight of each part, in order.
+        weights: Vec<f32>,
+    },
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Fusion::Rrf { k: 60.0 }
+    }
+}
+
+/// Hopfield query refinement (ALGORITHMS.md §4.3 b) before the search: the query's top
+/// `top_k` documents become a memory `X`, and the query is replaced by
+/// `norm((1 − α) q + α X softmax(β Xᵀ q))` — for MaxSim, per query token against the
+/// token vectors of those documents. Then the search runs again with the refined query.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Refine {
+    /// Inverse temperature (default 20: towards the best-matching memory; β → 0 is
+    /// Rocchio with the mean of the top documents).
+    pub beta: f32,
+    /// Interpolation weight of the retrieved pattern (default 0.5).
+    pub alpha: f32,
+    /// Documents whose vectors form the memory (default 10).
+    pub top_k: usize,
+    /// Also refine ColBERT's `[MASK]` expansion tokens of a text query (default false:
+    /// they keep their encoder output).
+    pub refine_mask_tokens: bool,
+}
+
+impl Default for Refine {
+    fn default() -> Self {
+        Self { beta: 20.0, alpha: 0.5, top_k: 10, refine_mask_tokens: false }
+    }
 }
 
 /// How a MaxSim search finds its candidates. Every plan ends with exact MaxSim on the
@@ -83,6 +150,10 @@ pub enum Plan {
     /// exact MaxSim reranks them. Chosen by [`Plan::Auto`] when the collection has a MUVERA
     /// index but no PLAID index and enough indexed documents pass the filter.
     Muvera,
+    /// Reported for [`Query::Bm25`]: the full-text index ranked the documents.
+    Bm25,
+    /// Reported for [`Query::Hybrid`]: each part ran with its own plan (see the stages).
+    Hybrid,
 }
 
 /// Below this many candidate documents (after the filter) [`Plan::Auto`] scores exactly:
@@ -133,8 +204,11 @@ pub struct SearchRequest {
     /// HNSW beam width; `None` = the index's `ef_search`.
     pub ef: Option<usize>,
     /// Documents the graph stage hands to MaxSim per segment ([`Plan::Hnsw`],
-    /// [`Plan::Muvera`]); `None` = max(200, limit).
+    /// [`Plan::Muvera`]; `None` = max(200, limit)), and each part of a
+    /// [`Query::Hybrid`] hands to fusion (`None` = max(100, limit)).
     pub candidates: Option<usize>,
+    /// Hopfield query refinement (MaxSim and dense queries); `None` = off.
+    pub refine: Option<Refine>,
 }
 
 impl SearchRequest {
@@ -160,7 +234,32 @@ impl SearchRequest {
 
     /// A request for `query` with the defaults (no filter, limit 10, [`Plan::Auto`]).
     pub fn new(query: Query) -> Self {
-        Self { query, filter: None, limit: 10, plan: Plan::Auto, plaid: None, ef: None, candidates: None }
+        Self {
+            query,
+            filter: None,
+            limit: 10,
+            plan: Plan::Auto,
+            plaid: None,
+            ef: None,
+            candidates: None,
+            refine: None,
+        }
+    }
+
+    /// BM25 with a text query.
+    pub fn bm25(text: impl Into<String>) -> Self {
+        Self::new(Query::Bm25 { text: text.into() })
+    }
+
+    /// Hybrid search: `parts` fused by `fusion`.
+    pub fn hybrid(parts: Vec<Query>, fusion: Fusion) -> Self {
+        Self::new(Query::Hybrid { parts, fusion })
+    }
+
+    /// Refine the query with a Hopfield update over its top documents first.
+    pub fn refine(mut self, r: Refine) -> Self {
+        self.refine = Some(r);
+        self
     }
 
     /// Choose the candidate generation instead of letting the planner decide.
@@ -201,14 +300,14 @@ impl SearchRequest {
 }
 
 /// How one document is scored.
-enum Scorer {
+pub(super) enum Scorer {
     /// The prepared query and the token vectors that count (mask applied), for PLAID.
     MaxSim(PreparedQuery, Vec<f32>),
     Dense(usize, Vec<f32>),
 }
 
 impl Scorer {
-    fn new(c: &CollectionRow, q: &Query) -> Result<Self> {
+    pub(super) fn new(c: &CollectionRow, q: &Query) -> Result<Self> {
         let v = &c.spec.vectors;
         match q {
             Query::MaxSim { tokens, mask } => {
@@ -226,6 +325,9 @@ impl Scorer {
             }
             Query::MaxSimText { .. } | Query::DenseText { .. } => {
                 Err(Error::NotAvailable("text queries need the `embed` cargo feature".into()))
+            }
+            Query::Bm25 { .. } | Query::Hybrid { .. } => {
+                Err(Error::invalid("BM25 and hybrid queries are not scored per document"))
             }
             Query::Dense { field, vector } => {
                 let p = v.pooled_index(field)?;
@@ -295,6 +397,53 @@ fn allowed_mask(docs: &[u32], n: usize) -> Option<Vec<bool>> {
     })
 }
 
+fn validate_fusion(parts: usize, fusion: &Fusion) -> Result<()> {
+    if parts == 0 {
+        return Err(Error::invalid("a hybrid query needs at least one part"));
+    }
+    match fusion {
+        Fusion::Rrf { k } if !k.is_finite() || *k < 0.0 => {
+            Err(Error::invalid("RRF k must be finite and >= 0"))
+        }
+        Fusion::Weighted { weights } if weights.len() != parts => Err(Error::invalid(format!(
+            "weighted fusion needs one weight per part ({parts}), got {}",
+            weights.len()
+        ))),
+        Fusion::Weighted { weights } if weights.iter().any(|w| !w.is_finite() || *w < 0.0) => {
+            Err(Error::invalid("fusion weights must be finite and >= 0"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Fuse ranked lists (best first) into the best `limit` rows.
+fn fuse(lists: &[Vec<Scored>], fusion: &Fusion, limit: usize) -> Vec<Scored> {
+    let mut acc: HashMap<u64, f32> = HashMap::new();
+    for (i, list) in lists.iter().enumerate() {
+        match fusion {
+            Fusion::Rrf { k } => {
+                for (rank, s) in list.iter().enumerate() {
+                    *acc.entry(s.row).or_default() += 1.0 / (k + rank as f32 + 1.0);
+                }
+            }
+            Fusion::Weighted { weights } => {
+                let (lo, hi) = list.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), s| {
+                    (lo.min(s.score), hi.max(s.score))
+                });
+                for s in list {
+                    let norm = if hi > lo { (s.score - lo) / (hi - lo) } else { 1.0 };
+                    *acc.entry(s.row).or_default() += weights[i] * norm;
+                }
+                // Rows this part did not return add 0.
+            }
+        }
+    }
+    let mut out: Vec<Scored> = acc.into_iter().map(|(row, score)| Scored { score, row }).collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+    out.truncate(limit);
+    out
+}
+
 fn pooled_offsets(c: &CollectionRow) -> Vec<usize> {
     let mut offs = vec![0];
     for p in &c.spec.vectors.pooled {
@@ -327,43 +476,267 @@ impl Database {
         self.with_reader(|cat| {
             let tx = cat.read()?;
             let c = tx.collection(collection)?;
-            let query = self.resolve_query(&c, &req.query)?;
-            let scorer = Scorer::new(&c, &query)?;
+            let (query, refined) = self.prepare(&tx, &c, &req.query, req, true)?;
             if req.limit == 0 {
                 return Ok(SearchOutput { hits: Vec::new(), plan: Plan::Exact, docs: 0, stages: Vec::new() });
             }
-            let (top, mut out) = self.score_snapshot(&tx, &c, &scorer, req)?;
+            let (top, mut out) = self.run_snapshot(&tx, &c, &query, req)?;
+            out.stages.splice(0..0, refined);
             let rows: Vec<u64> = top.iter().map(|s| s.row).collect();
             let mut vals = tx.fetch(&c, &rows)?;
+            // Rows the snapshot does not hold (a full-text hit deleted since) drop out here.
             out.hits = top
                 .into_iter()
                 .filter_map(|s| vals.remove(&s.row).map(|(id, values)| Hit { id, score: s.score, values }))
+                .take(req.limit)
                 .collect();
             Ok(out)
         })
     }
 
-    /// Embed text queries; vector queries pass through.
-    fn resolve_query(&self, c: &CollectionRow, q: &Query) -> Result<Query> {
-        #[cfg(feature = "embed")]
-        match q {
-            Query::MaxSimText { text } => {
-                return Ok(Query::MaxSim { tokens: self.embed_query(c, text, None)?, mask: None })
+    /// Make `q` executable: embed text queries, validate, and apply Hopfield refinement
+    /// (returning its stage). Hybrid parts are prepared one by one.
+    fn prepare(
+        &self,
+        tx: &Txn<'_>,
+        c: &CollectionRow,
+        q: &Query,
+        req: &SearchRequest,
+        top_level: bool,
+    ) -> Result<(Query, Vec<StageStats>)> {
+        #[cfg_attr(not(feature = "embed"), allow(unused_mut))]
+        let mut expansion: Option<Vec<bool>> = None;
+        let q = match q {
+            Query::Hybrid { parts, fusion } => {
+                if !top_level {
+                    return Err(Error::invalid("a hybrid query cannot contain another hybrid query"));
+                }
+                validate_fusion(parts.len(), fusion)?;
+                let mut out = Vec::with_capacity(parts.len());
+                let mut stages = Vec::new();
+                for p in parts {
+                    let (p, st) = self.prepare(tx, c, p, req, false)?;
+                    out.push(p);
+                    stages.extend(st);
+                }
+                return Ok((Query::Hybrid { parts: out, fusion: fusion.clone() }, stages));
             }
+            Query::Bm25 { text } => {
+                if !cfg!(feature = "fulltext") {
+                    return Err(Error::NotAvailable("BM25 needs the `fulltext` cargo feature".into()));
+                }
+                return Ok((Query::Bm25 { text: text.clone() }, Vec::new()));
+            }
+            #[cfg(feature = "embed")]
+            Query::MaxSimText { text } => {
+                let (tokens, exp) = self.embed_query_marked(c, text)?;
+                expansion = Some(exp);
+                Query::MaxSim { tokens, mask: None }
+            }
+            #[cfg(feature = "embed")]
             Query::DenseText { field, text } => {
                 c.spec.vectors.pooled_index(field)?;
-                return Ok(Query::Dense {
-                    field: field.clone(),
-                    vector: self.embed_query(c, text, Some(field))?,
-                });
+                Query::Dense { field: field.clone(), vector: self.embed_query(c, text, Some(field))? }
             }
-            _ => {}
+            other => other.clone(),
+        };
+        // Validates dimensions and values.
+        Scorer::new(c, &q)?;
+        match req.refine {
+            Some(r) if req.limit > 0 => {
+                let (q, stage) = self.refine_query(tx, c, q, expansion.as_deref(), r, req)?;
+                Ok((q, vec![stage]))
+            }
+            _ => Ok((q, Vec::new())),
         }
-        let _ = c;
-        Ok(q.clone())
     }
 
-    fn score_snapshot(
+    /// Run a prepared query over the snapshot: the best rows with their scores.
+    fn run_snapshot(
+        &self,
+        tx: &Txn<'_>,
+        c: &CollectionRow,
+        q: &Query,
+        req: &SearchRequest,
+    ) -> Result<(Vec<Scored>, SearchOutput)> {
+        match q {
+            Query::Bm25 { text } => self.bm25_snapshot(tx, c, text, req),
+            Query::Hybrid { parts, fusion } => self.hybrid_snapshot(tx, c, parts, fusion, req),
+            _ => self.score_snapshot(tx, c, &Scorer::new(c, q)?, req),
+        }
+    }
+
+    #[cfg_attr(not(feature = "fulltext"), allow(unused_variables))]
+    fn bm25_snapshot(
+        &self,
+        tx: &Txn<'_>,
+        c: &CollectionRow,
+        text: &str,
+        req: &SearchRequest,
+    ) -> Result<(Vec<Scored>, SearchOutput)> {
+        #[cfg(not(feature = "fulltext"))]
+        return Err(Error::NotAvailable("BM25 needs the `fulltext` cargo feature".into()));
+        #[cfg(feature = "fulltext")]
+        {
+            let t = Instant::now();
+            let allowed: Option<std::collections::HashSet<u64>> = match &req.filter {
+                None => None,
+                Some(f) => Some(tx.filter_rows(c, f)?.into_iter().map(|l| l.row).collect()),
+            };
+            let docs = allowed.as_ref().map_or(tx.doc_count(c.id)?, |a| a.len() as u64);
+            let mut stages = vec![StageStats { name: "filter", docs, micros: micros(t) }];
+            let t = Instant::now();
+            let found = self.fulltext_search(tx, c, text, req.limit, allowed)?;
+            stages.push(StageStats { name: "bm25", docs: found.len() as u64, micros: micros(t) });
+            let top = found.into_iter().map(|(row, score)| Scored { score, row }).collect();
+            Ok((top, SearchOutput { hits: Vec::new(), plan: Plan::Bm25, docs, stages }))
+        }
+    }
+
+    fn hybrid_snapshot(
+        &self,
+        tx: &Txn<'_>,
+        c: &CollectionRow,
+        parts: &[Query],
+        fusion: &Fusion,
+        req: &SearchRequest,
+    ) -> Result<(Vec<Scored>, SearchOutput)> {
+        let depth = req.candidates.unwrap_or(100).max(req.limit).min(MAX_LIMIT);
+        let (mut lists, mut stages, mut docs) = (Vec::with_capacity(parts.len()), Vec::new(), 0);
+        for part in parts {
+            let sub = SearchRequest { query: part.clone(), limit: depth, refine: None, ..req.clone() };
+            let t = Instant::now();
+            let (mut top, out) = self.run_snapshot(tx, c, part, &sub)?;
+            top.truncate(depth);
+            docs = docs.max(out.docs);
+            let name = match part {
+                Query::Bm25 { .. } => "bm25",
+                Query::Dense { .. } => "dense",
+                _ => "maxsim",
+            };
+            stages.push(StageStats { name, docs: top.len() as u64, micros: micros(t) });
+            lists.push(top);
+        }
+        let t = Instant::now();
+        let fused = fuse(&lists, fusion, req.limit + 16);
+        stages.push(StageStats { name: "fusion", docs: fused.len() as u64, micros: micros(t) });
+        Ok((fused, SearchOutput { hits: Vec::new(), plan: Plan::Hybrid, docs, stages }))
+    }
+
+    /// Hopfield refinement of a prepared MaxSim or dense query (see [`Refine`]).
+    fn refine_query(
+        &self,
+        tx: &Txn<'_>,
+        c: &CollectionRow,
+        q: Query,
+        expansion: Option<&[bool]>,
+        r: Refine,
+        req: &SearchRequest,
+    ) -> Result<(Query, StageStats)> {
+        if !r.beta.is_finite()
+            || r.beta < 0.0
+            || !(0.0..=1.0).contains(&r.alpha)
+            || !(1..=1000).contains(&r.top_k)
+        {
+            return Err(Error::invalid("refine needs beta >= 0, 0 <= alpha <= 1 and 1 <= top_k <= 1000"));
+        }
+        let t = Instant::now();
+        let sub = SearchRequest { query: q.clone(), limit: r.top_k, refine: None, ..req.clone() };
+        let (top, _) = self.score_snapshot(tx, c, &Scorer::new(c, &q)?, &sub)?;
+        let rows: Vec<u64> = top.iter().map(|s| s.row).collect();
+        let dim = c.spec.vectors.token_dim;
+        let out = match q {
+            Query::MaxSim { tokens, mask } => {
+                let memory: Vec<f32> = self.row_vectors(tx, c, &rows, None)?.concat();
+                let refined = if memory.is_empty() {
+                    tokens
+                } else {
+                    let mem = Memory::new(&memory, dim)?;
+                    tokens
+                        .chunks_exact(dim)
+                        .enumerate()
+                        .flat_map(|(i, t)| {
+                            let skip = (!r.refine_mask_tokens
+                                && expansion.is_some_and(|e| e.get(i) == Some(&true)))
+                                || mask.as_ref().is_some_and(|m| !m[i]);
+                            if skip {
+                                t.to_vec()
+                            } else {
+                                hopfield::refine(t, &mem, r.beta, r.alpha)
+                            }
+                        })
+                        .collect()
+                };
+                Query::MaxSim { tokens: refined, mask }
+            }
+            Query::Dense { field, vector } => {
+                let p = c.spec.vectors.pooled_index(&field)?;
+                let mut memory = self.row_vectors(tx, c, &rows, Some(p))?;
+                memory.iter_mut().for_each(|v| crate::testing::normalize(v));
+                let memory = memory.concat();
+                let vector = if memory.is_empty() {
+                    vector
+                } else {
+                    hopfield::refine(&vector, &Memory::new(&memory, vector.len())?, r.beta, r.alpha)
+                };
+                Query::Dense { field, vector }
+            }
+            other => other,
+        };
+        Ok((out, StageStats { name: "hopfield", docs: rows.len() as u64, micros: micros(t) }))
+    }
+
+    /// The stored vectors of `rows` in the snapshot: all token vectors (`pooled = None`)
+    /// or pooled vector `p`, as f32, verified. Rows that do not exist are skipped.
+    pub(super) fn row_vectors(
+        &self,
+        tx: &Txn<'_>,
+        c: &CollectionRow,
+        rows: &[u64],
+        pooled: Option<usize>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let segs: HashMap<i64, crate::catalog::SegmentRow> =
+            tx.segments(c.id)?.into_iter().map(|s| (s.id, s)).collect();
+        let offsets = pooled_offsets(c);
+        let dtype = c.spec.vectors.dtype;
+        let mut out = Vec::with_capacity(rows.len());
+        for &row in rows {
+            match tx.row_segment(c.id, row)? {
+                None => {}
+                Some(None) => {
+                    let Some(p) = tx.pending_row(c.id, row)? else { continue };
+                    out.push(match pooled {
+                        None => Decoded::from_bytes(&p.tokens, dtype).as_ref().to_f32(),
+                        Some(i) => {
+                            Decoded::from_bytes(&p.pooled, dtype).slice(offsets[i]..offsets[i + 1]).to_f32()
+                        }
+                    });
+                }
+                Some(Some(seg)) => {
+                    let s = segs
+                        .get(&seg)
+                        .ok_or_else(|| Error::NotFound { kind: "segment", name: seg.to_string() })?;
+                    let r = self.segment(c, s)?;
+                    let d = r.row_ids().binary_search(&row).map_err(|_| {
+                        Error::corruption(r.path(), format!("row {row} missing from segment"))
+                    })?;
+                    out.push(match pooled {
+                        None => {
+                            r.verify_doc_tokens(&[d as u32])?;
+                            r.doc_tokens(d).to_f32()
+                        }
+                        Some(i) => {
+                            r.verify_pooled(i)?;
+                            r.pooled(i, d).to_f32()
+                        }
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn score_snapshot(
         &self,
         tx: &Txn<'_>,
         c: &CollectionRow,

@@ -227,6 +227,26 @@ impl Database {
     fn write_docs(&self, name: &str, docs: &[Document], mode: Mode) -> Result<()> {
         let mut w = self.writer()?;
         let c = w.read()?.collection(name)?;
+        self.write_docs_locked(&mut w, &c, docs, mode)?;
+        self.after_write(&mut w, &c);
+        Ok(())
+    }
+
+    /// Bring derived state (the full-text index) along after a committed write.
+    fn after_write(&self, w: &mut Catalog, c: &CollectionRow) {
+        #[cfg(feature = "fulltext")]
+        self.fulltext_after_write(w, c);
+        let _ = (w, c);
+    }
+
+    fn write_docs_locked(
+        &self,
+        w: &mut Catalog,
+        c: &CollectionRow,
+        docs: &[Document],
+        mode: Mode,
+    ) -> Result<()> {
+        let c = c.clone();
         let mut seen = HashSet::with_capacity(docs.len());
         let mut prepared = Vec::with_capacity(docs.len());
         for d in docs {
@@ -244,7 +264,7 @@ impl Database {
         let tokens: usize = prepared.iter().map(|p| p.ntok).sum();
         let threshold = self.inner.opts.flush_threshold_tokens;
         if tokens >= threshold {
-            return self.write_segment_direct(&mut w, &c, prepared, mode);
+            return self.write_segment_direct(w, &c, prepared, mode);
         }
         let tx = w.write()?;
         for p in &prepared {
@@ -260,7 +280,7 @@ impl Database {
         let (_, pending_tokens) = tx.pending_stats(c.id)?;
         tx.commit()?;
         if pending_tokens as usize >= threshold {
-            flush_collection(&self.inner, &mut w, &c)?;
+            flush_collection(&self.inner, w, &c)?;
         }
         Ok(())
     }
@@ -326,6 +346,7 @@ impl Database {
         }
         tx.bump_generation()?;
         tx.commit()?;
+        self.after_write(&mut w, &c);
         Ok(n)
     }
 
@@ -343,6 +364,7 @@ impl Database {
         }
         tx.bump_generation()?;
         tx.commit()?;
+        self.after_write(&mut w, &c);
         Ok(locs.len() as u64)
     }
 
@@ -361,7 +383,9 @@ impl Database {
             return Err(Error::NotFound { kind: "document", name: id.to_string() });
         }
         tx.bump_generation()?;
-        tx.commit()
+        tx.commit()?;
+        self.after_write(&mut w, &c);
+        Ok(())
     }
 
     /// Write the pending vectors of `collection` into a new segment. Returns false when

@@ -453,6 +453,19 @@ impl TokenEncoder {
     /// # Errors
     /// Tokenizer and model errors.
     pub fn encode_queries_with(&self, texts: &[&str], maxlen: Option<usize>) -> Result<Vec<Vec<f32>>> {
+        Ok(self.encode_queries_marked(texts, maxlen)?.into_iter().map(|(q, _)| q).collect())
+    }
+
+    /// As [`TokenEncoder::encode_queries_with`], also marking each query row that is a
+    /// `[MASK]` expansion token (true) rather than a token of the text or a marker.
+    ///
+    /// # Errors
+    /// Tokenizer and model errors.
+    pub fn encode_queries_marked(
+        &self,
+        texts: &[&str],
+        maxlen: Option<usize>,
+    ) -> Result<Vec<(Vec<f32>, Vec<bool>)>> {
         let mut s = self.settings.clone();
         if let Some(m) = maxlen {
             s.query_maxlen = s.query_maxlen.min(m);
@@ -460,8 +473,10 @@ impl TokenEncoder {
         let s = &s;
         let mut ids = Vec::with_capacity(texts.len());
         let mut masks = Vec::with_capacity(texts.len());
+        let mut real = Vec::with_capacity(texts.len());
         for t in self.encoder.tokenize(texts)? {
             let mut q = Self::with_marker(t, s.query_maxlen, s.query_marker);
+            real.push(q.len());
             let mut m = vec![1u32; q.len()];
             if let Some(mask_id) = s.mask_id {
                 while q.len() < s.query_maxlen {
@@ -473,7 +488,15 @@ impl TokenEncoder {
             masks.push(m);
         }
         let enc = self.encoder.encode_ids_masked(&ids, Some(&masks), false)?;
-        Ok(enc.into_iter().map(|e| self.project(&e.hidden, None, &e.token_ids)).collect())
+        Ok(enc
+            .into_iter()
+            .zip(real)
+            .map(|(e, n)| {
+                let v = self.project(&e.hidden, None, &e.token_ids);
+                let rows = e.token_ids.len();
+                (v, (0..rows).map(|i| i >= n).collect())
+            })
+            .collect())
     }
 
     /// Encode documents: unit token vectors (skiplist tokens dropped), plus the encoder

@@ -10,7 +10,10 @@ mod crud;
 #[cfg(feature = "embed")]
 mod embed;
 mod errors;
+#[cfg(feature = "fulltext")]
+mod fulltext;
 mod hnsw;
+mod hopfield;
 mod migrations;
 mod plaid;
 mod search;

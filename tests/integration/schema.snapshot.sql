@@ -8,6 +8,11 @@ CREATE TABLE collections (
     spec       TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE fulltext_log (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id INTEGER NOT NULL,
+    row           INTEGER NOT NULL
+);
 CREATE TABLE indexes (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
