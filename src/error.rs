@@ -89,6 +89,18 @@ pub enum Error {
     /// A JSON value could not be encoded or decoded.
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),
+    /// A statement of the SQL-like language does not parse.
+    #[error("syntax error at line {line}, column {column}: {message}\n  in: {statement}")]
+    Syntax {
+        /// What was expected or found.
+        message: String,
+        /// The statement (from its start).
+        statement: String,
+        /// Line of the error, from 1.
+        line: u64,
+        /// Column of the error, from 1.
+        column: u64,
+    },
     /// A lock was poisoned by a panic in another thread.
     #[error("internal lock poisoned at {0}")]
     LockPoisoned(&'static std::panic::Location<'static>),
@@ -125,6 +137,8 @@ pub enum ErrorCode {
     Catalog = 11,
     /// Feature not available.
     NotAvailable = 12,
+    /// Statement syntax error.
+    Syntax = 13,
 }
 
 impl Error {
@@ -143,6 +157,7 @@ impl Error {
             Error::NotAvailable(_) => ErrorCode::NotAvailable,
             Error::Io { .. } => ErrorCode::Io,
             Error::Catalog(_) => ErrorCode::Catalog,
+            Error::Syntax { .. } => ErrorCode::Syntax,
             Error::LockPoisoned(_) => ErrorCode::Internal,
         }
     }

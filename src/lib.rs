@@ -52,6 +52,7 @@ mod error;
 mod filter;
 pub mod index;
 pub mod scoring;
+pub mod sql;
 #[doc(hidden)]
 pub mod storage;
 #[doc(hidden)]

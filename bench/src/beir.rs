@@ -1,15 +1,25 @@
 //! `beir` suite: embed a BEIR dataset with the in-process model, index it, and run every
-//! query in each mode (`maxsim`, `dense`, and `plaid` = PLAID candidates reranked exactly
-//! on the stored vectors). Document text is title + " " + text.
+//! query in each mode. Document text is title + " " + text. Modes:
+//! - `maxsim`: exact MaxSim of the query's token vectors (`--plan auto`: the planner may
+//!   use the PLAID index if one was built; `hybrid` and `hopfield` follow the same flag);
+//! - `dense`: exact dot product of the model's pooled vectors;
+//! - `plaid`: the database's PLAID index (`create_plaid_index`, `--plaid-nbits`,
+//!   `--plaid-centroids`), candidates reranked exactly on the stored vectors;
+//! - `bm25`: the database's full-text index over title + text (English stemming, stop
+//!   words, lowercasing; `create_fulltext_index` with defaults);
+//! - `hybrid`: `--hybrid-parts` (default `bm25,maxsim`) fused by `--fusion rrf` (k = 60)
+//!   or `weighted` (equal weights), each part contributing its top 100;
+//! - `hopfield`: MaxSim with Hopfield query refinement (`--beta`, default 20; `--alpha`,
+//!   default 0.5; memory = the top 10 documents' token vectors);
+//! - `hopfield_dense`: dense search with Hopfield refinement (same knobs).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use maxsimdb::index::plaid::{Codec, CodecParams, PlaidIndex, SearchParams};
 use maxsimdb::{
-    CollectionSpec, ColumnType, Database, DocId, Document, Dtype, EmbeddingSpec, Filter, SearchRequest,
-    VectorSpec,
+    CollectionSpec, ColumnType, Database, Document, Dtype, EmbeddingSpec, FullTextOptions, Fusion,
+    PlaidOptions, Plan, Query, Refine, SearchRequest, VectorSpec,
 };
 use serde_json::{json, Value};
 
@@ -50,7 +60,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let max_docs: usize = args.get("docs", usize::MAX)?;
     let max_queries: usize = args.get("queries", usize::MAX)?;
     let modes: Vec<String> =
-        args.opt("modes").unwrap_or("maxsim,dense").split(',').map(str::to_string).collect();
+        args.opt("modes").unwrap_or("maxsim,dense,bm25,hybrid").split(',').map(str::to_string).collect();
     let corpus = read_jsonl(&data.join("corpus.jsonl"))?;
     let queries = read_jsonl(&data.join("queries.jsonl"))?;
     let qrels = read_qrels(&data.join("qrels.tsv"))?;
@@ -92,40 +102,53 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     let stats = db.stats("beir").map_err(e)?;
 
-    // PLAID over the stored token vectors (built in memory here; candidates are reranked
-    // exactly inside the database with an id filter).
-    let plaid = if modes.iter().any(|m| m == "plaid") {
+    // Indexes the modes need (built once; a reused database keeps them).
+    let has = |kind: &str| -> Result<bool, String> {
+        Ok(db.indexes("beir").map_err(e)?.iter().any(|i| i.kind == kind))
+    };
+    let mut extra = serde_json::Map::new();
+    let wants = |m: &str| modes.iter().any(|x| x == m);
+    if wants("plaid") && !has("plaid")? {
         let t = Instant::now();
-        let ids: Vec<String> =
-            corpus.iter().take(max_docs).map(|d| d["_id"].as_str().unwrap_or_default().to_string()).collect();
-        let vecs: Vec<Vec<f32>> = ids
-            .iter()
-            .map(|id| {
-                db.get("beir", &DocId::from(id.as_str())).map(|d| d.map(|d| d.tokens).unwrap_or_default())
-            })
-            .collect::<Result<_, _>>()
-            .map_err(e)?;
-        let dim = db.describe("beir").map_err(e)?.vectors.token_dim;
-        let flat: Vec<f32> = vecs.iter().flatten().copied().collect();
-        let centroids: usize = args.get("plaid-centroids", 4096)?;
         let nbits: u8 = args.get("plaid-nbits", 2)?;
-        let codec = Codec::train(
-            &flat,
-            dim,
-            CodecParams { nbits, centroids: Some(centroids), ..CodecParams::default() },
-        )
-        .map_err(e)?;
-        drop(flat);
-        let refs: Vec<&[f32]> = vecs.iter().map(Vec::as_slice).collect();
-        let index = PlaidIndex::build(codec, &refs);
-        eprintln!(
-            "PLAID index ({nbits}-bit, {centroids} centroids) built in {:.0} s, {:.1} B/token",
-            t.elapsed().as_secs_f64(),
-            index.bytes_per_token()
+        let centroids: usize = args.get("plaid-centroids", 4096)?;
+        let info = db
+            .create_plaid_index(
+                "beir",
+                PlaidOptions { nbits, centroids: Some(centroids), ..PlaidOptions::default() },
+            )
+            .map_err(e)?;
+        let s = t.elapsed().as_secs_f64();
+        eprintln!("PLAID index ({nbits}-bit, {} centroids) built in {s:.0} s", info.centroids);
+        extra.insert("plaid_build_s".into(), json!(s));
+        extra.insert(
+            "plaid_bytes_per_token".into(),
+            json!(info.bytes as f64 / stats.segment_tokens.max(1) as f64),
         );
-        Some((index, ids, t.elapsed().as_secs_f64()))
-    } else {
-        None
+    }
+    let hybrid_parts: Vec<String> =
+        args.opt("hybrid-parts").unwrap_or("bm25,maxsim").split(',').map(str::to_string).collect();
+    if (wants("bm25") || wants("hybrid")) && !has("fulltext")? {
+        let t = Instant::now();
+        let info = db.create_fulltext_index("beir", FullTextOptions::default()).map_err(e)?;
+        let s = t.elapsed().as_secs_f64();
+        eprintln!("full-text index built in {s:.1} s ({} bytes)", info.bytes);
+        extra.insert("fulltext_build_s".into(), json!(s));
+        extra.insert("fulltext_bytes".into(), json!(info.bytes));
+    }
+    // MaxSim-based modes run exactly unless `--plan auto` (the planner then uses the PLAID
+    // index when one exists).
+    let plan = match args.opt("plan").unwrap_or("exact") {
+        "exact" => Plan::Exact,
+        "auto" => Plan::Auto,
+        other => return Err(format!("unknown plan '{other}' (exact, auto)")),
+    };
+    let refine =
+        Refine { beta: args.get("beta", 20.0)?, alpha: args.get("alpha", 0.5)?, ..Refine::default() };
+    let fusion = match args.opt("fusion").unwrap_or("rrf") {
+        "rrf" => Fusion::Rrf { k: 60.0 },
+        "weighted" => Fusion::Weighted { weights: vec![1.0; hybrid_parts.len()] },
+        other => return Err(format!("unknown fusion '{other}' (rrf, weighted)")),
     };
 
     let mut out_modes = serde_json::Map::new();
@@ -142,19 +165,30 @@ pub fn run(args: &Args) -> Result<(), String> {
         for q in &judged {
             let text = q["text"].as_str().unwrap_or_default();
             let t = Instant::now();
+            let part = |name: &str| -> Result<Query, String> {
+                Ok(match name {
+                    "bm25" => Query::Bm25 { text: text.to_string() },
+                    "maxsim" => Query::MaxSimText { text: text.to_string() },
+                    "dense" => Query::DenseText { field: "model".into(), text: text.to_string() },
+                    other => return Err(format!("unknown hybrid part '{other}' (bm25, maxsim, dense)")),
+                })
+            };
             let req = match mode.as_str() {
-                "maxsim" => SearchRequest::maxsim_text(text),
+                "maxsim" => SearchRequest::maxsim_text(text).plan(plan),
                 "dense" => SearchRequest::dense_text("model", text),
-                "plaid" => {
-                    let (index, ids, _) = plaid.as_ref().ok_or("plaid index missing")?;
-                    let enc = db.encoder(&model).map_err(e)?;
-                    let q = enc.encode_queries(&[text]).map_err(e)?.remove(0);
-                    let (cands, _) = index.candidates(&q, 100, SearchParams::for_k(100));
-                    let allowed: Vec<DocId> = cands.iter().map(|&i| DocId::from(ids[i].as_str())).collect();
-                    SearchRequest::maxsim(q).filter(Filter::ids(&allowed))
-                }
+                "plaid" => SearchRequest::maxsim_text(text).plan(Plan::Plaid),
+                "bm25" => SearchRequest::bm25(text),
+                "hybrid" => SearchRequest::hybrid(
+                    hybrid_parts.iter().map(|p| part(p)).collect::<Result<_, _>>()?,
+                    fusion.clone(),
+                )
+                .plan(plan),
+                "hopfield" => SearchRequest::maxsim_text(text).refine(refine).plan(plan),
+                "hopfield_dense" => SearchRequest::dense_text("model", text).refine(refine),
                 other => {
-                    return Err(format!("mode '{other}' is not available yet (modes: maxsim, dense, plaid)"))
+                    return Err(format!(
+                        "unknown mode '{other}' (modes: maxsim, dense, plaid, bm25, hybrid, hopfield, hopfield_dense)"
+                    ))
                 }
             };
             let hits = db.search("beir", &req.limit(100)).map_err(e)?;
@@ -190,10 +224,12 @@ pub fn run(args: &Args) -> Result<(), String> {
         "reused_database": reuse,
         "bytes_per_token_vector": stats.segment_bytes as f64 / stats.segment_tokens.max(1) as f64,
         "modes": Value::Object(out_modes),
+        "hopfield_refine": { "beta": refine.beta, "alpha": refine.alpha, "top_k": refine.top_k },
+        "hybrid": { "parts": hybrid_parts, "fusion": format!("{fusion:?}") },
+        "plan": format!("{plan:?}"),
     });
-    if let Some((index, _, build_s)) = &plaid {
-        out["plaid_build_s"] = json!(build_s);
-        out["plaid_bytes_per_token"] = json!(index.bytes_per_token());
+    for (k, v) in extra {
+        out[k] = v;
     }
     report(args, "beir", &out);
     Ok(())

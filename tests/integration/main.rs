@@ -17,4 +17,5 @@ mod hopfield;
 mod migrations;
 mod plaid;
 mod search;
+mod shell;
 mod snapshot;

@@ -1,0 +1,231 @@
+//! End-to-end tests of the `maxsimdb` binary: statements from -c, -f and standard input,
+//! every search mode, updates, deletes, maintenance, output formats and the error cases.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value as J;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_maxsimdb"))
+}
+
+/// Run `sql` with `-c` in JSON mode; every output line parsed.
+fn run(db: &Path, sql: &str) -> (Output, Vec<J>) {
+    let out = bin().arg(db).args(["--format", "json", "-c", sql]).output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect();
+    (out, lines)
+}
+
+fn ok(db: &Path, sql: &str) -> Vec<J> {
+    let (out, lines) = run(db, sql);
+    assert!(out.status.success(), "{sql}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    lines
+}
+
+fn ids(line: &J) -> Vec<String> {
+    line["rows"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn err(db: &Path, sql: &str) -> (i32, String) {
+    let (out, _) = run(db, sql);
+    assert!(!out.status.success(), "{sql} should fail");
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn shell_runs_every_statement_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.msdb");
+    ok(
+        &db,
+        "CREATE COLLECTION docs (title TEXT, year INTEGER) WITH (dim = 2, pooled = 'mean:2', dtype = 'f32');
+         INSERT INTO docs (id, title, year, tokens, mean) VALUES
+           ('a', 'Cats purr on mats', 2001, '[[1,0],[0.6,0.8]]', '[1,0]'),
+           ('b', 'Dogs bark at cats', 2002, '[[0,1]]', '[0,1]'),
+           ('c', 'Birds fly south', 2003, '[[0.8,0.6]]', '[0.8,0.6]');
+         CREATE INDEX ON docs USING fulltext;",
+    );
+    // MaxSim with a vector query: scores are exact.
+    let r = ok(&db, "SELECT id, score FROM docs ORDER BY maxsim('[[1,0]]') LIMIT 3");
+    assert_eq!(ids(&r[0]), ["a", "c", "b"]);
+    assert!((r[0]["rows"][0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    // Dense, with a filter.
+    let r = ok(&db, "SELECT id FROM docs WHERE year >= 2002 ORDER BY dense(mean, '[1,0]')");
+    assert_eq!(ids(&r[0]), ["c", "b"]);
+    // BM25 and hybrid, with selected columns.
+    let r = ok(&db, "SELECT id, title FROM docs ORDER BY bm25('cat') LIMIT 10");
+    assert_eq!(ids(&r[0]).len(), 2);
+    assert!(r[0]["rows"][0]["title"].as_str().unwrap().contains("at"));
+    let r = ok(&db, "SELECT * FROM docs WHERE year IN (2001, 2003) ORDER BY hybrid('birds', 'bm25')");
+    assert_eq!(ids(&r[0]), ["c"]);
+    assert_eq!(r[0]["rows"][0]["year"], 2003);
+    // EXPLAIN reports the plan and the stages.
+    let r = ok(&db, "EXPLAIN SELECT id FROM docs ORDER BY maxsim('[[1,0]]')");
+    let names: Vec<&str> =
+        r[0]["rows"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Exact", "filter", "exact"]);
+    // Bound-free UPDATE / DELETE with WHERE, then maintenance.
+    let r = ok(&db, "UPDATE docs SET year = 1990 WHERE title LIKE 'Dogs%'");
+    assert_eq!(r[0]["message"], "updated 1 document");
+    let r = ok(&db, "SELECT id, year FROM docs WHERE year < 2000 ORDER BY dense(mean, '[0,1]')");
+    assert_eq!(ids(&r[0]), ["b"]);
+    let r = ok(&db, "DELETE FROM docs WHERE id = 'a'; FLUSH docs; VACUUM docs; CHECK; STATS docs");
+    assert_eq!(r[0]["message"], "deleted 1 document");
+    assert!(r[3]["message"].as_str().unwrap().ends_with("ok"), "{}", r[3]);
+    let docs =
+        r[4]["rows"].as_array().unwrap().iter().find(|x| x["stat"] == "docs").unwrap()["value"].clone();
+    assert_eq!(docs, 2);
+    let r = ok(&db, "SELECT id FROM docs ORDER BY bm25('cats')");
+    assert_eq!(ids(&r[0]), ["b"], "the deleted document left the full-text index");
+    // Catalog statements.
+    let r = ok(&db, "SHOW COLLECTIONS; DESCRIBE docs; SHOW INDEXES ON docs");
+    assert_eq!(r[0]["rows"][0]["collection"], "docs");
+    assert!(r[1]["rows"].as_array().unwrap().iter().any(|x| x["name"] == "year" && x["type"] == "INTEGER"));
+    assert_eq!(r[2]["rows"][0]["kind"], "fulltext");
+    // Hopfield lookup.
+    let r = ok(&db, "HOPFIELD docs USING mean '[0.79, 0.61]' WITH (beta = 50, top_k = 5)");
+    assert_eq!(r[0]["rows"][0]["id"], "c");
+    assert!(r[0]["message"].as_str().unwrap().contains("energy"));
+
+    // Statements from a file and from standard input; CSV and table output.
+    let f = dir.path().join("q.sql");
+    std::fs::write(&f, "SELECT id, year\n  FROM docs\n  ORDER BY dense(mean, '[1,0]');\n").unwrap();
+    let out = bin().arg(&db).args(["--format", "csv", "-f"]).arg(&f).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "id,year\nc,2003\nb,1990\n");
+    let mut child = bin()
+        .arg(&db)
+        .args(["--format", "table"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"SELECT id FROM docs\nORDER BY bm25('birds');").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("(1 row)") && text.contains('c'), "{text}");
+    // Drop.
+    ok(&db, "DROP INDEX fulltext ON docs; DROP COLLECTION docs");
+    assert_eq!(ok(&db, "SHOW COLLECTIONS")[0]["rows"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn errors_name_the_statement_and_position_and_set_the_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("e.msdb");
+    ok(&db, "CREATE COLLECTION docs (title TEXT) WITH (dim = 2)");
+    // Syntax: position and statement on stderr, exit status 13 (ErrorCode::Syntax).
+    let (code, msg) = err(&db, "SHOW COLLECTIONS;\nSELECT id FROM docs ORDER BY maxsim('[[1,0]]') LIMIT 1 2");
+    assert_eq!(code, 13);
+    assert!(msg.contains("line 2") && msg.contains("SELECT id FROM docs"), "{msg}");
+    // Output of the statements before the failure still appears.
+    let (out, lines) = run(&db, "SHOW COLLECTIONS; SELEKT 1");
+    assert!(!out.status.success());
+    assert_eq!(lines.len(), 1);
+    // Anything outside the language is refused before it reaches SQLite.
+    for hostile in [
+        "ATTACH DATABASE '/tmp/x.db' AS x",
+        "PRAGMA writable_schema = 1",
+        "SELECT load_extension('evil')",
+        "DROP TABLE c1_docs",
+        "SELECT id FROM docs WHERE load_extension('evil') = 1 ORDER BY maxsim('[[1,0]]')",
+        "SELECT id FROM docs WHERE title = 'x' OR 1=1; DROP TABLE meta -- ORDER BY maxsim('[[1,0]]')",
+        "DELETE FROM docs WHERE (SELECT 1) = 1",
+        "UPDATE docs SET title = 'x' WHERE title IN (SELECT name FROM sqlite_master)",
+    ] {
+        let (code, msg) = err(&db, hostile);
+        assert!(code == 13 || code == 2, "{hostile}: exit {code}: {msg}");
+    }
+    // The database is intact.
+    assert_eq!(ok(&db, "SHOW COLLECTIONS")[0]["rows"][0]["collection"], "docs");
+    // Semantic errors keep their codes: unknown collection (4), bad dimension (3).
+    assert_eq!(err(&db, "STATS nope").0, 4);
+    assert_eq!(err(&db, "INSERT INTO docs (id, tokens) VALUES ('a', '[[1,0,0]]')").0, 3);
+    assert_eq!(err(&db, "SELECT id FROM docs ORDER BY maxsim('[[1,0]') LIMIT 1").0, 2);
+    assert_eq!(err(&db, "SELECT id FROM docs ORDER BY bm25('x')").0, 12, "no full-text index: not available");
+    // Usage errors: exit status 2.
+    let out = bin().arg(&db).arg("--format").arg("xml").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn import_jsonl_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("i.msdb");
+    ok(&db, "CREATE COLLECTION docs (title TEXT, year INTEGER) WITH (dim = 2, pooled = 'mean:2')");
+    let jsonl = dir.path().join("d.jsonl");
+    let lines: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                r#"{{"_id": "j{i}", "title": "doc {i}", "year": {}, "tokens": [[1, {i}]], "mean": [0, 1], "ignored": 1}}"#,
+                2000 + i
+            )
+        })
+        .collect();
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    let csv = dir.path().join("d.csv");
+    std::fs::write(
+        &csv,
+        "id,title,year,tokens,mean\nc1,\"a, quoted \"\"title\"\"\",1999,\"[[0,1]]\",\"[1,0]\"\n",
+    )
+    .unwrap();
+    let r = ok(
+        &db,
+        &format!("IMPORT INTO docs FROM '{}'; IMPORT INTO docs FROM '{}'", jsonl.display(), csv.display()),
+    );
+    assert_eq!(r[0]["message"], "imported 50 documents into docs");
+    assert_eq!(r[1]["message"], "imported 1 documents into docs");
+    let r = ok(&db, "SELECT id, title, year FROM docs WHERE year < 2000 ORDER BY dense(mean, '[1,0]')");
+    assert_eq!(r[0]["rows"][0]["title"], "a, quoted \"title\"");
+    assert_eq!(r[0]["rows"][0]["year"], 1999);
+    // A bad line is an error naming the file and line; nothing of that import is stored.
+    std::fs::write(&jsonl, "{\"_id\": \"x1\", \"tokens\": [[1,0]], \"mean\": [1,0]}\n{not json}\n").unwrap();
+    let (code, msg) = err(&db, &format!("IMPORT INTO docs FROM '{}'", jsonl.display()));
+    assert_eq!(code, 2);
+    assert!(msg.contains("line 2"), "{msg}");
+    let r = ok(&db, "STATS docs");
+    assert_eq!(r[0]["rows"][0]["value"], 51);
+}
+
+/// SciFact through the shell with the real model: import a slice, search in each mode.
+#[cfg(feature = "embed")]
+#[test]
+fn scifact_slice_through_the_shell() {
+    if crate::embed::minilm().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sf.msdb");
+    let corpus = std::fs::read_to_string("../shared/datasets/scifact/corpus.jsonl").unwrap();
+    let slice = dir.path().join("slice.jsonl");
+    std::fs::write(&slice, corpus.lines().take(60).collect::<Vec<_>>().join("\n")).unwrap();
+    let r = ok(
+        &db,
+        &format!(
+            "CREATE COLLECTION sf (title TEXT, text TEXT) WITH (model = 'all-MiniLM-L6-v2', embed = 'title,text', pooled = 'model');
+             IMPORT INTO sf FROM '{}';
+             CREATE INDEX ON sf USING fulltext;",
+            slice.display()
+        ),
+    );
+    assert_eq!(r[1]["message"], "imported 60 documents into sf");
+    // The first SciFact abstract, by its own title words, in every mode.
+    let first: J = serde_json::from_str(corpus.lines().next().unwrap()).unwrap();
+    let title = first["title"].as_str().unwrap().replace('\'', "''");
+    let want = first["_id"].as_str().unwrap();
+    for f in ["maxsim", "bm25", "hybrid"] {
+        let r = ok(&db, &format!("SELECT id, score FROM sf ORDER BY {f}('{title}') LIMIT 3"));
+        assert_eq!(ids(&r[0])[0], want, "{f}");
+    }
+    let r = ok(&db, &format!("SELECT id FROM sf ORDER BY dense(model, '{title}') LIMIT 3"));
+    assert_eq!(ids(&r[0])[0], want);
+    let r = ok(&db, "INSERT INTO sf (id, title, text) VALUES ('new', 'Zebrafish fins', 'Fins regrow.')");
+    assert_eq!(r[0]["message"], "inserted 1 document");
+    let r = ok(&db, "SELECT id FROM sf ORDER BY hybrid('zebrafish fin regrowth') LIMIT 1");
+    assert_eq!(ids(&r[0]), ["new"]);
+}
