@@ -397,6 +397,37 @@ fn allowed_mask(docs: &[u32], n: usize) -> Option<Vec<bool>> {
     })
 }
 
+/// The token index behind `plan` (PLAID or MUVERA), loaded by `load`, when this search can
+/// use it: a MaxSim query with tokens, `plan` asked for (or [`Plan::Auto`] while
+/// `eligible`), and — under `Auto` — more than [`AUTO_EXACT_MAX_DOCS`] indexed documents
+/// passing the filter (`indexed`). Asking for `plan` without the index is an error naming
+/// `what` creates it.
+fn choose_token_index<'q, S>(
+    plan: Plan,
+    req: &SearchRequest,
+    scorer: &'q Scorer,
+    eligible: bool,
+    load: impl FnOnce() -> Result<Option<S>>,
+    indexed: impl Fn(&S) -> usize,
+    what: impl FnOnce() -> String,
+) -> Result<Option<(S, &'q Vec<f32>)>> {
+    let state = match scorer {
+        Scorer::MaxSim(_, tokens)
+            if (req.plan == plan || (eligible && req.plan == Plan::Auto)) && !tokens.is_empty() =>
+        {
+            load()?.map(|s| (s, tokens))
+        }
+        _ => None,
+    };
+    if req.plan == plan && state.is_none() {
+        return Err(Error::NotAvailable(format!(
+            "Plan::{plan:?} needs a MaxSim query on a collection with a {}",
+            what()
+        )));
+    }
+    Ok(state.filter(|(s, _)| req.plan == plan || indexed(s) > AUTO_EXACT_MAX_DOCS))
+}
+
 fn validate_fusion(parts: usize, fusion: &Fusion) -> Result<()> {
     if parts == 0 {
         return Err(Error::invalid("a hybrid query needs at least one part"));
@@ -782,44 +813,24 @@ impl Database {
             readers.iter().zip(&live).filter(|(r, _)| has(r)).map(|(_, l)| l.len()).sum()
         };
         let total_live: usize = readers.iter().map(|r| r.doc_count()).sum();
-        let plaid = match scorer {
-            Scorer::MaxSim(_, tokens)
-                if matches!(req.plan, Plan::Auto | Plan::Plaid) && !tokens.is_empty() =>
-            {
-                super::index::plaid_state(&self.inner, tx, c)?.map(|p| (p, tokens))
-            }
-            _ => None,
-        };
-        if req.plan == Plan::Plaid && plaid.is_none() {
-            return Err(Error::NotAvailable(format!(
-                "Plan::Plaid needs a MaxSim query on a collection with a PLAID index \
-                 (Database::create_plaid_index(\"{}\", ..))",
-                c.spec.name
-            )));
-        }
-        let plaid = plaid.filter(|(p, _)| {
-            req.plan == Plan::Plaid
-                || indexed_live(&|r| r.plaid_index_id() == Some(p.tag())) > AUTO_EXACT_MAX_DOCS
-        });
-        let muvera = match scorer {
-            Scorer::MaxSim(_, tokens)
-                if plaid.is_none() && matches!(req.plan, Plan::Auto | Plan::Muvera) && !tokens.is_empty() =>
-            {
-                super::index::muvera_state(&self.inner, tx, c)?.map(|m| (m, tokens))
-            }
-            _ => None,
-        };
-        if req.plan == Plan::Muvera && muvera.is_none() {
-            return Err(Error::NotAvailable(format!(
-                "Plan::Muvera needs a MaxSim query on a collection with a MUVERA index \
-                 (Database::create_muvera_index(\"{}\", ..))",
-                c.spec.name
-            )));
-        }
-        let muvera = muvera.filter(|(m, _)| {
-            req.plan == Plan::Muvera
-                || indexed_live(&|r| r.muvera_index_id() == Some(m.tag())) > AUTO_EXACT_MAX_DOCS
-        });
+        let plaid = choose_token_index(
+            Plan::Plaid,
+            req,
+            scorer,
+            true,
+            || super::index::plaid_state(&self.inner, tx, c),
+            |p| indexed_live(&|r| r.plaid_index_id() == Some(p.tag())),
+            || format!("PLAID index (Database::create_plaid_index(\"{}\", ..))", c.spec.name),
+        )?;
+        let muvera = choose_token_index(
+            Plan::Muvera,
+            req,
+            scorer,
+            plaid.is_none(),
+            || super::index::muvera_state(&self.inner, tx, c),
+            |m| indexed_live(&|r| r.muvera_index_id() == Some(m.tag())),
+            || format!("MUVERA index (Database::create_muvera_index(\"{}\", ..))", c.spec.name),
+        )?;
         let hnsw = if plaid.is_some() || muvera.is_some() || matches!(req.plan, Plan::Exact | Plan::Plaid) {
             None
         } else {
