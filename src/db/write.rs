@@ -382,6 +382,30 @@ impl Database {
         })
     }
 
+    /// Set scalar columns of every document matching `filter`, atomically (one
+    /// transaction); returns how many.
+    ///
+    /// # Errors
+    /// As [`Database::update`], plus filter errors.
+    pub fn update_where(&self, collection: &str, filter: &Filter, values: &[(String, Value)]) -> Result<u64> {
+        let mut w = self.writer()?;
+        let tx = w.write()?;
+        let c = tx.collection(collection)?;
+        let values = validate::values(&c.spec, values)?;
+        let rows: Vec<u64> = tx.filter_rows(&c, filter)?.into_iter().map(|l| l.row).collect();
+        let ids: Vec<DocId> = {
+            let mut vals = tx.fetch(&c, &rows)?;
+            rows.iter().filter_map(|r| vals.remove(r).map(|(id, _)| id)).collect()
+        };
+        for id in &ids {
+            tx.update_values(&c, id, &values)?;
+        }
+        tx.bump_generation()?;
+        tx.commit()?;
+        self.after_write(&mut w, &c);
+        Ok(ids.len() as u64)
+    }
+
     /// Set scalar columns of document `id` (vectors are unchanged).
     ///
     /// # Errors

@@ -149,17 +149,50 @@ impl Session {
 enum Statement {
     CreateCollection(CollectionSpec),
     DropCollection(String),
-    CreateIndex { coll: String, kind: String, field: Option<String>, opts: Vec<(String, Value)> },
-    DropIndex { coll: String, kind: String },
+    CreateIndex {
+        coll: String,
+        kind: String,
+        field: Option<String>,
+        opts: Vec<(String, Value)>,
+    },
+    DropIndex {
+        coll: String,
+        kind: String,
+    },
     ShowCollections,
     ShowIndexes(String),
     Describe(String),
-    Insert { coll: String, docs: Vec<Document> },
-    Import { coll: String, path: String },
-    Update { coll: String, sets: Vec<(String, Value)>, filter: Filter },
-    Delete { coll: String, filter: Option<Filter> },
-    Select { coll: String, items: Vec<String>, req: SearchRequest, explain: bool },
-    Hopfield { coll: String, field: String, vector: Vec<f32>, opts: Vec<(String, Value)> },
+    Insert {
+        coll: String,
+        docs: Vec<Document>,
+    },
+    Import {
+        coll: String,
+        path: String,
+    },
+    Update {
+        coll: String,
+        sets: Vec<(String, Value)>,
+        filter: Filter,
+    },
+    Delete {
+        coll: String,
+        filter: Option<Filter>,
+    },
+    Select {
+        coll: String,
+        items: Vec<String>,
+        req: SearchRequest,
+        explain: bool,
+    },
+    /// `known` is `Some` when the cue has unknown (null) components: completion.
+    Hopfield {
+        coll: String,
+        field: String,
+        vector: Vec<f32>,
+        known: Option<Vec<bool>>,
+        opts: Vec<(String, Value)>,
+    },
     Flush(String),
     Vacuum(String),
     Check,
@@ -373,9 +406,15 @@ impl Grammar<'_, '_> {
             let coll = self.name()?;
             self.expect_word("using")?;
             let field = self.name()?;
-            let vector = vector(&self.string()?)?;
+            let cue: Vec<Option<f32>> = serde_json::from_str(&self.string()?).map_err(|e| {
+                Error::invalid(format!(
+                    "expected a JSON array of numbers (null = unknown) like '[0.1, null]': {e}"
+                ))
+            })?;
+            let known = cue.iter().any(Option::is_none).then(|| cue.iter().map(Option::is_some).collect());
+            let vector = cue.iter().map(|v| v.unwrap_or(0.0)).collect();
             let opts = self.with_options()?;
-            return Ok(Statement::Hopfield { coll, field, vector, opts });
+            return Ok(Statement::Hopfield { coll, field, vector, known, opts });
         }
         if self.word("flush") {
             return Ok(Statement::Flush(self.name()?));
@@ -501,6 +540,8 @@ impl Grammar<'_, '_> {
             }
         }
         req.filter = filter;
+        let opts = self.with_options()?;
+        search_options(&mut req, &opts)?;
         Ok(Statement::Select { coll, items, req, explain })
     }
 
@@ -792,6 +833,50 @@ fn opt_usize(opts: &[(String, Value)], k: &str) -> Result<Option<usize>> {
     }
 }
 
+/// `SELECT … WITH (plan = 'exact'|'plaid'|'muvera'|'hnsw'|'auto', candidates = n, ef = n,
+/// refine = 1, beta = x, alpha = x, top_k = n, refine_masks = 1)`.
+fn search_options(req: &mut SearchRequest, opts: &[(String, Value)]) -> Result<()> {
+    check_options(
+        opts,
+        &["plan", "candidates", "ef", "refine", "beta", "alpha", "top_k", "refine_masks", "fusion_k"],
+        "SELECT",
+    )?;
+    let get = |k: &str| opts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if let Some(p) = get("plan").and_then(|v| text_of(&v)) {
+        req.plan = match p.to_lowercase().as_str() {
+            "auto" => crate::Plan::Auto,
+            "exact" => crate::Plan::Exact,
+            "plaid" => crate::Plan::Plaid,
+            "muvera" => crate::Plan::Muvera,
+            "hnsw" => crate::Plan::Hnsw,
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown plan '{other}': use auto, exact, plaid, muvera or hnsw"
+                )))
+            }
+        };
+    }
+    req.candidates = opt_usize(opts, "candidates")?;
+    req.ef = opt_usize(opts, "ef")?;
+    if let Some(k) = get("fusion_k") {
+        let Query::Hybrid { fusion, .. } = &mut req.query else {
+            return Err(Error::invalid("fusion_k applies to hybrid(…) only"));
+        };
+        *fusion = Fusion::Rrf { k: opt_f32(&[("k".into(), k)], "k", 60.0)? };
+    }
+    let refine_knobs = ["beta", "alpha", "top_k", "refine_masks"].iter().any(|k| get(k).is_some());
+    if matches!(get("refine"), Some(Value::Integer(i)) if i != 0) || refine_knobs {
+        let d = crate::Refine::default();
+        req.refine = Some(crate::Refine {
+            beta: opt_f32(opts, "beta", d.beta)?,
+            alpha: opt_f32(opts, "alpha", d.alpha)?,
+            top_k: opt_usize(opts, "top_k")?.unwrap_or(d.top_k),
+            refine_mask_tokens: matches!(get("refine_masks"), Some(Value::Integer(i)) if i != 0),
+        });
+    }
+    Ok(())
+}
+
 fn check_options(opts: &[(String, Value)], allowed: &[&str], what: &str) -> Result<()> {
     match opts.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         Some((k, _)) => {
@@ -908,15 +993,8 @@ impl Session {
                 StatementResult::message(format!("imported {n} documents into {coll}"))
             }
             Statement::Update { coll, sets, filter } => {
-                let ids = self.matching_ids(&coll, &filter)?;
-                for id in &ids {
-                    db.update(&coll, id, &sets)?;
-                }
-                StatementResult::message(format!(
-                    "updated {} document{}",
-                    ids.len(),
-                    if ids.len() == 1 { "" } else { "s" }
-                ))
+                let n = db.update_where(&coll, &filter, &sets)?;
+                StatementResult::message(format!("updated {n} document{}", if n == 1 { "" } else { "s" }))
             }
             Statement::Delete { coll, filter } => {
                 let n = match filter {
@@ -928,7 +1006,7 @@ impl Session {
                 StatementResult::message(format!("deleted {n} document{}", if n == 1 { "" } else { "s" }))
             }
             Statement::Select { coll, items, req, explain } => self.select(&coll, &items, &req, explain)?,
-            Statement::Hopfield { coll, field, vector, opts } => {
+            Statement::Hopfield { coll, field, vector, known, opts } => {
                 check_options(&opts, &["beta", "steps", "top_k"], "HOPFIELD")?;
                 let o = HopfieldLookup {
                     params: HopfieldParams {
@@ -939,7 +1017,11 @@ impl Session {
                     top_k: opt_usize(&opts, "top_k")?.unwrap_or(100),
                     filter: None,
                 };
-                let r = db.hopfield_recall(&coll, &field, &vector, &o)?;
+                let r = match &known {
+                    None => db.hopfield_recall(&coll, &field, &vector, &o)?,
+                    Some(k) => db.hopfield_complete(&coll, &field, &vector, k, &o)?,
+                };
+                let state = serde_json::to_string(&r.state).unwrap_or_default();
                 let rows = r
                     .weights
                     .into_iter()
@@ -950,7 +1032,7 @@ impl Session {
                     columns: vec!["id".into(), "weight".into()],
                     rows,
                     message: Some(format!(
-                        "energy {:.6}, steps {}, {}",
+                        "energy {:.6}, steps {}, {}; state {state}",
                         r.energy,
                         r.steps,
                         if r.metastable {
@@ -1035,11 +1117,6 @@ impl Session {
                 Ok(d)
             })
             .collect()
-    }
-
-    /// Ids of the documents matching `f` (for UPDATE … WHERE).
-    fn matching_ids(&self, coll: &str, f: &Filter) -> Result<Vec<DocId>> {
-        self.db.ids_where(coll, f)
     }
 
     fn create_index(

@@ -109,6 +109,50 @@ fn shell_runs_every_statement_kind() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("(1 row)") && text.contains('c'), "{text}");
+    // Search options: plan hints, candidates, Hopfield refinement.
+    let r = ok(&db, "EXPLAIN SELECT id FROM docs ORDER BY dense(mean, '[1,0]') WITH (plan = 'exact', refine = 1, beta = 30)");
+    let names: Vec<&str> =
+        r[0]["rows"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Exact", "hopfield", "filter", "exact"]);
+    let (code, msg) = err(&db, "SELECT id FROM docs ORDER BY maxsim('[[1,0]]') WITH (plan = 'plaid')");
+    assert_eq!(code, 12, "no PLAID index: {msg}");
+    assert_eq!(err(&db, "SELECT id FROM docs ORDER BY maxsim('[[1,0]]') WITH (color = 1)").0, 2);
+    // Hopfield completion: null marks an unknown component.
+    let r = ok(&db, "HOPFIELD docs USING mean '[0.8, null]' WITH (beta = 80)");
+    assert_eq!(r[0]["rows"][0]["id"], "c");
+    assert!(r[0]["message"].as_str().unwrap().contains("state [0.8"), "{}", r[0]["message"]);
+    // UPDATE with a general WHERE, in one transaction.
+    assert_eq!(ok(&db, "UPDATE docs SET title = 'x' WHERE year > 0")[0]["message"], "updated 2 documents");
+
+    // The interactive loop, driven through a pipe: meta commands, multi-line statements.
+    let history = dir.path().join("history");
+    let mut child = bin()
+        .arg(&db)
+        .arg("-i")
+        .env("MAXSIMDB_HISTORY", &history)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b".help\n.mode json\nSELECT id\n  FROM docs ORDER BY dense(mean, '[1,0]')\n  LIMIT 1;\n.mode csv\n.tables\n.timer on\n.bogus\n.quit\nSHOW COLLECTIONS;\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errs = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{errs}");
+    assert!(text.contains("Meta commands"), "help: {text}");
+    assert!(text.contains(r#"{"rows":[{"id":"c"}]}"#), "multi-line statement in JSON mode: {text}");
+    assert!(text.contains("collection,docs,segments,bytes"), "CSV mode, .tables: {text}");
+    assert!(errs.contains("unknown meta command .bogus"), "{errs}");
+    assert_eq!(text.matches("collection,docs").count(), 1, ".quit stops reading: {text}");
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(saved.contains(".tables") && saved.contains("LIMIT 1;"), "history saved: {saved}");
+
     // Drop.
     ok(&db, "DROP INDEX fulltext ON docs; DROP COLLECTION docs");
     assert_eq!(ok(&db, "SHOW COLLECTIONS")[0]["rows"].as_array().unwrap().len(), 0);

@@ -1,7 +1,8 @@
 //! The `maxsimdb` shell: the SQL-like language at a terminal, in scripts, and on pipes.
 //!
 //! ```text
-//! maxsimdb PATH                      interactive (line editing, history in ~/.maxsimdb_history)
+//! maxsimdb PATH                      interactive (line editing, history in ~/.maxsimdb_history
+//!                                    or $MAXSIMDB_HISTORY)
 //! maxsimdb PATH -c "STATEMENTS"      run and exit
 //! maxsimdb PATH -f FILE.sql          run a file
 //! ... | maxsimdb PATH                statements from standard input
@@ -17,9 +18,11 @@ use std::time::Instant;
 use maxsimdb::sql::{Session, StatementResult};
 use maxsimdb::{Database, Value};
 
-const USAGE: &str = "usage: maxsimdb PATH [-c STATEMENTS | -f FILE] [--format table|json|csv] [--read-only]
+const USAGE: &str =
+    "usage: maxsimdb PATH [-c STATEMENTS | -f FILE | -i] [--format table|json|csv] [--read-only]
   Opens the database directory PATH (created if absent, unless --read-only) and runs
-  statements: from -c, from -f FILE, from standard input, or interactively.
+  statements: from -c, from -f FILE, from standard input, or interactively (the default
+  on a terminal; -i forces it, e.g. to drive the shell through a pipe).
   Type .help in the shell for the statements and meta commands.";
 
 const HELP: &str = "Statements (end each with ;):
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let (mut path, mut command, mut file, mut format, mut read_only) = (None, None, None, None, false);
+    let mut force_interactive = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -78,13 +82,15 @@ fn main() -> ExitCode {
                 }
             }
             "--read-only" => read_only = true,
+            "-i" | "--interactive" => force_interactive = true,
             other if other.starts_with('-') => return usage_error(&format!("unknown option {other}")),
             other if path.is_none() => path = Some(other.to_string()),
             other => return usage_error(&format!("unexpected argument {other}")),
         }
     }
     let Some(path) = path else { return usage_error("missing PATH") };
-    let interactive = command.is_none() && file.is_none() && std::io::stdin().is_terminal();
+    let interactive =
+        command.is_none() && file.is_none() && (force_interactive || std::io::stdin().is_terminal());
     let format = format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });
     let db = match Database::builder(&path).read_only(read_only).open() {
         Ok(db) => db,
@@ -175,7 +181,12 @@ impl Shell {
                 return ExitCode::from(1);
             }
         };
-        let history = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".maxsimdb_history"));
+        // `MAXSIMDB_HISTORY` names the history file (empty: none); default ~/.maxsimdb_history.
+        let history = match std::env::var_os("MAXSIMDB_HISTORY") {
+            Some(p) if p.is_empty() => None,
+            Some(p) => Some(std::path::PathBuf::from(p)),
+            None => std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".maxsimdb_history")),
+        };
         if let Some(h) = &history {
             let _ = rl.load_history(h);
         }
