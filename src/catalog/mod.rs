@@ -385,6 +385,18 @@ impl Txn<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Whether the change log holds entries of `c` (a catch-up empties it).
+    pub fn fulltext_pending(&self, c: i64) -> Result<bool> {
+        if self.schema < 4 {
+            return Ok(false);
+        }
+        Ok(self.tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM fulltext_log WHERE collection_id = ?1)",
+            [c],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The last sequence number handed out by the change log (0 when none).
     pub fn fulltext_last_seq(&self) -> Result<i64> {
         if self.schema < 4 {

@@ -128,7 +128,6 @@ struct Payload {
 /// An opened tantivy index.
 pub(crate) struct FullText {
     index_id: i64,
-    opts: FullTextOptions,
     index: Index,
     reader: IndexReader,
     row: Field,
@@ -164,7 +163,7 @@ impl FullText {
             .try_into()
             .map_err(|e| terr(path, e))?;
         let (_, row, body) = schema();
-        Ok(Self { index_id, opts, index, reader, row, body, writer: Mutex::new(None) })
+        Ok(Self { index_id, index, reader, row, body, writer: Mutex::new(None) })
     }
 
     /// Open the index at `path`.
@@ -220,7 +219,11 @@ impl FullText {
 
     /// The query's terms after analysis (repeats kept: a repeated word weighs more).
     fn terms(&self, text: &str) -> Result<Vec<String>> {
-        let mut a = analyzer(&self.opts)?;
+        let mut a = self
+            .index
+            .tokenizers()
+            .get(TOKENIZER)
+            .ok_or_else(|| Error::invalid("full-text analyser missing"))?;
         let mut stream = a.token_stream(text);
         let mut out = Vec::new();
         while stream.advance() {
@@ -484,12 +487,10 @@ impl Database {
                 c.spec.name
             ))
         })?;
-        let ft = self.inner.fulltext(c, &row, &opts)?;
+        // A successful catch-up empties the collection's log, so logged entries mean a
+        // failed one: retry it here when the writer is free (it may rebuild the index).
         if let Some(w) = &self.inner.writer {
-            let behind = ft
-                .applied()
-                .is_none_or(|a| !tx.fulltext_changes(c.id, a).map(|v| v.is_empty()).unwrap_or(true));
-            if behind {
+            if tx.fulltext_pending(c.id)? {
                 if let Ok(mut g) = w.try_lock() {
                     let _ = self.fulltext_catch_up(&mut g, c);
                 }

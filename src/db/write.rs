@@ -368,20 +368,6 @@ impl Database {
         Ok(locs.len() as u64)
     }
 
-    /// Ids of the documents matching `filter`, in row order.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown collection or column, filter errors.
-    pub fn ids_where(&self, collection: &str, filter: &Filter) -> Result<Vec<DocId>> {
-        self.with_reader(|cat| {
-            let tx = cat.read()?;
-            let c = tx.collection(collection)?;
-            let rows: Vec<u64> = tx.filter_rows(&c, filter)?.into_iter().map(|l| l.row).collect();
-            let mut vals = tx.fetch(&c, &rows)?;
-            Ok(rows.iter().filter_map(|r| vals.remove(r).map(|(id, _)| id)).collect())
-        })
-    }
-
     /// Set scalar columns of every document matching `filter`, atomically (one
     /// transaction); returns how many.
     ///
