@@ -101,6 +101,13 @@ pub enum Error {
         /// Column of the error, from 1.
         column: u64,
     },
+    /// An API was called out of order or with a null, closed or foreign handle (the C
+    /// API's `MSDB_MISUSE`); the message names the call and the argument.
+    #[error("misuse: {0}")]
+    Misuse(String),
+    /// An internal failure (a panic caught at the C API boundary).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A lock was poisoned by a panic in another thread.
     #[error("internal lock poisoned at {0}")]
     LockPoisoned(&'static std::panic::Location<'static>),
@@ -139,6 +146,8 @@ pub enum ErrorCode {
     NotAvailable = 12,
     /// Statement syntax error.
     Syntax = 13,
+    /// API misuse: a null pointer, a closed handle, a call out of order (C API).
+    Misuse = 14,
 }
 
 impl Error {
@@ -158,7 +167,8 @@ impl Error {
             Error::Io { .. } => ErrorCode::Io,
             Error::Catalog(_) => ErrorCode::Catalog,
             Error::Syntax { .. } => ErrorCode::Syntax,
-            Error::LockPoisoned(_) => ErrorCode::Internal,
+            Error::Misuse(_) => ErrorCode::Misuse,
+            Error::LockPoisoned(_) | Error::Internal(_) => ErrorCode::Internal,
         }
     }
 

@@ -49,6 +49,9 @@ mod db;
 #[cfg(feature = "embed")]
 pub mod embed;
 mod error;
+#[cfg(feature = "capi")]
+#[allow(unsafe_code, reason = "the C API: raw pointers from C, #[no_mangle] entry points")]
+pub mod ffi;
 mod filter;
 pub mod index;
 pub mod scoring;

@@ -122,17 +122,7 @@ impl Session {
             if p.peek_token().token == Token::EOF {
                 break;
             }
-            let stmt = {
-                let mut g = Grammar { p: &mut p, params, next_param: &mut next_param };
-                g.statement().map_err(|e| match e {
-                    Fail::Parse(e) => syntax(e, sql, start),
-                    Fail::Db(e) => e,
-                })?
-            };
-            if !p.consume_token(&Token::SemiColon) && p.peek_token().token != Token::EOF {
-                let e = p.expected::<()>("';' or the end of the input", p.peek_token()).unwrap_err();
-                return Err(syntax(e, sql, start));
-            }
+            let stmt = parse_statement(&mut p, sql, params, &mut next_param)?;
             sink(self.run(stmt, progress).map_err(|e| match e {
                 Error::InvalidArgument(m) => {
                     Error::InvalidArgument(format!("{m} (in: {})", statement_text(sql, start)))
@@ -142,6 +132,101 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Parse the statement at the parser's position, up to its `;` or the end of the input.
+fn parse_statement(
+    p: &mut Parser<'_>,
+    sql: &str,
+    params: &[Value],
+    next_param: &mut usize,
+) -> Result<Statement> {
+    let start = p.peek_token().span.start;
+    let stmt = {
+        let mut g = Grammar { p, params, next_param };
+        g.statement().map_err(|e| match e {
+            Fail::Parse(e) => syntax(e, sql, start),
+            Fail::Db(e) => e,
+        })?
+    };
+    if !p.consume_token(&Token::SemiColon) && p.peek_token().token != Token::EOF {
+        let e = p.expected::<()>("';' or the end of the input", p.peek_token()).unwrap_err();
+        return Err(syntax(e, sql, start));
+    }
+    Ok(stmt)
+}
+
+/// Check that `sql` is exactly one statement and return how many parameters it takes
+/// (`?` count, or the highest `?N`). This is what a prepared statement (the C API's
+/// `msdb_stmt_prepare`) learns before any value is bound: syntax errors before the first
+/// parameter are reported here; errors that depend on bound values appear when it runs.
+///
+/// # Errors
+/// [`Error::Syntax`] with the position; [`Error::InvalidArgument`] for an empty input or
+/// more than one statement.
+pub fn prepare(sql: &str) -> Result<usize> {
+    let dialect = GenericDialect {};
+    let tokens =
+        sqlparser::tokenizer::Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| {
+            syntax(ParserError::TokenizerError(e.to_string()), sql, Location { line: 1, column: 1 })
+        })?;
+    let (mut statements, mut in_stmt, mut asked, mut highest) = (0usize, false, 0usize, 0usize);
+    let mut first_param: Option<Location> = None;
+    for t in &tokens {
+        match &t.token {
+            Token::SemiColon => in_stmt = false,
+            Token::Whitespace(_) | Token::EOF => {}
+            other => {
+                statements += usize::from(!in_stmt);
+                in_stmt = true;
+                if let Token::Placeholder(ph) = other {
+                    first_param.get_or_insert(t.span.start);
+                    match ph.trim_start_matches(['?', '$', ':']).parse::<usize>() {
+                        Ok(n) => highest = highest.max(n),
+                        Err(_) => asked += 1,
+                    }
+                }
+            }
+        }
+    }
+    if statements != 1 {
+        return Err(Error::invalid(format!(
+            "a prepared statement holds exactly one statement, found {statements} (run scripts with execute)"
+        )));
+    }
+    let mut p = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut n = 0;
+    match (parse_statement(&mut p, sql, &[], &mut n), first_param) {
+        (Ok(_), _) => {}
+        (Err(e), None) => return Err(e),
+        // Errors at or after the first parameter may depend on its value: checked when run.
+        (Err(Error::Syntax { line, column, .. }), Some(at)) if (line, column) >= (at.line, at.column) => {}
+        (Err(e @ Error::Syntax { .. }), Some(_)) => return Err(e),
+        (Err(_), Some(_)) => {}
+    }
+    Ok(asked.max(highest))
+}
+
+/// Parse a `WHERE` expression of the language (`year >= 2020 AND lang IN ('en', 'de')`)
+/// into a [`Filter`], with the same rules as `SELECT … WHERE`.
+///
+/// # Errors
+/// [`Error::Syntax`] with the position, or [`Error::InvalidArgument`] for anything a
+/// filter does not allow (functions, arithmetic, subqueries).
+pub fn parse_filter(expr: &str) -> Result<Filter> {
+    let dialect = GenericDialect {};
+    let start = Location { line: 1, column: 1 };
+    let mut p = Parser::new(&dialect).try_with_sql(expr).map_err(|e| syntax(e, expr, start))?;
+    let mut n = 0;
+    let f = Grammar { p: &mut p, params: &[], next_param: &mut n }.filter().map_err(|e| match e {
+        Fail::Parse(e) => syntax(e, expr, start),
+        Fail::Db(e) => e,
+    })?;
+    if p.peek_token().token != Token::EOF {
+        let e = p.expected::<()>("the end of the filter", p.peek_token()).unwrap_err();
+        return Err(syntax(e, expr, start));
+    }
+    Ok(f)
 }
 
 /// A parsed statement.
@@ -710,6 +795,27 @@ fn matrix(s: &str) -> Result<Option<Vec<f32>>> {
         Error::invalid(format!("expected a JSON matrix like '[[0.1, 0.2], [0.3, 0.4]]': {e}"))
     })?;
     Ok(Some(rows.into_iter().flatten().collect()))
+}
+
+/// The value of a JSON field for column `column` of `spec`: numbers, strings, booleans
+/// (as 0/1) and null map to scalars; arrays and objects stay JSON for a JSON column and
+/// become their JSON text otherwise.
+pub(crate) fn json_value(spec: &CollectionSpec, column: &str, v: serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Integer(i64::from(b)),
+        serde_json::Value::Number(n) => {
+            n.as_i64().map_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0)), Value::Integer)
+        }
+        serde_json::Value::String(s) => Value::Text(s),
+        other @ (serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+            if spec.columns.iter().any(|c| c.name == column && c.ty == ColumnType::Json) {
+                Value::Json(other)
+            } else {
+                Value::Text(other.to_string())
+            }
+        }
+    }
 }
 
 fn text_of(v: &Value) -> Option<String> {
@@ -1318,23 +1424,7 @@ impl Session {
                 let (mut cols, mut vals) = (Vec::new(), Vec::new());
                 for (k, v) in obj {
                     let k = if k == "_id" { "id".to_string() } else { k };
-                    let val = match v {
-                        serde_json::Value::Null => Value::Null,
-                        serde_json::Value::Bool(b) => Value::Integer(i64::from(b)),
-                        serde_json::Value::Number(n) => {
-                            n.as_i64().map_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0)), Value::Integer)
-                        }
-                        serde_json::Value::String(s) => Value::Text(s),
-                        other @ (serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
-                            let json_col =
-                                spec.columns.iter().any(|c| c.name == k && c.ty == ColumnType::Json);
-                            if json_col {
-                                Value::Json(other)
-                            } else {
-                                Value::Text(other.to_string())
-                            }
-                        }
-                    };
+                    let val = json_value(&spec, &k, v);
                     if spec.columns.iter().any(|c| c.name.eq_ignore_ascii_case(&k))
                         || ["id", "tokens"].contains(&k.as_str())
                         || spec.vectors.pooled.iter().any(|p| p.name == k)

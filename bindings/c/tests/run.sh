@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the C libraries, checks the committed header, compiles the C test against the
+# shared and the static library, runs both (the shared one under valgrind memcheck when
+# valgrind is installed: zero errors, zero leaks), then the Python binding's test.
+#
+#   bindings/c/tests/run.sh            (from anywhere; uses target/debug)
+#   PROFILE=release bindings/c/tests/run.sh
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../../.." && pwd)"
+cd "$root"
+profile="${PROFILE:-debug}"
+release_flag=()
+[ "$profile" = release ] && release_flag=(--release)
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+out="$target_dir/$profile"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+echo "== header: bindings/c/include/maxsimdb.h matches src/ffi"
+if command -v cbindgen >/dev/null; then
+    cbindgen --config bindings/c/cbindgen.toml --output bindings/c/include/maxsimdb.h --verify src/ffi/mod.rs \
+        2> >(grep -v "^WARN: Skip" >&2) || {
+        echo "the committed header is out of date: regenerate it (command in bindings/c/cbindgen.toml)" >&2
+        exit 1
+    }
+else
+    echo "cbindgen not installed: header check skipped (cargo install cbindgen --version 0.29.2)" >&2
+fi
+
+echo "== libraries: libmaxsimdb.so + libmaxsimdb.a ($profile)"
+cargo rustc --lib --locked "${release_flag[@]}" --crate-type cdylib --crate-type staticlib \
+    -- --print native-static-libs 2> "$work/rustc.log" || { cat "$work/rustc.log" >&2; exit 1; }
+native_libs="$(sed -n 's/.*native-static-libs: //p' "$work/rustc.log" | tail -1)"
+[ -n "$native_libs" ] || native_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
+
+cc_flags=(-std=c11 -Wall -Wextra -Werror -O1 -g -I bindings/c/include)
+echo "== compile: shared and static"
+cc "${cc_flags[@]}" bindings/c/tests/test_capi.c -o "$work/test_shared" -L "$out" -lmaxsimdb -lm -lpthread \
+    -Wl,-rpath,"$out"
+# shellcheck disable=SC2086 # the native libraries are separate words
+cc "${cc_flags[@]}" bindings/c/tests/test_capi.c -o "$work/test_static" "$out/libmaxsimdb.a" $native_libs
+# The static binary must not need the shared library.
+if ldd "$work/test_static" | grep -q libmaxsimdb; then
+    echo "test_static links libmaxsimdb.so" >&2
+    exit 1
+fi
+
+echo "== run: static"
+mkdir "$work/static" && "$work/test_static" "$work/static"
+echo "== run: shared$(command -v valgrind >/dev/null && echo ', under valgrind memcheck')"
+mkdir "$work/shared"
+if command -v valgrind >/dev/null; then
+    valgrind --quiet --suppressions=bindings/c/tests/valgrind.supp --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+        --errors-for-leak-kinds=definite,indirect,possible --track-origins=yes \
+        "$work/test_shared" "$work/shared"
+else
+    echo "valgrind not installed: memcheck skipped" >&2
+    "$work/test_shared" "$work/shared"
+fi
+
+echo "== the example program of bindings/c/README.md"
+sed -n '/^```c$/,/^```$/p' bindings/c/README.md | sed '1d;$d' > "$work/example.c"
+cc "${cc_flags[@]}" "$work/example.c" -o "$work/example" -L "$out" -lmaxsimdb -Wl,-rpath,"$out"
+(cd "$work" && ./example) | tee "$work/example.out"
+printf 'a 2.000\nb 1.000\nDogs bark 1.000\n' | diff - "$work/example.out"
+
+echo "== python binding"
+MAXSIMDB_LIB="$out/libmaxsimdb.so" python3 -m unittest discover -s bindings/python -p 'test_*.py' -v

@@ -1,0 +1,531 @@
+/*
+ * Exercises every function of the C API, its error paths and its misuse cases.
+ * Built against the shared and the static library and run under valgrind by
+ * bindings/c/tests/run.sh. Exit status 0 when every check passes.
+ *
+ *   test_capi DIR     (DIR: an empty scratch directory)
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "maxsimdb.h"
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        checks++;                                                                        \
+        if (!(cond)) {                                                                   \
+            failures++;                                                                  \
+            char *m_ = msdb_last_errmsg();                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__,      \
+                    __LINE__, #cond, m_ ? m_ : "none");                                  \
+            msdb_free(m_);                                                               \
+        }                                                                                \
+    } while (0)
+
+#define CHECK_RC(call, want) CHECK_RC_(call, want, #call)
+static void check_rc_at(int got, int want, const char *what, int line) {
+    checks++;
+    if (got != want) {
+        failures++;
+        char *m = msdb_last_errmsg();
+        fprintf(stderr, "line %d: %s returned %s, expected %s (%s)\n", line, what,
+                msdb_status_name(got), msdb_status_name(want), m ? m : "no message");
+        msdb_free(m);
+    }
+}
+#define CHECK_RC_(call, want, text) check_rc_at((call), (want), text, __LINE__)
+
+/* The last message of db contains `needle` (and is freed). */
+static int msg_has(char *m, const char *needle) {
+    int ok = m != NULL && strstr(m, needle) != NULL;
+    if (!ok) fprintf(stderr, "message '%s' lacks '%s'\n", m ? m : "(null)", needle);
+    msdb_free(m);
+    return ok;
+}
+
+static char path_buf[4096];
+static const char *db_path(const char *dir, const char *name) {
+    snprintf(path_buf, sizeof path_buf, "%s/%s", dir, name);
+    return path_buf;
+}
+
+/* Two 2-d token vectors: the first points at angle 0.1 x radians (no two documents tie
+ * for a query between them), the second, (-1, 0), is the same for every document and
+ * far from every first token. */
+static void doc_tokens(float x, float *t) {
+    t[0] = cosf(x * 0.1f);
+    t[1] = sinf(x * 0.1f);
+    t[2] = -1.0f;
+    t[3] = 0.0f;
+}
+
+static void test_version_and_names(void) {
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", MSDB_VERSION_MAJOR, MSDB_VERSION_MINOR, MSDB_VERSION_PATCH);
+    CHECK(strcmp(msdb_version(), want) == 0);
+    CHECK(strcmp(msdb_status_name(MSDB_OK), "MSDB_OK") == 0);
+    CHECK(strcmp(msdb_status_name(MSDB_LOCKED), "MSDB_LOCKED") == 0);
+    CHECK(strcmp(msdb_status_name(MSDB_DONE), "MSDB_DONE") == 0);
+    CHECK(strcmp(msdb_status_name(-7), "MSDB_UNKNOWN") == 0);
+    msdb_free(NULL);
+}
+
+static void test_open_errors(const char *dir) {
+    msdb_db *db = (msdb_db *)0x1;
+    char *err = NULL;
+    CHECK_RC(msdb_db_open(NULL, NULL, &db, &err), MSDB_MISUSE);
+    CHECK(db == NULL);
+    CHECK(msg_has(err, "path is NULL"));
+    CHECK_RC(msdb_db_open(db_path(dir, "x.msdb"), NULL, NULL, NULL), MSDB_MISUSE);
+
+    msdb_open_options bad = {0};
+    bad.flags = 0x80;
+    err = NULL;
+    CHECK_RC(msdb_db_open(db_path(dir, "x.msdb"), &bad, &db, &err), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(err, "unknown open flags"));
+
+    msdb_open_options ro = {0};
+    ro.flags = MSDB_OPEN_READ_ONLY;
+    err = NULL;
+    CHECK_RC(msdb_db_open(db_path(dir, "missing.msdb"), &ro, &db, &err), MSDB_NOT_FOUND);
+    CHECK(db == NULL);
+    CHECK(msg_has(err, "not found"));
+    CHECK(msg_has(msdb_last_errmsg(), "not found"));
+}
+
+static void test_exec(msdb_db *db) {
+    CHECK_RC(msdb_db_exec(db, "CREATE COLLECTION docs (title TEXT, year INTEGER) "
+                              "WITH (dim = 2, pooled = 'mean:2')"),
+             MSDB_OK);
+    CHECK_RC(msdb_db_errcode(db), MSDB_OK);
+    CHECK(msdb_db_errmsg(db) == NULL);
+    CHECK_RC(msdb_db_exec(db, "SELEC * FROM docs"), MSDB_SYNTAX);
+    CHECK_RC(msdb_db_errcode(db), MSDB_SYNTAX);
+    CHECK(msg_has(msdb_db_errmsg(db), "line 1"));
+    CHECK_RC(msdb_db_exec(db, "CREATE COLLECTION docs (a TEXT) WITH (dim = 2)"), MSDB_ALREADY_EXISTS);
+    CHECK_RC(msdb_db_exec(db, "DELETE FROM nowhere"), MSDB_NOT_FOUND);
+    CHECK_RC(msdb_db_exec(db, "ATTACH DATABASE 'x' AS y"), MSDB_SYNTAX);
+    CHECK_RC(msdb_db_exec(db, NULL), MSDB_MISUSE);
+    CHECK_RC(msdb_db_exec(db, "\xff\xfe"), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(msdb_db_errmsg(db), "UTF-8"));
+}
+
+static void test_insert(msdb_db *db) {
+    float tokens[20][4];
+    char ids[20][16], values[20][64];
+    msdb_pooled pooled[20];
+    msdb_doc docs[20];
+    for (int i = 0; i < 20; i++) {
+        doc_tokens((float)i, tokens[i]);
+        snprintf(ids[i], sizeof ids[i], "doc-%d", i);
+        snprintf(values[i], sizeof values[i], "{\"title\": \"paper %d\", \"year\": %d}", i, 2000 + i);
+        pooled[i].name = "mean";
+        pooled[i].data = tokens[i];
+        pooled[i].dim = 2;
+        memset(&docs[i], 0, sizeof docs[i]);
+        docs[i].id = ids[i];
+        docs[i].tokens = &tokens[i][0];
+        docs[i].n_tokens = 2;
+        docs[i].dim = 2;
+        docs[i].pooled = &pooled[i];
+        docs[i].n_pooled = 1;
+        docs[i].values_json = values[i];
+    }
+    CHECK_RC(msdb_db_insert(db, "docs", docs, 20, 0), MSDB_OK);
+    CHECK_RC(msdb_db_insert(db, "docs", docs, 1, 0), MSDB_ALREADY_EXISTS);
+    CHECK(msg_has(msdb_db_errmsg(db), "doc-0"));
+    CHECK_RC(msdb_db_insert(db, "docs", docs, 1, MSDB_INSERT_UPSERT), MSDB_OK);
+    CHECK_RC(msdb_db_insert(db, "docs", docs, 0, 0), MSDB_OK);
+    CHECK_RC(msdb_db_insert(db, "docs", docs, 1, 0x10), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_db_insert(db, "nowhere", docs, 1, 0), MSDB_NOT_FOUND);
+    CHECK_RC(msdb_db_insert(db, NULL, docs, 1, 0), MSDB_MISUSE);
+    CHECK_RC(msdb_db_insert(db, "docs", NULL, 1, 0), MSDB_MISUSE);
+
+    msdb_doc bad = docs[0];
+    bad.id = "bad";
+    bad.dim = 3;
+    CHECK_RC(msdb_db_insert(db, "docs", &bad, 1, 0), MSDB_DIMENSION_MISMATCH);
+    bad.dim = 2;
+    bad.tokens = NULL;
+    CHECK_RC(msdb_db_insert(db, "docs", &bad, 1, 0), MSDB_MISUSE);
+    bad.tokens = &tokens[0][0];
+    bad.values_json = "{not json";
+    CHECK_RC(msdb_db_insert(db, "docs", &bad, 1, 0), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(msdb_db_errmsg(db), "values_json"));
+    bad.values_json = "{\"nope\": 1}";
+    CHECK_RC(msdb_db_insert(db, "docs", &bad, 1, 0), MSDB_NOT_FOUND);
+    bad.values_json = NULL;
+    float nan_tokens[4] = {NAN, 0.0f, 1.0f, 0.0f};
+    bad.tokens = nan_tokens;
+    CHECK_RC(msdb_db_insert(db, "docs", &bad, 1, 0), MSDB_INVALID_ARGUMENT);
+    bad.tokens = &tokens[0][0];
+    msdb_pooled wrong = {"mean", tokens[0], 3};
+    bad.pooled = &wrong;
+    CHECK_RC(msdb_db_insert(db, "docs", &bad, 1, 0), MSDB_DIMENSION_MISMATCH);
+    msdb_pooled unnamed = {NULL, tokens[0], 2};
+    bad.pooled = &unnamed;
+    CHECK_RC(msdb_db_insert(db, "docs", &bad, 1, 0), MSDB_MISUSE);
+    /* Nothing of the failed inserts is there. */
+    msdb_stmt *st = NULL;
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT id FROM docs WHERE id = 'bad' ORDER BY maxsim('[[1,0]]') LIMIT 5", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_DONE);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+}
+
+static void test_search(msdb_db *db) {
+    float q[4];
+    doc_tokens(5.2f, q); /* nearest: doc-5, doc-6, doc-4, doc-7, ... */
+    msdb_query query = {0};
+    query.kind = MSDB_QUERY_MAXSIM;
+    query.vectors = q;
+    query.n_vectors = 2;
+    query.dim = 2;
+    msdb_hit hits[5];
+    size_t n = 99;
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_OK);
+    CHECK(n == 5);
+    CHECK(strcmp(hits[0].id, "doc-5") == 0);
+    CHECK(fabs(hits[0].score - (1.0 + cos(0.02))) < 1e-2);
+    for (size_t i = 1; i < n; i++) CHECK(hits[i].score <= hits[i - 1].score);
+    msdb_hits_free(hits, n);
+    CHECK(hits[0].id == NULL);
+
+    query.filter = "year >= 2010 AND title LIKE 'paper%'";
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_OK);
+    CHECK(n == 5);
+    CHECK(strcmp(hits[0].id, "doc-10") == 0); /* the closest document that passes */
+    msdb_hits_free(hits, n);
+
+    query.kind = MSDB_QUERY_DENSE;
+    query.n_vectors = 1;
+    query.filter = NULL;
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 3, &n), MSDB_OK);
+    CHECK(n == 3 && strcmp(hits[0].id, "doc-5") == 0);
+    msdb_hits_free(hits, n);
+    query.field = "nope";
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 3, &n), MSDB_NOT_FOUND);
+    CHECK(n == 0);
+    query.field = NULL;
+
+    query.kind = MSDB_QUERY_MAXSIM;
+    query.filter = "year >>= 3";
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_SYNTAX);
+    query.filter = "length(title) > 3";
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_INVALID_ARGUMENT);
+    query.filter = NULL;
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 0, &n), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 100000, &n), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_db_search(db, "docs", &query, NULL, 5, &n), MSDB_MISUSE);
+    CHECK_RC(msdb_db_search(db, "docs", NULL, hits, 5, &n), MSDB_MISUSE);
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, NULL), MSDB_MISUSE);
+    CHECK_RC(msdb_db_search(db, "nowhere", &query, hits, 5, &n), MSDB_NOT_FOUND);
+    query.dim = 3;
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_DIMENSION_MISMATCH);
+    query.dim = 2;
+    query.kind = 9;
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_INVALID_ARGUMENT);
+    query.kind = MSDB_QUERY_BM25;
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_INVALID_ARGUMENT);
+    query.vectors = NULL;
+    query.text = "paper";
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_NOT_AVAILABLE); /* no full-text index */
+    query.text = NULL;
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_MISUSE);
+    query.kind = MSDB_QUERY_MAXSIM;
+    query.text = "words";
+    CHECK_RC(msdb_db_search(db, "docs", &query, hits, 5, &n), MSDB_INVALID_ARGUMENT); /* no model */
+    msdb_hits_free(NULL, 3);
+}
+
+static void test_statements(msdb_db *db) {
+    msdb_stmt *st = (msdb_stmt *)0x1;
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT id, title, year, score FROM docs WHERE year >= ? AND title <> ? "
+                                   "ORDER BY maxsim(?) LIMIT ?",
+                               &st),
+             MSDB_OK);
+    size_t np = 0;
+    CHECK_RC(msdb_stmt_param_count(st, &np), MSDB_OK);
+    CHECK(np == 4);
+    size_t nc;
+    CHECK_RC(msdb_stmt_column_count(st, &nc), MSDB_MISUSE); /* not run yet */
+    float q[4];
+    doc_tokens(5.2f, q);
+    CHECK_RC(msdb_stmt_bind_double(st, 1, 2003.0), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_text(st, 2, "paper 4"), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_matrix(st, 3, q, 2, 2), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_int64(st, 4, 3), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_int64(st, 0, 3), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_stmt_bind_int64(st, 5, 3), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(msdb_stmt_errmsg(st), "out of range"));
+    CHECK_RC(msdb_stmt_errcode(st), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_stmt_bind_text(st, 2, NULL), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_bind_matrix(st, 3, NULL, 2, 2), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_bind_matrix(st, 3, q, 0, 2), MSDB_INVALID_ARGUMENT);
+    float inf[2] = {INFINITY, 0.0f};
+    CHECK_RC(msdb_stmt_bind_vector(st, 3, inf, 2), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_stmt_bind_matrix(st, 3, q, 2, 2), MSDB_OK);
+
+    const char *want[] = {"doc-5", "doc-6", "doc-7"}; /* doc-4 is filtered out */
+    for (int round = 0; round < 2; round++) {
+        for (int r = 0; r < 3; r++) {
+            CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+            CHECK_RC(msdb_stmt_column_count(st, &nc), MSDB_OK);
+            CHECK(nc == 4);
+            const char *name = NULL;
+            CHECK_RC(msdb_stmt_column_name(st, 3, &name), MSDB_OK);
+            CHECK(name && strcmp(name, "score") == 0);
+            CHECK_RC(msdb_stmt_column_name(st, 4, &name), MSDB_INVALID_ARGUMENT);
+            const char *id = NULL;
+            size_t len = 0;
+            CHECK_RC(msdb_stmt_column_text(st, 0, &id, &len), MSDB_OK);
+            CHECK(id && strcmp(id, want[r]) == 0 && len == strlen(want[r]));
+            int type = -1;
+            CHECK_RC(msdb_stmt_column_type(st, 2, &type), MSDB_OK);
+            CHECK(type == MSDB_TYPE_INTEGER);
+            CHECK_RC(msdb_stmt_column_type(st, 1, &type), MSDB_OK);
+            CHECK(type == MSDB_TYPE_TEXT);
+            CHECK_RC(msdb_stmt_column_type(st, 3, &type), MSDB_OK);
+            CHECK(type == MSDB_TYPE_REAL);
+            int64_t year = 0;
+            CHECK_RC(msdb_stmt_column_int64(st, 2, &year), MSDB_OK);
+            CHECK(year >= 2003);
+            CHECK_RC(msdb_stmt_column_int64(st, 1, &year), MSDB_INVALID_ARGUMENT);
+            double score = 0, score2 = 0;
+            CHECK_RC(msdb_stmt_score(st, &score), MSDB_OK);
+            CHECK_RC(msdb_stmt_column_double(st, 3, &score2), MSDB_OK);
+            CHECK(score == score2 && score > 1.0);
+            CHECK_RC(msdb_stmt_column_double(st, 0, &score2), MSDB_INVALID_ARGUMENT);
+            CHECK_RC(msdb_stmt_column_text(st, 2, &id, NULL), MSDB_OK);
+            CHECK(id && atoi(id) == (int)year);
+            CHECK_RC(msdb_stmt_column_text(st, 9, &id, &len), MSDB_INVALID_ARGUMENT);
+            CHECK_RC(msdb_stmt_column_text(st, 0, NULL, &len), MSDB_MISUSE);
+            CHECK_RC(msdb_stmt_bind_int64(st, 4, 1), MSDB_MISUSE); /* running */
+            CHECK_RC(msdb_stmt_clear_bindings(st), MSDB_MISUSE);
+        }
+        CHECK_RC(msdb_stmt_step(st), MSDB_DONE);
+        CHECK_RC(msdb_stmt_step(st), MSDB_DONE);
+        int64_t v;
+        CHECK_RC(msdb_stmt_column_int64(st, 0, &v), MSDB_MISUSE); /* no current row */
+        const char *msg = (const char *)0x1;
+        CHECK_RC(msdb_stmt_message(st, &msg), MSDB_OK);
+        CHECK(msg == NULL);
+        CHECK_RC(msdb_stmt_reset(st), MSDB_OK);
+    }
+    CHECK_RC(msdb_stmt_clear_bindings(st), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_SYNTAX); /* maxsim(NULL): a string is expected */
+    CHECK(msg_has(msdb_stmt_errmsg(st), "string literal"));
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+
+    /* Dense search with a bound vector, and a statement that returns a message. */
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT id FROM docs ORDER BY dense(mean, ?) LIMIT 1", &st), MSDB_OK);
+    float v[2] = {1.0f, 0.0f};
+    CHECK_RC(msdb_stmt_bind_vector(st, 1, v, 2), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    double s;
+    CHECK_RC(msdb_stmt_score(st, &s), MSDB_NOT_FOUND); /* score not selected */
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+
+    CHECK_RC(msdb_stmt_prepare(db, "INSERT INTO docs (id, title, year, tokens, mean) VALUES (?, ?, ?, ?, ?)", &st),
+             MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_text(st, 1, "doc-new"), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_null(st, 2), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_int64(st, 3, 1999), MSDB_OK);
+    float t[4] = {0.0f, -1.0f, 0.0f, -1.0f};
+    CHECK_RC(msdb_stmt_bind_matrix(st, 4, t, 2, 2), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_vector(st, 5, t, 2), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_DONE);
+    const char *msg = NULL;
+    CHECK_RC(msdb_stmt_message(st, &msg), MSDB_OK);
+    CHECK(msg && strstr(msg, "inserted 1") != NULL);
+    CHECK_RC(msdb_stmt_column_count(st, &nc), MSDB_OK);
+    CHECK(nc == 0);
+    CHECK_RC(msdb_stmt_reset(st), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ALREADY_EXISTS); /* same id again */
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT title FROM docs WHERE id = 'doc-new' ORDER BY maxsim('[[1,0]]') LIMIT 1", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    int type = -1;
+    const char *txt = (const char *)0x1;
+    size_t len = 7;
+    CHECK_RC(msdb_stmt_column_type(st, 0, &type), MSDB_OK);
+    CHECK(type == MSDB_TYPE_NULL);
+    CHECK_RC(msdb_stmt_column_text(st, 0, &txt, &len), MSDB_OK);
+    CHECK(txt == NULL && len == 0);
+    int64_t zero = 5;
+    CHECK_RC(msdb_stmt_column_int64(st, 0, &zero), MSDB_OK);
+    CHECK(zero == 0);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+
+    /* Prepare-time errors go to the database handle; *out is NULL. */
+    st = (msdb_stmt *)0x1;
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT FROM", &st), MSDB_SYNTAX);
+    CHECK(st == NULL);
+    CHECK(msg_has(msdb_db_errmsg(db), "line 1"));
+    CHECK_RC(msdb_stmt_prepare(db, "FLUSH docs; FLUSH docs", &st), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_stmt_prepare(db, "   ", &st), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_stmt_prepare(db, NULL, &st), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_prepare(db, "FLUSH docs", NULL), MSDB_MISUSE);
+
+    /* A statement outlives the handle it was prepared on. */
+    msdb_db *clone = NULL;
+    CHECK_RC(msdb_db_clone(db, &clone), MSDB_OK);
+    CHECK_RC(msdb_stmt_prepare(clone, "SHOW COLLECTIONS", &st), MSDB_OK);
+    CHECK_RC(msdb_db_close(clone), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    CHECK_RC(msdb_stmt_column_text(st, 0, &txt, &len), MSDB_OK);
+    CHECK(txt && strcmp(txt, "docs") == 0);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    CHECK_RC(msdb_db_clone(db, NULL), MSDB_MISUSE);
+}
+
+struct worker {
+    msdb_db *db;
+    int ok;
+};
+
+static void *search_worker(void *arg) {
+    struct worker *w = arg;
+    msdb_db *mine = NULL;
+    if (msdb_db_clone(w->db, &mine) != MSDB_OK) return NULL;
+    w->ok = 1;
+    for (int i = 0; i < 10; i++) {
+        float q[4];
+        doc_tokens((float)i, q);
+        msdb_query query = {0};
+        query.vectors = q;
+        query.n_vectors = 2;
+        query.dim = 2;
+        msdb_hit hits[1];
+        size_t n = 0;
+        int rc = msdb_db_search(mine, "docs", &query, hits, 1, &n);
+        if (rc != MSDB_OK || n != 1) {
+            char *m = msdb_last_errmsg();
+            fprintf(stderr, "worker search %d: %s (%s)\n", i, msdb_status_name(rc), m ? m : "");
+            msdb_free(m);
+            w->ok = 0;
+        } else {
+            char want[16];
+            snprintf(want, sizeof want, "doc-%d", i);
+            if (strcmp(hits[0].id, want) != 0) {
+                fprintf(stderr, "worker search %d: found %s\n", i, hits[0].id);
+                w->ok = 0;
+            }
+            msdb_hits_free(hits, n);
+        }
+    }
+    msdb_db_close(mine);
+    return NULL;
+}
+
+static void test_threads(msdb_db *db) {
+    pthread_t th[4];
+    struct worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i].db = db;
+        w[i].ok = 0;
+        CHECK(pthread_create(&th[i], NULL, search_worker, &w[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(w[i].ok);
+    }
+}
+
+static void test_flush_and_reopen(const char *dir, msdb_db **dbp) {
+    msdb_db *db = *dbp;
+    CHECK_RC(msdb_db_flush(db, "docs"), MSDB_OK);
+    CHECK_RC(msdb_db_flush(db, NULL), MSDB_OK);
+    CHECK_RC(msdb_db_flush(db, "nowhere"), MSDB_NOT_FOUND);
+
+    /* A second writer in this process is refused; readers are not. */
+    msdb_db *second = NULL;
+    char *err = NULL;
+    CHECK_RC(msdb_db_open(db_path(dir, "main.msdb"), NULL, &second, &err), MSDB_LOCKED);
+    CHECK(msg_has(err, "locked"));
+    msdb_open_options ro = {0};
+    ro.flags = MSDB_OPEN_READ_ONLY;
+    msdb_db *reader = NULL;
+    CHECK_RC(msdb_db_open(db_path(dir, "main.msdb"), &ro, &reader, NULL), MSDB_OK);
+    CHECK_RC(msdb_db_exec(reader, "DELETE FROM docs"), MSDB_READ_ONLY);
+    msdb_stmt *st = NULL;
+    CHECK_RC(msdb_stmt_prepare(reader, "SELECT id FROM docs WHERE year = 2007 ORDER BY maxsim('[[1,0]]') LIMIT 1", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    CHECK_RC(msdb_db_close(reader), MSDB_OK);
+
+    CHECK_RC(msdb_db_close(db), MSDB_OK);
+    msdb_open_options opts = {0};
+    opts.flush_threshold_tokens = 4;
+    opts.retire_grace_ms = 10;
+    opts.flags = MSDB_OPEN_NO_FLUSH_ON_CLOSE;
+    CHECK_RC(msdb_db_open(db_path(dir, "main.msdb"), &opts, dbp, NULL), MSDB_OK);
+    CHECK_RC(msdb_stmt_prepare(*dbp, "SELECT id FROM docs WHERE year = 1999 ORDER BY maxsim('[[1,0]]') LIMIT 1", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    const char *id = NULL;
+    CHECK_RC(msdb_stmt_column_text(st, 0, &id, NULL), MSDB_OK);
+    CHECK(id && strcmp(id, "doc-new") == 0);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+}
+
+static void test_misuse_after_close(msdb_db *db) {
+    msdb_stmt *st = NULL;
+    CHECK_RC(msdb_stmt_prepare(db, "SHOW COLLECTIONS", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_step(st), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_reset(st), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_bind_int64(st, 1, 1), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_errcode(st), MSDB_MISUSE);
+    CHECK(msg_has(msdb_stmt_errmsg(st), "not a live statement"));
+    CHECK_RC(msdb_stmt_finalize(NULL), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(NULL), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_param_count(NULL, NULL), MSDB_MISUSE);
+
+    CHECK_RC(msdb_db_close(db), MSDB_OK);
+    CHECK_RC(msdb_db_close(db), MSDB_MISUSE);
+    CHECK_RC(msdb_db_exec(db, "SHOW COLLECTIONS"), MSDB_MISUSE);
+    CHECK_RC(msdb_db_flush(db, NULL), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_prepare(db, "SHOW COLLECTIONS", &st), MSDB_MISUSE);
+    CHECK(st == NULL);
+    msdb_hit hits[1];
+    size_t n;
+    msdb_query q = {0};
+    CHECK_RC(msdb_db_search(db, "docs", &q, hits, 1, &n), MSDB_MISUSE);
+    CHECK_RC(msdb_db_insert(db, "docs", NULL, 0, 0), MSDB_MISUSE);
+    CHECK_RC(msdb_db_errcode(db), MSDB_MISUSE);
+    CHECK(msg_has(msdb_db_errmsg(db), "not an open database handle"));
+    CHECK_RC(msdb_db_close(NULL), MSDB_OK);
+    CHECK_RC(msdb_db_exec((msdb_db *)0x12345, "SHOW COLLECTIONS"), MSDB_MISUSE);
+    CHECK_RC(msdb_db_errcode(NULL), MSDB_MISUSE);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s SCRATCH_DIR\n", argv[0]);
+        return 2;
+    }
+    const char *dir = argv[1];
+    test_version_and_names();
+    test_open_errors(dir);
+
+    msdb_db *db = NULL;
+    CHECK_RC(msdb_db_open(db_path(dir, "main.msdb"), NULL, &db, NULL), MSDB_OK);
+    if (db == NULL) return 1;
+    test_exec(db);
+    test_insert(db);
+    test_search(db);
+    test_statements(db);
+    test_threads(db);
+    test_flush_and_reopen(dir, &db);
+    test_misuse_after_close(db);
+
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures == 0 ? 0 : 1;
+}
