@@ -8,6 +8,8 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub use crate::storage::fault;
+
 use crate::{
     CollectionSpec, ColumnType, Database, DocId, Document, IdType, SearchRequest, Value, VectorSpec,
 };
@@ -79,7 +81,14 @@ pub fn crash_doc(id: i64, version: i64) -> Document {
         mean.iter_mut().zip(row).for_each(|(m, x)| *m += x);
     }
     normalize(&mut mean);
-    Document::new(id).tokens(tokens).pooled("mean", mean).set("ver", version)
+    Document::new(id).tokens(tokens).pooled("mean", mean).set("ver", version).set("body", crash_body(id, version))
+}
+
+/// The text of document `id` after its text was last set to `tag`: one word, unique to
+/// the pair, so BM25 finds exactly the document while that text is current.
+#[must_use]
+pub fn crash_body(id: i64, tag: i64) -> String {
+    format!("k{id}x{tag}")
 }
 
 /// Open the crash database with the small flush threshold that makes flushes frequent.
@@ -90,20 +99,66 @@ pub fn crash_open(path: &Path) -> crate::Result<Database> {
     Database::builder(path).flush_threshold_tokens(96).retire_grace(Duration::ZERO).open()
 }
 
+/// Create the workload's collection `c` (and its full-text index, with the `fulltext`
+/// feature) unless it exists.
+///
+/// # Errors
+/// Database errors.
+pub fn crash_setup(db: &Database) -> crate::Result<()> {
+    if db.describe("c").is_ok() {
+        return Ok(());
+    }
+    let spec = CollectionSpec::new("c", VectorSpec::new(CRASH_DIM).pooled("mean", CRASH_DIM))
+        .id_type(IdType::Integer)
+        .column("ver", ColumnType::Integer)
+        .column("body", ColumnType::Text);
+    db.create_collection(&spec)?;
+    #[cfg(feature = "fulltext")]
+    db.create_fulltext_index("c", crate::FullTextOptions::default())?;
+    Ok(())
+}
+
+/// Carry out one workload operation.
+///
+/// # Errors
+/// Database errors.
+pub fn run_op(db: &Database, op: &InFlight) -> crate::Result<()> {
+    match op {
+        InFlight::Insert(v) => db.insert("c", &v.iter().map(|&(i, ver)| crash_doc(i, ver)).collect::<Vec<_>>()),
+        InFlight::Upsert(id, ver) => db.upsert("c", &[crash_doc(*id, *ver)]),
+        InFlight::Update(id, tag) => {
+            db.update("c", &DocId::Int(*id), &[("body".into(), Value::Text(crash_body(*id, *tag)))])
+        }
+        InFlight::Delete(id) => db.delete("c", &[DocId::Int(*id)]).map(drop),
+        InFlight::Flush => db.flush("c").map(drop),
+        InFlight::Compact => db.compact("c").map(drop),
+    }
+}
+
+/// The text form of an operation (`P <op>` lines of the crash child).
+#[must_use]
+pub fn op_text(op: &InFlight) -> String {
+    match op {
+        InFlight::Insert(v) => format!("I {}", v.iter().map(|(i, v)| format!("{i}:{v}")).collect::<Vec<_>>().join(" ")),
+        InFlight::Upsert(i, v) => format!("U {i}:{v}"),
+        InFlight::Update(i, t) => format!("T {i}:{t}"),
+        InFlight::Delete(i) => format!("D {i}"),
+        InFlight::Flush => "F".into(),
+        InFlight::Compact => "C".into(),
+    }
+}
+
 /// The child side: write forever, printing `P <op>` before and `A` after each commit.
-/// Ops: `I id:ver ...` insert batch, `U id:ver` upsert, `D id` delete, `F` flush,
-/// `C` compact. Ids start at `start_id`; existing ids are read back from the database.
+/// Ops: `I id:ver ...` insert batch, `U id:ver` upsert, `T id:tag` update of the text
+/// column, `D id` delete, `F` flush, `C` compact. With the `fulltext` feature the
+/// collection has a full-text index, so every write is followed by its catch-up. Ids
+/// start at `start_id`; existing ids are read back from the database.
 ///
 /// # Errors
 /// Any database error (the parent treats an early exit as a failure).
 pub fn crash_child(path: &Path, seed: u64, start_id: i64) -> crate::Result<()> {
     let db = crash_open(path)?;
-    if db.describe("c").is_err() {
-        let spec = CollectionSpec::new("c", VectorSpec::new(CRASH_DIM).pooled("mean", CRASH_DIM))
-            .id_type(IdType::Integer)
-            .column("ver", ColumnType::Integer);
-        db.create_collection(&spec)?;
-    }
+    crash_setup(&db)?;
     let mut live: Vec<i64> = Vec::new();
     let q = SearchRequest::maxsim(vec![1.0; CRASH_DIM]).limit(crate::MAX_LIMIT);
     for h in db.search("c", &q)? {
@@ -117,41 +172,33 @@ pub fn crash_child(path: &Path, seed: u64, start_id: i64) -> crate::Result<()> {
     // Start on a fresh line: a test harness may have printed a partial line before us.
     announce(&out, "");
     loop {
-        let r = rng.below(100);
-        let line = if r < 55 || live.is_empty() {
-            let n = 1 + rng.below(4) as i64;
-            let ids: Vec<i64> = (next..next + n).collect();
-            next += n;
-            let docs: Vec<Document> = ids.iter().map(|&i| crash_doc(i, 0)).collect();
-            announce(
-                &out,
-                &format!("P I {}", ids.iter().map(|i| format!("{i}:0")).collect::<Vec<_>>().join(" ")),
-            );
-            db.insert("c", &docs)?;
-            live.extend(ids);
-            "A"
-        } else if r < 75 {
-            let id = live[rng.below(live.len() as u64) as usize];
-            let ver = 1 + rng.below(1000) as i64;
-            announce(&out, &format!("P U {id}:{ver}"));
-            db.upsert("c", &[crash_doc(id, ver)])?;
-            "A"
-        } else if r < 88 {
-            let k = rng.below(live.len() as u64) as usize;
-            let id = live.swap_remove(k);
-            announce(&out, &format!("P D {id}"));
-            db.delete("c", &[DocId::Int(id)])?;
-            "A"
-        } else if r < 96 {
-            announce(&out, "P F");
-            db.flush("c")?;
-            "A"
-        } else {
-            announce(&out, "P C");
-            db.compact("c")?;
-            "A"
-        };
-        announce(&out, line);
+        let op = random_op(&mut rng, &mut live, &mut next);
+        announce(&out, &format!("P {}", op_text(&op)));
+        run_op(&db, &op)?;
+        announce(&out, "A");
+    }
+}
+
+/// A random operation of the workload over the `live` ids (kept up to date as if it
+/// succeeds); new ids count up from `next`.
+pub fn random_op(rng: &mut Rng, live: &mut Vec<i64>, next: &mut i64) -> InFlight {
+    let r = rng.below(100);
+    if r < 55 || live.is_empty() {
+        let n = 1 + rng.below(4) as i64;
+        let ids: Vec<i64> = (*next..*next + n).collect();
+        *next += n;
+        live.extend(&ids);
+        InFlight::Insert(ids.into_iter().map(|i| (i, 0)).collect())
+    } else if r < 68 {
+        InFlight::Upsert(live[rng.below(live.len() as u64) as usize], 1 + rng.below(1000) as i64)
+    } else if r < 78 {
+        InFlight::Update(live[rng.below(live.len() as u64) as usize], 1001 + rng.below(1000) as i64)
+    } else if r < 88 {
+        InFlight::Delete(live.swap_remove(rng.below(live.len() as u64) as usize))
+    } else if r < 96 {
+        InFlight::Flush
+    } else {
+        InFlight::Compact
     }
 }
 
@@ -165,8 +212,8 @@ fn announce(out: &std::io::Stdout, line: &str) {
 /// have committed when the child died.
 #[derive(Debug, Default, Clone)]
 pub struct CrashModel {
-    /// Acknowledged live documents: id → version.
-    pub live: BTreeMap<i64, i64>,
+    /// Acknowledged live documents: id → (version of the vectors, tag of the text).
+    pub live: BTreeMap<i64, (i64, i64)>,
     /// Largest id ever announced.
     pub max_id: i64,
 }
@@ -178,10 +225,14 @@ pub enum InFlight {
     Insert(Vec<(i64, i64)>),
     /// Upsert of (id, version): old or new.
     Upsert(i64, i64),
+    /// Update of the text column to (id, tag): old text or new.
+    Update(i64, i64),
     /// Delete: present (old) or gone.
     Delete(i64),
-    /// Flush or compaction: no visible effect.
-    Maintenance,
+    /// Flush: no visible effect.
+    Flush,
+    /// Compaction: no visible effect.
+    Compact,
 }
 
 fn parse_op(s: &str) -> Option<InFlight> {
@@ -193,28 +244,36 @@ fn parse_op(s: &str) -> Option<InFlight> {
     match parts.next()? {
         "I" => Some(InFlight::Insert(parts.map(pair).collect::<Option<Vec<_>>>()?)),
         "U" => pair(parts.next()?).map(|(i, v)| InFlight::Upsert(i, v)),
+        "T" => pair(parts.next()?).map(|(i, t)| InFlight::Update(i, t)),
         "D" => parts.next()?.parse().ok().map(InFlight::Delete),
-        "F" | "C" => Some(InFlight::Maintenance),
+        "F" => Some(InFlight::Flush),
+        "C" => Some(InFlight::Compact),
         _ => None,
     }
 }
 
 impl CrashModel {
-    fn apply(&mut self, op: &InFlight) {
+    /// Apply an acknowledged operation to the model.
+    pub fn apply(&mut self, op: &InFlight) {
         match op {
             InFlight::Insert(v) => {
                 for &(i, ver) in v {
-                    self.live.insert(i, ver);
+                    self.live.insert(i, (ver, ver));
                     self.max_id = self.max_id.max(i);
                 }
             }
             InFlight::Upsert(i, v) => {
-                self.live.insert(*i, *v);
+                self.live.insert(*i, (*v, *v));
+            }
+            InFlight::Update(i, t) => {
+                if let Some(e) = self.live.get_mut(i) {
+                    e.1 = *t;
+                }
             }
             InFlight::Delete(i) => {
                 self.live.remove(i);
             }
-            InFlight::Maintenance => {}
+            InFlight::Flush | InFlight::Compact => {}
         }
     }
 
@@ -246,12 +305,19 @@ impl CrashModel {
     /// # Errors
     /// A message describing what is wrong.
     pub fn verify(&mut self, db: &Database, inflight: Option<InFlight>) -> std::result::Result<(), String> {
-        let version_of = |id: i64| -> std::result::Result<Option<i64>, String> {
+        let version_of = |id: i64| -> std::result::Result<Option<(i64, i64)>, String> {
             let d = db.get("c", &DocId::Int(id)).map_err(|e| format!("get {id}: {e}"))?;
             let Some(d) = d else { return Ok(None) };
-            let ver = match d.values.first().map(|(_, v)| v) {
+            let ver = match d.values.iter().find(|(k, _)| k == "ver").map(|(_, v)| v) {
                 Some(Value::Integer(v)) => *v,
                 other => return Err(format!("doc {id} has no version: {other:?}")),
+            };
+            let tag = match d.values.iter().find(|(k, _)| k == "body").map(|(_, v)| v) {
+                Some(Value::Text(t)) => t
+                    .strip_prefix(&format!("k{id}x"))
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| format!("doc {id} has a foreign text '{t}'"))?,
+                other => return Err(format!("doc {id} has no text: {other:?}")),
             };
             let want = crash_doc(id, ver);
             let close = d.tokens.len() == want.tokens.len()
@@ -259,7 +325,7 @@ impl CrashModel {
             if !close {
                 return Err(format!("doc {id} v{ver}: token vectors differ from what was written"));
             }
-            Ok(Some(ver))
+            Ok(Some((ver, tag)))
         };
         match inflight {
             Some(InFlight::Insert(v)) => {
@@ -275,8 +341,13 @@ impl CrashModel {
                 }
             }
             Some(InFlight::Upsert(i, ver)) => {
-                if version_of(i)? == Some(ver) {
-                    self.live.insert(i, ver);
+                if version_of(i)? == Some((ver, ver)) {
+                    self.live.insert(i, (ver, ver));
+                }
+            }
+            Some(InFlight::Update(i, tag)) => {
+                if version_of(i)?.is_some_and(|(_, t)| t == tag) {
+                    self.apply(&InFlight::Update(i, tag));
                 }
             }
             Some(InFlight::Delete(i)) => {
@@ -284,7 +355,7 @@ impl CrashModel {
                     self.live.remove(&i);
                 }
             }
-            Some(InFlight::Maintenance) | None => {}
+            Some(InFlight::Flush | InFlight::Compact) | None => {}
         }
         let stats = db.stats("c").map_err(|e| e.to_string())?;
         if stats.docs != self.live.len() as u64 {
@@ -294,10 +365,10 @@ impl CrashModel {
                 self.live.len()
             ));
         }
-        for (&id, &ver) in &self.live {
+        for (&id, &want) in &self.live {
             match version_of(id)? {
-                Some(v) if v == ver => {}
-                other => return Err(format!("acknowledged doc {id} v{ver} lost: found {other:?}")),
+                Some(got) if got == want => {}
+                other => return Err(format!("acknowledged doc {id} (version, tag) {want:?} lost: found {other:?}")),
             }
         }
         self.check_searchable(db)
@@ -307,7 +378,17 @@ impl CrashModel {
     fn check_searchable(&self, db: &Database) -> std::result::Result<(), String> {
         let ids: Vec<i64> = self.live.keys().copied().collect();
         for id in ids.iter().rev().take(3).chain(ids.iter().take(2)) {
-            let doc = crash_doc(*id, self.live[id]);
+            let (ver, _tag) = self.live[id];
+            #[cfg(feature = "fulltext")]
+            {
+                let hits = db
+                    .search("c", &SearchRequest::bm25(crash_body(*id, _tag)).limit(5))
+                    .map_err(|e| format!("bm25: {e}"))?;
+                if hits.iter().map(|h| &h.id).ne([DocId::Int(*id)].iter()) {
+                    return Err(format!("full-text index out of step: doc {id}'s text finds {hits:?}"));
+                }
+            }
+            let doc = crash_doc(*id, ver);
             let hits =
                 db.search("c", &SearchRequest::maxsim(doc.tokens).limit(1)).map_err(|e| e.to_string())?;
             if hits.first().map(|h| &h.id) != Some(&DocId::Int(*id)) {

@@ -192,6 +192,9 @@ pub(crate) struct Txn<'a> {
 /// Oldest catalog schema a read-only handle opens without upgrading it.
 const READ_ONLY_OLDEST_SCHEMA: u32 = 2;
 
+/// File name of the catalog inside the database directory.
+const CATALOG_FILE: &str = "catalog.sqlite";
+
 fn docs(c: i64) -> String {
     format!("c{c}_docs")
 }
@@ -205,6 +208,7 @@ fn tomb(c: i64) -> String {
 impl Txn<'_> {
     /// Commit.
     pub fn commit(self) -> Result<()> {
+        crate::storage::fault::point("catalog.commit", Path::new(CATALOG_FILE))?;
         Ok(self.tx.commit()?)
     }
 
@@ -738,7 +742,7 @@ impl Txn<'_> {
 
 /// The catalog file inside a database directory.
 pub(crate) fn catalog_path(root: &Path) -> PathBuf {
-    root.join("catalog.sqlite")
+    root.join(CATALOG_FILE)
 }
 
 /// Test hooks on raw catalogs (used through `crate::testing`).

@@ -211,6 +211,7 @@ impl FullText {
         }
         let json =
             serde_json::to_string(&Payload { index_id: self.index_id, seq }).map_err(|e| terr(path, e))?;
+        crate::storage::fault::point("fulltext.commit", path)?;
         let mut commit = w.prepare_commit().map_err(|e| terr(path, e))?;
         commit.set_payload(&json);
         commit.commit().map_err(|e| terr(path, e))?;

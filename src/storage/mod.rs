@@ -5,6 +5,7 @@
 //! That transaction is the commit point: a file without a manifest row is garbage and is
 //! removed by the next writer to open the database.
 
+pub mod fault;
 pub mod format;
 pub mod mmap;
 pub mod segment;
@@ -26,11 +27,13 @@ pub(crate) fn segment_file_name(id: i64) -> String {
 
 /// fsync a directory so that renames and creations in it are durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    fault::point("dir.fsync", dir)?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 /// Atomically publish `tmp` as `dest` (same directory): rename, then fsync the directory.
 pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+    fault::point("segment.rename", dest)?;
     std::fs::rename(tmp, dest).at(dest)?;
     fsync_dir(dest.parent().unwrap_or(Path::new(".")))
 }

@@ -109,6 +109,7 @@ impl SegmentWriter {
     }
 
     fn raw(&mut self, b: &[u8]) -> Result<()> {
+        super::fault::point("segment.write", &self.path)?;
         self.out.write_all(b).at(&self.path)?;
         self.pos += b.len() as u64;
         Ok(())
@@ -143,6 +144,7 @@ impl SegmentWriter {
         let footer = format::encode_footer(&self.entries, self.pos);
         self.raw(&footer)?;
         let file = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        super::fault::point("segment.fsync", &self.path)?;
         file.sync_all().at(&self.path)?;
         Ok(self.pos)
     }

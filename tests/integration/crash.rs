@@ -1,6 +1,6 @@
 //! SIGKILL a writer at random moments (inserts, upserts, deletes, flushes, compactions),
 //! reopen, and compare with the acknowledged operations. `MAXSIMDB_CRASH_TRIALS` sets
-//! the number of trials (default 50); the bench suite `crash` runs thousands.
+//! the number of trials (default 30); the bench suite `crash` runs thousands.
 
 use std::process::{Command, Stdio};
 
@@ -10,7 +10,7 @@ const CHILD_ENV: &str = "MAXSIMDB_CRASH_CHILD";
 
 #[test]
 fn killed_writer_loses_no_acknowledged_write() {
-    let trials = std::env::var("MAXSIMDB_CRASH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let trials = std::env::var("MAXSIMDB_CRASH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.msdb");
     let exe = std::env::current_exe().unwrap();

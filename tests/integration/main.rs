@@ -10,6 +10,7 @@ mod crud;
 #[cfg(feature = "embed")]
 mod embed;
 mod errors;
+mod faults;
 #[cfg(feature = "fulltext")]
 mod fulltext;
 mod hnsw;
