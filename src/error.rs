@@ -83,9 +83,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An error reported by the SQLite catalog.
+    /// An error reported by the SQLite catalog. (SQLite's "corrupt" and "not a database"
+    /// become [`Error::Corruption`] of `catalog.sqlite`.)
     #[error("catalog error: {0}")]
-    Catalog(#[from] rusqlite::Error),
+    Catalog(#[source] rusqlite::Error),
     /// A JSON value could not be encoded or decoded.
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),
@@ -191,6 +192,21 @@ impl Error {
     #[track_caller]
     pub(crate) fn poisoned() -> Self {
         Error::LockPoisoned(std::panic::Location::caller())
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, DatabaseCorrupt | NotADatabase) => {
+                Error::Corruption {
+                    path: PathBuf::from("catalog.sqlite"),
+                    detail: format!("{e}: the catalog is damaged; restore the database from a backup"),
+                }
+            }
+            _ => Error::Catalog(e),
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! maxsimdb bench runner: `cargo run --release -p maxsimdb-bench -- SUITE [options]`.
 //!
 //! Prints a readable table; with `--json`, one JSON object as the last line.
-//! Suites: `kernel`, `beir`, `scale`, `crash`.
+//! Suites: `kernel`, `beir`, `scale`, `crash`, `corrupt`.
 
 mod beir;
+mod corrupt;
 mod crash;
 mod kernel;
 mod metrics;
@@ -76,10 +77,11 @@ fn main() -> ExitCode {
     let res = match args.suite.as_str() {
         "kernel" => kernel::run(&args),
         "crash" => crash::run(&args),
+        "corrupt" => corrupt::run(&args),
         "crash-child" => crash::child(&args),
         "beir" => beir::run(&args),
         "scale" => scale::run(&args),
-        other => Err(format!("unknown suite '{other}': use kernel, beir, scale or crash")),
+        other => Err(format!("unknown suite '{other}': use kernel, beir, scale, crash or corrupt")),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

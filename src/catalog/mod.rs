@@ -174,6 +174,14 @@ impl Catalog {
         Ok(Txn { tx, schema })
     }
 
+    /// Move the write-ahead log into the main file and empty it (at close: a closed
+    /// database is then one self-contained file, and a damaged leftover log cannot
+    /// silently roll it back).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// `PRAGMA integrity_check` results other than "ok".
     pub fn integrity_check(&self) -> Result<Vec<String>> {
         let mut st = self.conn.prepare("PRAGMA integrity_check")?;

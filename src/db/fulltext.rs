@@ -172,6 +172,14 @@ impl FullText {
         if index.schema() != schema().0 {
             return Err(terr(path, "unexpected schema"));
         }
+        // Every file of the live segments against its checksum (tantivy's footers): damaged
+        // data must never reach tantivy's decoders. One pass over the index per process.
+        let damaged = index.validate_checksum().map_err(|e| terr(path, e))?;
+        if !damaged.is_empty() {
+            let mut names: Vec<String> = damaged.iter().map(|p| p.display().to_string()).collect();
+            names.sort();
+            return Err(terr(path, format!("files fail their checksums: {}", names.join(", "))));
+        }
         Self::wrap(path, index, index_id, opts)
     }
 
@@ -454,6 +462,21 @@ impl Database {
             self.fulltext_catch_up(w, c)?;
         }
         Ok(())
+    }
+
+    /// CHECK of the full-text index of `c`, if any: `Some(problem)` when it is missing,
+    /// unreadable or fails its checksums. A writable handle then rebuilds it from the
+    /// catalog (and says so).
+    pub(super) fn fulltext_check(&self, c: &CollectionRow) -> Result<Option<String>> {
+        let Some((row, opts)) = self.with_reader(|cat| fulltext_row(&cat.read()?, c))? else { return Ok(None) };
+        let path = dir(&self.inner.root, c.id);
+        let Err(e) = FullText::open(&path, row.id, opts) else { return Ok(None) };
+        if self.inner.writer.is_none() {
+            return Ok(Some(e.to_string()));
+        }
+        let mut w = self.writer()?;
+        self.fulltext_rebuild_locked(&mut w, c)?;
+        Ok(Some(format!("{e} (rebuilt from the catalog)")))
     }
 
     /// Forget the full-text state of collection `c` (index or collection dropped).

@@ -171,14 +171,18 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if !self.opts.flush_on_close {
-            return;
-        }
         let Some(w) = &self.writer else { return };
         let Ok(mut cat) = w.lock() else { return };
         // Best effort: committed writes are durable in the catalog whether or not this
         // flush happens; use `Database::close` to see errors.
-        let _ = write::flush_all(self, &mut cat);
+        if self.opts.flush_on_close {
+            let _ = write::flush_all(self, &mut cat);
+        }
+        // Idle pooled readers first, so that nothing holds the log open.
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.clear();
+        }
+        let _ = cat.checkpoint();
     }
 }
 
@@ -420,11 +424,22 @@ impl Database {
         })
     }
 
-    /// Verify every checksum of every segment and the catalog's integrity.
+    /// Verify every checksum of every segment, of every full-text index, and the
+    /// catalog's integrity. A full-text index that fails is rebuilt from the catalog when
+    /// the handle is writable (the report says so).
     ///
     /// # Errors
     /// Only errors that prevent checking at all; damage is reported in the report.
     pub fn check(&self) -> Result<CheckReport> {
+        let mut report = self.check_segments()?;
+        #[cfg(feature = "fulltext")]
+        for c in self.with_reader(|cat| cat.read()?.collections())? {
+            report.problems.extend(self.fulltext_check(&c)?);
+        }
+        Ok(report)
+    }
+
+    fn check_segments(&self) -> Result<CheckReport> {
         self.with_reader(|cat| {
             let mut report = CheckReport { problems: cat.integrity_check()?, ..CheckReport::default() };
             let tx = cat.read()?;

@@ -8,6 +8,8 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub mod corrupt;
+
 pub use crate::storage::fault;
 
 use crate::{
