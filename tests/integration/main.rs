@@ -4,6 +4,7 @@
 mod colbert;
 mod common;
 mod compat;
+mod concurrency;
 mod corruption;
 mod crash;
 mod crud;
