@@ -52,7 +52,11 @@ pub fn run(args: &Args) -> Result<(), String> {
         "recovery_ms_p50": rec.get(rec.len() / 2).copied().unwrap_or(0.0),
         "recovery_ms_max": rec.last().copied().unwrap_or(0.0),
     });
-    report(args, "crash (SIGKILL during insert/upsert/update/delete/flush/compact and full-text catch-up)", &out);
+    report(
+        args,
+        "crash (SIGKILL during insert/upsert/update/delete/flush/compact and full-text catch-up)",
+        &out,
+    );
     if total.failures.is_empty() {
         Ok(())
     } else {

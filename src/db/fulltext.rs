@@ -166,8 +166,23 @@ impl FullText {
         Ok(Self { index_id, index, reader, row, body, writer: Mutex::new(None) })
     }
 
-    /// Open the index at `path`.
+    /// Open the index at `path`, verifying the checksums of its live files.
     fn open(path: &Path, index_id: i64, opts: FullTextOptions) -> Result<Self> {
+        // The writer's background merges may replace segment files while they are read
+        // here; a file that vanished under us is retried from fresh metadata, damage that
+        // persists is reported.
+        let mut attempt = 0;
+        let index = loop {
+            attempt += 1;
+            match Self::open_verified(path) {
+                Err(_) if attempt < 4 => std::thread::sleep(std::time::Duration::from_millis(20)),
+                other => break other?,
+            }
+        };
+        Self::wrap(path, index, index_id, opts)
+    }
+
+    fn open_verified(path: &Path) -> Result<Index> {
         let index = Index::open_in_dir(path).map_err(|e| terr(path, e))?;
         if index.schema() != schema().0 {
             return Err(terr(path, "unexpected schema"));
@@ -180,7 +195,7 @@ impl FullText {
             names.sort();
             return Err(terr(path, format!("files fail their checksums: {}", names.join(", "))));
         }
-        Self::wrap(path, index, index_id, opts)
+        Ok(index)
     }
 
     /// Create an empty index at `path` (whatever was there is removed).
@@ -468,7 +483,9 @@ impl Database {
     /// unreadable or fails its checksums. A writable handle then rebuilds it from the
     /// catalog (and says so).
     pub(super) fn fulltext_check(&self, c: &CollectionRow) -> Result<Option<String>> {
-        let Some((row, opts)) = self.with_reader(|cat| fulltext_row(&cat.read()?, c))? else { return Ok(None) };
+        let Some((row, opts)) = self.with_reader(|cat| fulltext_row(&cat.read()?, c))? else {
+            return Ok(None);
+        };
         let path = dir(&self.inner.root, c.id);
         let Err(e) = FullText::open(&path, row.id, opts) else { return Ok(None) };
         if self.inner.writer.is_none() {

@@ -194,10 +194,10 @@ pub unsafe extern "C" fn msdb_db_open(
         unsafe { put(out, std::ptr::null_mut(), "msdb_db_open: out")? };
         // SAFETY: caller contract.
         let path = unsafe { text(path, "msdb_db_open: path")? };
-        // SAFETY: NULL or a valid options struct (read unaligned: caller memory).
         let o = if options.is_null() {
             msdb_open_options::default()
         } else {
+            // SAFETY: a valid options struct by the caller contract (read unaligned).
             unsafe { options.read_unaligned() }
         };
         let b = builder(path, o)?;

@@ -1380,7 +1380,14 @@ impl Session {
     /// collection with a model — the text columns to embed.
     fn import(&self, coll: &str, path: &str, progress: Progress<'_>) -> Result<usize> {
         let p = std::path::Path::new(path);
-        let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+        let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+            Error::invalid(format!(
+                "{path}: line {line} is not valid UTF-8 (byte {at}); convert the file to UTF-8"
+            ))
+        })?;
         let spec = self.db.describe(coll)?;
         let csv = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         let mut docs = Vec::new();

@@ -94,7 +94,10 @@ fn probe(path: &Path, writable: bool) -> std::result::Result<String, String> {
 
 /// Every file of the database with the artefact kind its bytes belong to (segment files
 /// are split by section).
-fn artefacts(base: &Path) -> Vec<(PathBuf, Vec<(usize, usize, String)>)> {
+/// Byte ranges of a file, each with the artefact kind it holds.
+type Ranges = Vec<(usize, usize, String)>;
+
+fn artefacts(base: &Path) -> Vec<(PathBuf, Ranges)> {
     let mut out = Vec::new();
     let mut walk = vec![base.to_path_buf()];
     while let Some(d) = walk.pop() {
@@ -111,7 +114,13 @@ fn artefacts(base: &Path) -> Vec<(PathBuf, Vec<(usize, usize, String)>)> {
                 decode_footer(&p, &bytes)
                     .map(|es| {
                         es.iter()
-                            .map(|e| (e.offset as usize, (e.offset + e.len) as usize, format!("segment {:?}", e.kind)))
+                            .map(|e| {
+                                (
+                                    e.offset as usize,
+                                    (e.offset + e.len) as usize,
+                                    format!("segment {:?}", e.kind),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default()
@@ -165,7 +174,8 @@ pub fn sweep(base: &Path, scratch: &Path, flips: usize, seed: u64) -> BTreeMap<S
                 damages.push((kind.clone(), b));
             }
         }
-        let kind = ranges.first().map(|r| r.2.split(' ').next().unwrap_or("").to_string()).unwrap_or_default();
+        let kind =
+            ranges.first().map(|r| r.2.split(' ').next().unwrap_or("").to_string()).unwrap_or_default();
         let cut = rng.below(original.len().max(1) as u64) as usize;
         damages.push((format!("{kind} truncated"), original[..cut].to_vec()));
         for (kind, bytes) in damages {

@@ -83,7 +83,11 @@ pub fn crash_doc(id: i64, version: i64) -> Document {
         mean.iter_mut().zip(row).for_each(|(m, x)| *m += x);
     }
     normalize(&mut mean);
-    Document::new(id).tokens(tokens).pooled("mean", mean).set("ver", version).set("body", crash_body(id, version))
+    Document::new(id)
+        .tokens(tokens)
+        .pooled("mean", mean)
+        .set("ver", version)
+        .set("body", crash_body(id, version))
 }
 
 /// The text of document `id` after its text was last set to `tag`: one word, unique to
@@ -126,7 +130,9 @@ pub fn crash_setup(db: &Database) -> crate::Result<()> {
 /// Database errors.
 pub fn run_op(db: &Database, op: &InFlight) -> crate::Result<()> {
     match op {
-        InFlight::Insert(v) => db.insert("c", &v.iter().map(|&(i, ver)| crash_doc(i, ver)).collect::<Vec<_>>()),
+        InFlight::Insert(v) => {
+            db.insert("c", &v.iter().map(|&(i, ver)| crash_doc(i, ver)).collect::<Vec<_>>())
+        }
         InFlight::Upsert(id, ver) => db.upsert("c", &[crash_doc(*id, *ver)]),
         InFlight::Update(id, tag) => {
             db.update("c", &DocId::Int(*id), &[("body".into(), Value::Text(crash_body(*id, *tag)))])
@@ -141,7 +147,9 @@ pub fn run_op(db: &Database, op: &InFlight) -> crate::Result<()> {
 #[must_use]
 pub fn op_text(op: &InFlight) -> String {
     match op {
-        InFlight::Insert(v) => format!("I {}", v.iter().map(|(i, v)| format!("{i}:{v}")).collect::<Vec<_>>().join(" ")),
+        InFlight::Insert(v) => {
+            format!("I {}", v.iter().map(|(i, v)| format!("{i}:{v}")).collect::<Vec<_>>().join(" "))
+        }
         InFlight::Upsert(i, v) => format!("U {i}:{v}"),
         InFlight::Update(i, t) => format!("T {i}:{t}"),
         InFlight::Delete(i) => format!("D {i}"),
@@ -370,7 +378,11 @@ impl CrashModel {
         for (&id, &want) in &self.live {
             match version_of(id)? {
                 Some(got) if got == want => {}
-                other => return Err(format!("acknowledged doc {id} (version, tag) {want:?} lost: found {other:?}")),
+                other => {
+                    return Err(format!(
+                        "acknowledged doc {id} (version, tag) {want:?} lost: found {other:?}"
+                    ))
+                }
             }
         }
         self.check_searchable(db)

@@ -56,7 +56,10 @@ fn result_of(child: std::process::Child) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "child failed: {out:?}");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines().find_map(|l| l.split_once("RESULT ").map(|(_, r)| r)).unwrap_or_else(|| panic!("no result in {text}")).to_string()
+    text.lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no result in {text}"))
+        .to_string()
 }
 
 #[test]
@@ -65,7 +68,8 @@ fn readers_in_threads_and_processes_see_whole_batches_while_one_writer_works() {
     let path = dir.path().join("db");
     let db = Database::builder(&path).flush_threshold_tokens(60).open().unwrap();
     db.create_collection(&spec("c", Dtype::F16)).unwrap();
-    db.insert("c", &(0..5).map(|i| doc(&mut Rng::new(9), &format!("seed{i}"), 3, 1)).collect::<Vec<_>>()).unwrap();
+    db.insert("c", &(0..5).map(|i| doc(&mut Rng::new(9), &format!("seed{i}"), 3, 1)).collect::<Vec<_>>())
+        .unwrap();
 
     let _stop_children = StopFile(path.join("STOP"));
     let procs: Vec<_> = (0..2).map(|_| spawn_child("reader", &path)).collect();

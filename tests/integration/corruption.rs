@@ -161,7 +161,9 @@ fn every_artefact_damaged_is_detected_or_harmless_never_a_panic() {
     for kind in ["segment Tokens", "segment HnswGraph", "segment PlaidCodes", "fulltext", "catalog"] {
         assert!(res.get(kind).is_some_and(|o| o.trials > 0), "{kind} not covered: {res:?}");
     }
-    let segment_detected: usize = res.iter().filter(|(k, _)| k.starts_with("segment ")).map(|(_, o)| o.detected).sum();
-    let segment_trials: usize = res.iter().filter(|(k, _)| k.starts_with("segment ")).map(|(_, o)| o.trials).sum();
+    let segment_detected: usize =
+        res.iter().filter(|(k, _)| k.starts_with("segment ")).map(|(_, o)| o.detected).sum();
+    let segment_trials: usize =
+        res.iter().filter(|(k, _)| k.starts_with("segment ")).map(|(_, o)| o.trials).sum();
     assert_eq!(segment_detected, segment_trials, "every segment flip is caught by a checksum: {res:?}");
 }

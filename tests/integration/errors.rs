@@ -101,3 +101,133 @@ fn error_codes_are_stable() {
     assert_eq!(ErrorCode::Locked as i32, 8);
     assert_eq!(ErrorCode::NotAvailable as i32, 12);
 }
+
+/// The README's bad-input table, row by row, through the language (what the shell, the
+/// C API and the bindings run) and the Rust API: each gets its error code and changes
+/// nothing. (Invalid UTF-8 in a statement is the C API's and the shell's to catch: both
+/// are tested in `bindings/c/tests/test_capi.c` and `shell.rs`.)
+#[test]
+fn the_bad_input_table_holds() {
+    use maxsimdb::sql::Session;
+    let (dir, db) = tempdb();
+    let s = Session::new(db.clone());
+    s.execute("CREATE COLLECTION c (title TEXT, year INTEGER, meta JSON) WITH (dim = 2, pooled = 'mean:2')")
+        .unwrap();
+    s.execute("INSERT INTO c (id, title, year, tokens, mean) VALUES ('a', 'x', 1, '[[1,0]]', '[1,0]')")
+        .unwrap();
+    let bad_utf8 = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad_utf8,
+        b"{\"id\": \"b\", \"title\": \"\xff\xfe\", \"tokens\": [[1,0]], \"mean\": [1,0]}\n",
+    )
+    .unwrap();
+    let rows: Vec<(&str, String, ErrorCode)> = vec![
+        (
+            "wrong dimension",
+            "INSERT INTO c (id, tokens, mean) VALUES ('b', '[[1,0,0]]', '[1,0]')".into(),
+            ErrorCode::DimensionMismatch,
+        ),
+        (
+            "wrong query dimension",
+            "SELECT id FROM c ORDER BY maxsim('[[1,0,0]]') LIMIT 1".into(),
+            ErrorCode::DimensionMismatch,
+        ),
+        (
+            "NaN (overflowing literal)",
+            "INSERT INTO c (id, tokens, mean) VALUES ('b', '[[1e999,0]]', '[1,0]')".into(),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "empty document",
+            "INSERT INTO c (id, tokens, mean) VALUES ('b', '[]', '[1,0]')".into(),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "malformed JSON vector",
+            "INSERT INTO c (id, tokens, mean) VALUES ('b', '[[1,0]', '[1,0]')".into(),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "vector of strings",
+            "SELECT id FROM c ORDER BY dense(mean, '[\"a\", 1]') LIMIT 1".into(),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "unknown collection",
+            "SELECT id FROM nope ORDER BY maxsim('[[1,0]]') LIMIT 1".into(),
+            ErrorCode::NotFound,
+        ),
+        (
+            "unknown column",
+            "SELECT id FROM c WHERE nope = 1 ORDER BY maxsim('[[1,0]]') LIMIT 1".into(),
+            ErrorCode::NotFound,
+        ),
+        (
+            "unknown pooled vector",
+            "SELECT id FROM c ORDER BY dense(other, '[1,0]') LIMIT 1".into(),
+            ErrorCode::NotFound,
+        ),
+        (
+            "duplicate id",
+            "INSERT INTO c (id, tokens, mean) VALUES ('a', '[[1,0]]', '[1,0]')".into(),
+            ErrorCode::AlreadyExists,
+        ),
+        (
+            "oversized LIMIT",
+            "SELECT id FROM c ORDER BY maxsim('[[1,0]]') LIMIT 100000".into(),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "negative LIMIT",
+            "SELECT id FROM c ORDER BY maxsim('[[1,0]]') LIMIT -1".into(),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "invalid UTF-8 in an imported file",
+            format!("IMPORT INTO c FROM '{}'", bad_utf8.display()),
+            ErrorCode::InvalidArgument,
+        ),
+        ("hostile SQL: ATTACH", "ATTACH DATABASE '/tmp/x' AS x".into(), ErrorCode::Syntax),
+        ("hostile SQL: PRAGMA", "PRAGMA writable_schema = 1".into(), ErrorCode::Syntax),
+        (
+            "hostile SQL: injection in a literal",
+            "SELECT id FROM c WHERE title = 'x'' OR 1=1 --' ORDER BY maxsim('[[1,0]]') LIMIT 5".into(),
+            ErrorCode::Ok,
+        ),
+        (
+            "hostile SQL: function in WHERE",
+            "SELECT id FROM c WHERE load_extension('x') ORDER BY maxsim('[[1,0]]') LIMIT 1".into(),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "hostile SQL: subquery",
+            "DELETE FROM c WHERE id IN (SELECT id FROM c)".into(),
+            ErrorCode::InvalidArgument,
+        ),
+        ("hostile SQL: stacked DROP TABLE", "FLUSH c; DROP TABLE c1_docs".into(), ErrorCode::Syntax),
+    ];
+    let before = (db.stats("c").unwrap(), db.info().unwrap().generation);
+    for (what, sql, code) in rows {
+        match s.execute(&sql) {
+            Ok(r) => {
+                assert_eq!(code, ErrorCode::Ok, "{what}: accepted");
+                // The quote stays inside the literal: no row has that title.
+                assert!(r.iter().all(|r| r.rows.is_empty()), "{what}: {r:?}");
+            }
+            Err(e) => assert_eq!(e.code(), code, "{what}: {e}"),
+        }
+        let now = (db.stats("c").unwrap(), db.info().unwrap().generation);
+        // The stacked statement flushes before it fails: only that may move the generation.
+        if !what.contains("stacked") {
+            assert_eq!(now, before, "{what} changed the database");
+        }
+    }
+    let huge = Document::new("big")
+        .tokens(vec![0.5; 2 * (maxsimdb::MAX_TOKENS_PER_DOC + 1)])
+        .pooled("mean", vec![1.0, 0.0]);
+    assert_eq!(
+        db.insert("c", &[huge]).unwrap_err().code(),
+        ErrorCode::InvalidArgument,
+        "very large document"
+    );
+}

@@ -46,7 +46,9 @@ fn setup(path: &Path) -> (Database, CrashModel) {
 /// writes of one segment) only the first and the last.
 fn fault_sites(points: &[&str]) -> Vec<usize> {
     (0..points.len())
-        .filter(|&i| i == 0 || i + 1 == points.len() || points[i - 1] != points[i] || points[i + 1] != points[i])
+        .filter(|&i| {
+            i == 0 || i + 1 == points.len() || points[i - 1] != points[i] || points[i + 1] != points[i]
+        })
         .collect()
 }
 

@@ -1,0 +1,1 @@
+CREATE COLLECTION docs (title TEXT, year INTEGER) WITH (dim = 2, pooled = 'mean:2');

@@ -1,0 +1,1 @@
+SELECT id, score, title FROM c WHERE year >= 2000 AND title LIKE 'p%' ORDER BY maxsim('[[1,0]]') LIMIT 10

@@ -1,0 +1,1 @@
+SELECT * FROM c WHERE id IN ('a', 'b') AND NOT (year BETWEEN 1 AND 5) ORDER BY dense(mean, ?) LIMIT ? WITH (plan = 'exact')

@@ -1,0 +1,1 @@
+DELETE FROM c WHERE year < 0 OR title = 'x'

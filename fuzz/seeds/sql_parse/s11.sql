@@ -1,0 +1,1 @@
+CREATE INDEX ON c USING hnsw(mean) WITH (m = 8)

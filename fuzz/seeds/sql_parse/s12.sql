@@ -1,0 +1,1 @@
+year >= 2000 AND (title = 'x' OR id IN (1, 2, 3))

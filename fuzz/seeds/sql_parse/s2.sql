@@ -1,0 +1,1 @@
+INSERT INTO c (id, title, year, tokens, mean) VALUES (?, ?, ?, ?, ?)

@@ -1,0 +1,1 @@
+SELECT id FROM c ORDER BY hybrid('x y', 'bm25,maxsim') LIMIT 3

@@ -1,0 +1,1 @@
+UPDATE c SET title = 'q' WHERE year IS NOT NULL

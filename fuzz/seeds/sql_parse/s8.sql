@@ -1,0 +1,1 @@
+HOPFIELD c mean '[0.8, null]' WITH (beta = 20)

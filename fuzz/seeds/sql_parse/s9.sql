@@ -1,0 +1,1 @@
+EXPLAIN SELECT id FROM c ORDER BY maxsim(?) LIMIT 5
