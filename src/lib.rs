@@ -67,7 +67,7 @@ pub use catalog::SCHEMA_VERSION;
 #[cfg(feature = "fulltext")]
 pub use db::FullTextOptions;
 pub use db::{
-    CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Fusion, HnswParams,
+    BackupReport, CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Fusion, HnswParams,
     HopfieldLookup, HopfieldResult, IndexInfo, MuveraOptions, PlaidOptions, Plan, Query, Refine,
     SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, DEFAULT_FLUSH_THRESHOLD_TOKENS,
     DEFAULT_RETIRE_GRACE, MAX_LIMIT,

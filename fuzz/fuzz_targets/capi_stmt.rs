@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use maxsimdb::ffi::*;
 
-struct Db(*mut msdb_db, tempfile::TempDir);
+/// The handle, and the directory that must outlive it.
+struct Db(*mut msdb_db, #[allow(dead_code)] tempfile::TempDir);
 // SAFETY: the handle is a registry token, valid from any thread.
 unsafe impl Send for Db {}
 // SAFETY: as above; the library serializes calls on one handle.

@@ -22,7 +22,7 @@ fn env() -> &'static Env {
         let db = Database::builder(dir.path().join("f.msdb")).flush_threshold_tokens(1 << 20).open().unwrap();
         let session = Session::new(db);
         session
-            .execute("CREATE COLLECTION c (title TEXT, year INTEGER, score REAL, meta JSON) WITH (dim = 2, pooled = 'mean:2')")
+            .execute("CREATE COLLECTION c (title TEXT, year INTEGER, rating REAL, meta JSON) WITH (dim = 2, pooled = 'mean:2')")
             .unwrap();
         Env { jsonl: dir.path().join("in.jsonl"), csv: dir.path().join("in.csv"), _dir: dir, session }
     })

@@ -174,6 +174,18 @@ impl Catalog {
         Ok(Txn { tx, schema })
     }
 
+    /// Write a consistent copy of the catalog (one read transaction) to the new file `dest`.
+    pub fn vacuum_into(&self, dest: &Path) -> Result<()> {
+        let dest = dest.to_str().ok_or_else(|| Error::invalid(format!("{} is not UTF-8", dest.display())))?;
+        self.conn.execute("VACUUM INTO ?1", [dest])?;
+        Ok(())
+    }
+
+    /// The catalog's schema version.
+    pub fn schema(&self) -> u32 {
+        self.schema
+    }
+
     /// Move the write-ahead log into the main file and empty it (at close: a closed
     /// database is then one self-contained file, and a damaged leftover log cannot
     /// silently roll it back).

@@ -1,6 +1,7 @@
 //! [`Database`]: opening, locking, collections, statistics, integrity checks and garbage
 //! collection. Writes live in `write.rs`, reads in `search.rs`.
 
+mod backup;
 #[cfg(feature = "embed")]
 mod embed;
 #[cfg(feature = "fulltext")]
@@ -11,6 +12,7 @@ mod search;
 mod write;
 
 pub use crate::index::hnsw::HnswParams;
+pub use backup::BackupReport;
 #[cfg(feature = "fulltext")]
 pub use fulltext::FullTextOptions;
 pub use hopfield::{HopfieldLookup, HopfieldResult};
@@ -431,6 +433,7 @@ impl Database {
     /// # Errors
     /// Only errors that prevent checking at all; damage is reported in the report.
     pub fn check(&self) -> Result<CheckReport> {
+        #[cfg_attr(not(feature = "fulltext"), expect(unused_mut, reason = "extended by the full-text check"))]
         let mut report = self.check_segments()?;
         #[cfg(feature = "fulltext")]
         for c in self.with_reader(|cat| cat.read()?.collections())? {

@@ -290,7 +290,7 @@ pub unsafe extern "C" fn msdb_db_exec(db: *mut msdb_db, sql: *const c_char) -> c
     with_db(db, "msdb_db_exec", |h| {
         // SAFETY: caller contract.
         let sql = unsafe { text(sql, "msdb_db_exec: sql")? };
-        h.session.execute_with(sql, &[], &mut |_| {}, &mut |_| {})?;
+        h.session.execute_with(sql, &[], &mut |_, _| {}, &mut |_| {})?;
         Ok(MSDB_OK)
     })
 }
@@ -558,4 +558,43 @@ pub(super) fn vector_json(v: &[f32], rows: Option<usize>) -> Result<Value> {
         }
     };
     Ok(Value::Text(json))
+}
+
+/// Write a consistent snapshot of the open database into the new zstd archive `path`
+/// (`BACKUP TO`), while other threads and processes keep reading and writing.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn msdb_db_backup(db: *mut msdb_db, path: *const c_char) -> c_int {
+    with_db(db, "msdb_db_backup", |h| {
+        // SAFETY: caller contract.
+        let path = unsafe { text(path, "msdb_db_backup: path")? };
+        h.db().backup(path, |_, _| {})?;
+        Ok(MSDB_OK)
+    })
+}
+
+/// Restore the archive `archive` into the new directory `dir` (`RESTORE FROM … INTO`),
+/// verifying every checksum before the directory appears. No handle is needed; the
+/// message of a failure goes to `*errmsg` when `errmsg` is not NULL (free it with
+/// `msdb_free`) and to `msdb_last_errmsg`.
+///
+/// # Safety
+/// `archive` and `dir` are NUL-terminated strings; `errmsg` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn msdb_restore(archive: *const c_char, dir: *const c_char, errmsg: *mut *mut c_char) -> c_int {
+    let r = guarded("msdb_restore", || {
+        // SAFETY: caller contract.
+        let (archive, dir) = unsafe { (text(archive, "msdb_restore: archive")?, text(dir, "msdb_restore: dir")?) };
+        Database::restore(archive, dir, |_, _| {})?;
+        Ok(MSDB_OK)
+    });
+    let code = status(&r);
+    if !errmsg.is_null() {
+        let m = r.err().map_or(std::ptr::null_mut(), |e| alloc_string(&e.to_string()));
+        // SAFETY: non-null and writable by the caller contract.
+        unsafe { errmsg.write_unaligned(m) };
+    }
+    code
 }

@@ -280,7 +280,7 @@ pub extern "C" fn msdb_stmt_step(stmt: *mut msdb_stmt) -> c_int {
     with_stmt(stmt, "msdb_stmt_step", |h, st| {
         if st.result.is_none() {
             let mut results = Vec::new();
-            h.session.execute_with(&h.sql, &st.params, &mut |_| {}, &mut |r| results.push(r))?;
+            h.session.execute_with(&h.sql, &st.params, &mut |_, _| {}, &mut |r| results.push(r))?;
             let r = results.pop().unwrap_or_default();
             st.names = r.columns.iter().filter_map(|c| nul_terminated(c)).collect();
             st.message = r.message.as_deref().and_then(nul_terminated);

@@ -39,8 +39,9 @@ impl StatementResult {
     }
 }
 
-/// Progress of a long statement (`IMPORT`): documents done so far.
-pub type Progress<'a> = &'a mut dyn FnMut(usize);
+/// Progress of a long statement: how much is done so far, and its unit (`IMPORT`:
+/// "documents"; `BACKUP`, `RESTORE`: "MiB").
+pub type Progress<'a> = &'a mut dyn FnMut(usize, &str);
 
 /// Runs statements against a database.
 #[derive(Debug, Clone)]
@@ -94,7 +95,7 @@ impl Session {
     /// that failed (earlier statements stay done).
     pub fn execute(&self, sql: &str) -> Result<Vec<StatementResult>> {
         let mut out = Vec::new();
-        self.execute_with(sql, &[], &mut |_| {}, &mut |r| out.push(r))?;
+        self.execute_with(sql, &[], &mut |_, _| {}, &mut |r| out.push(r))?;
         Ok(out)
     }
 
@@ -280,6 +281,11 @@ enum Statement {
     },
     Flush(String),
     Vacuum(String),
+    Backup(String),
+    Restore {
+        from: String,
+        into: String,
+    },
     Check,
     Stats(String),
 }
@@ -464,6 +470,16 @@ impl Grammar<'_, '_> {
         if self.word("insert") {
             self.expect_word("into")?;
             return self.insert();
+        }
+        if self.word("backup") {
+            self.expect_word("to")?;
+            return Ok(Statement::Backup(self.string()?));
+        }
+        if self.word("restore") {
+            self.expect_word("from")?;
+            let from = self.string()?;
+            self.expect_word("into")?;
+            return Ok(Statement::Restore { from, into: self.string()? });
         }
         if self.word("import") {
             self.expect_word("into")?;
@@ -1165,6 +1181,25 @@ impl Session {
                     format!("{c}: nothing to compact")
                 })
             }
+            Statement::Backup(path) => {
+                let r = db.backup(&path, |done, _| progress((done >> 20) as usize, "MiB"))?;
+                StatementResult::message(format!(
+                    "backed up {} files ({:.1} MiB) to {path}: {:.1} MiB compressed, {:.1} s",
+                    r.files,
+                    r.bytes as f64 / 1048576.0,
+                    r.archive_bytes as f64 / 1048576.0,
+                    r.seconds
+                ))
+            }
+            Statement::Restore { from, into } => {
+                let r = Database::restore(&from, &into, |done, _| progress((done >> 20) as usize, "MiB"))?;
+                StatementResult::message(format!(
+                    "restored {} files ({:.1} MiB) from {from} into {into}, every checksum verified, {:.1} s",
+                    r.files,
+                    r.bytes as f64 / 1048576.0,
+                    r.seconds
+                ))
+            }
             Statement::Check => {
                 let r = db.check()?;
                 let rows = r.problems.iter().map(|p| vec![Value::Text(p.clone())]).collect();
@@ -1447,7 +1482,7 @@ impl Session {
         let total = docs.len();
         if spec.embedding.is_some() && docs.iter().all(|d| d.tokens.is_empty()) {
             #[cfg(feature = "embed")]
-            return self.db.import_text(coll, docs, progress);
+            return self.db.import_text(coll, docs, |n| progress(n, "documents"));
             #[cfg(not(feature = "embed"))]
             return Err(Error::NotAvailable(
                 "importing text to embed needs the `embed` cargo feature".into(),
@@ -1455,7 +1490,7 @@ impl Session {
         }
         for (i, chunk) in docs.chunks(1000).enumerate() {
             self.db.insert(coll, chunk)?;
-            progress((i * 1000 + chunk.len()).min(total));
+            progress((i * 1000 + chunk.len()).min(total), "documents");
         }
         Ok(total)
     }

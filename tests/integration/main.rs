@@ -3,6 +3,7 @@
 #[cfg(feature = "embed")]
 mod colbert;
 mod common;
+mod backup;
 mod compat;
 mod concurrency;
 mod corruption;

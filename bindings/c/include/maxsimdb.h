@@ -332,6 +332,22 @@ int msdb_db_search(struct msdb_db *db,
 // `hits` is NULL or points to `n` hits filled by `msdb_db_search` (or with NULL ids).
 MSDB_API void msdb_hits_free(struct msdb_hit *hits, size_t n);
 
+// Write a consistent snapshot of the open database into the new zstd archive `path`
+// (`BACKUP TO`), while other threads and processes keep reading and writing.
+//
+// # Safety
+// `path` is a NUL-terminated string.
+MSDB_API int msdb_db_backup(struct msdb_db *db, const char *path);
+
+// Restore the archive `archive` into the new directory `dir` (`RESTORE FROM … INTO`),
+// verifying every checksum before the directory appears. No handle is needed; the
+// message of a failure goes to `*errmsg` when `errmsg` is not NULL (free it with
+// `msdb_free`) and to `msdb_last_errmsg`.
+//
+// # Safety
+// `archive` and `dir` are NUL-terminated strings; `errmsg` is NULL or writable.
+MSDB_API int msdb_restore(const char *archive, const char *dir, char **errmsg);
+
 // Prepare one statement of the SQL-like language; `?` and `?N` mark parameters (bound
 // with `msdb_stmt_bind_*`, numbered from 1; unbound ones are NULL). Syntax errors before
 // the first parameter are reported here (on the database handle); errors that depend on

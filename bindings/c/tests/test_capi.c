@@ -474,6 +474,46 @@ static void test_flush_and_reopen(const char *dir, msdb_db **dbp) {
     CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
 }
 
+static void test_backup_restore(const char *dir, msdb_db *db) {
+    char archive[4200], target[4200];
+    snprintf(archive, sizeof archive, "%s/main.msdb.zst", dir);
+    snprintf(target, sizeof target, "%s/restored.msdb", dir);
+    CHECK_RC(msdb_db_backup(db, archive), MSDB_OK);
+    CHECK_RC(msdb_db_backup(db, archive), MSDB_ALREADY_EXISTS);
+    CHECK_RC(msdb_db_backup(db, NULL), MSDB_MISUSE);
+    char *err = NULL;
+    CHECK_RC(msdb_restore(archive, target, &err), MSDB_OK);
+    CHECK(err == NULL);
+    CHECK_RC(msdb_restore(archive, target, &err), MSDB_ALREADY_EXISTS);
+    CHECK(msg_has(err, "already exists"));
+    CHECK_RC(msdb_restore(NULL, target, NULL), MSDB_MISUSE);
+    msdb_db *copy = NULL;
+    CHECK_RC(msdb_db_open(target, NULL, &copy, NULL), MSDB_OK);
+    msdb_stmt *st = NULL;
+    CHECK_RC(msdb_stmt_prepare(copy, "SELECT id FROM docs WHERE year = 1999 ORDER BY maxsim('[[1,0]]') LIMIT 1", &st),
+             MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    CHECK_RC(msdb_db_close(copy), MSDB_OK);
+    /* A damaged archive is refused and leaves no directory. */
+    FILE *f = fopen(archive, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        fseek(f, 40, SEEK_SET);
+        int c = fgetc(f);
+        fseek(f, 40, SEEK_SET);
+        fputc(c ^ 0x21, f);
+        fclose(f);
+    }
+    snprintf(target, sizeof target, "%s/damaged.msdb", dir);
+    err = NULL;
+    CHECK_RC(msdb_restore(archive, target, &err), MSDB_CORRUPTION);
+    CHECK(msg_has(err, "main.msdb.zst"));
+    FILE *gone = fopen(target, "r");
+    CHECK(gone == NULL);
+    if (gone) fclose(gone);
+}
+
 static void test_misuse_after_close(msdb_db *db) {
     msdb_stmt *st = NULL;
     CHECK_RC(msdb_stmt_prepare(db, "SHOW COLLECTIONS", &st), MSDB_OK);
@@ -524,6 +564,7 @@ int main(int argc, char **argv) {
     test_statements(db);
     test_threads(db);
     test_flush_and_reopen(dir, &db);
+    test_backup_restore(dir, db);
     test_misuse_after_close(db);
 
     printf("%d checks, %d failed\n", checks, failures);

@@ -154,9 +154,9 @@ impl Shell {
     fn run(&mut self, sql: &str) -> maxsimdb::Result<()> {
         let start = Instant::now();
         let progress_tty = std::io::stderr().is_terminal();
-        let mut progress = |n: usize| {
+        let mut progress = |n: usize, unit: &str| {
             if progress_tty {
-                eprint!("\rimporting: {n} documents ({:.0} s)", start.elapsed().as_secs_f64());
+                eprint!("\r{n} {unit} ({:.0} s)", start.elapsed().as_secs_f64());
             }
         };
         let session = self.session.clone();
