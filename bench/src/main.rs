@@ -1,8 +1,9 @@
 //! maxsimdb bench runner: `cargo run --release -p maxsimdb-bench -- SUITE [options]`.
 //!
 //! Prints a readable table; with `--json`, one JSON object as the last line.
-//! Suites: `kernel`, `beir`, `scale`, `crash`, `corrupt`.
+//! Suites: `kernel`, `beir`, `scale`, `crash`, `corrupt`, `backup`.
 
+mod backup;
 mod beir;
 mod corrupt;
 mod crash;
@@ -78,10 +79,11 @@ fn main() -> ExitCode {
         "kernel" => kernel::run(&args),
         "crash" => crash::run(&args),
         "corrupt" => corrupt::run(&args),
+        "backup" => backup::run(&args),
         "crash-child" => crash::child(&args),
         "beir" => beir::run(&args),
         "scale" => scale::run(&args),
-        other => Err(format!("unknown suite '{other}': use kernel, beir, scale, crash or corrupt")),
+        other => Err(format!("unknown suite '{other}': use kernel, beir, scale, crash, corrupt or backup")),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -154,7 +154,10 @@ impl<W: Write> ArchiveWriter<W> {
         while left > 0 {
             let n = s.file.read(&mut buf[..(left.min(1 << 20)) as usize])?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{} shrank", s.name)));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} shrank", s.name),
+                ));
             }
             hasher.update(&buf[..n]);
             self.out.write_all(&buf[..n])?;
@@ -201,7 +204,12 @@ impl Database {
         }
     }
 
-    fn backup_into(&self, tmp: &Path, snapshot: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<BackupReport> {
+    fn backup_into(
+        &self,
+        tmp: &Path,
+        snapshot: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<BackupReport> {
         let root = &self.inner.root;
         // 1. Full-text files first (derived state; see the module docs).
         let mut sources = Vec::new();
@@ -227,11 +235,16 @@ impl Database {
         let catalog_len = std::fs::metadata(snapshot).at(snapshot)?.len();
         sources.insert(
             0,
-            Source { name: "catalog.sqlite".into(), file: File::open(snapshot).at(snapshot)?, len: catalog_len },
+            Source {
+                name: "catalog.sqlite".into(),
+                file: File::open(snapshot).at(snapshot)?,
+                len: catalog_len,
+            },
         );
         let total: u64 = sources.iter().map(|s| s.len).sum();
         let out = File::create(tmp).at(tmp)?;
-        let sink = Hashing { inner: BufWriter::with_capacity(1 << 20, out), hasher: xxhash_rust::xxh3::Xxh3::new() };
+        let sink =
+            Hashing { inner: BufWriter::with_capacity(1 << 20, out), hasher: xxhash_rust::xxh3::Xxh3::new() };
         let mut enc = zstd::stream::Encoder::new(sink, 3).at(tmp)?;
         enc.include_checksum(true).at(tmp)?;
         let mut w = ArchiveWriter { out: enc, done: 0 };
@@ -292,7 +305,9 @@ impl Database {
         match res {
             Ok(mut report) => {
                 std::fs::rename(&staging, into).at(into)?;
-                crate::storage::fsync_dir(into.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+                crate::storage::fsync_dir(
+                    into.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+                )?;
                 report.seconds = started.elapsed().as_secs_f64();
                 Ok(report)
             }
@@ -367,11 +382,16 @@ fn unpack(archive: &Path, staging: &Path, progress: &mut dyn FnMut(u64, u64)) ->
     let io = |e: std::io::Error| bad(format!("archive damaged or truncated: {e}"));
     let mut magic = [0u8; 8];
     z.read_exact(&mut magic).map_err(io)?;
-    if &magic[..7] != &MAGIC[..7] {
+    if magic[..7] != MAGIC[..7] {
         return Err(bad("not a maxsimdb backup archive".into()));
     }
     if magic[7] != MAGIC[7] {
-        return Err(Error::IncompatibleFormat { path: archive.into(), found: u32::from(magic[7]), oldest: 1, newest: 1 });
+        return Err(Error::IncompatibleFormat {
+            path: archive.into(),
+            found: u32::from(magic[7]),
+            oldest: 1,
+            newest: 1,
+        });
     }
     let mut seen: Vec<FileEntry> = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -431,7 +451,12 @@ fn unpack(archive: &Path, staging: &Path, progress: &mut dyn FnMut(u64, u64)) ->
         return Err(bad("bytes after the end of the archive".into()));
     }
     if manifest.format != 1 {
-        return Err(Error::IncompatibleFormat { path: archive.into(), found: manifest.format, oldest: 1, newest: 1 });
+        return Err(Error::IncompatibleFormat {
+            path: archive.into(),
+            found: manifest.format,
+            oldest: 1,
+            newest: 1,
+        });
     }
     for want in &manifest.files {
         match seen.iter().find(|f| f.name == want.name) {

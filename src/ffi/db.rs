@@ -583,10 +583,15 @@ pub unsafe extern "C" fn msdb_db_backup(db: *mut msdb_db, path: *const c_char) -
 /// # Safety
 /// `archive` and `dir` are NUL-terminated strings; `errmsg` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn msdb_restore(archive: *const c_char, dir: *const c_char, errmsg: *mut *mut c_char) -> c_int {
+pub unsafe extern "C" fn msdb_restore(
+    archive: *const c_char,
+    dir: *const c_char,
+    errmsg: *mut *mut c_char,
+) -> c_int {
     let r = guarded("msdb_restore", || {
         // SAFETY: caller contract.
-        let (archive, dir) = unsafe { (text(archive, "msdb_restore: archive")?, text(dir, "msdb_restore: dir")?) };
+        let (archive, dir) =
+            unsafe { (text(archive, "msdb_restore: archive")?, text(dir, "msdb_restore: dir")?) };
         Database::restore(archive, dir, |_, _| {})?;
         Ok(MSDB_OK)
     });

@@ -157,6 +157,10 @@ fn parse_statement(
     Ok(stmt)
 }
 
+/// The most parameters a prepared statement takes (`?N` with N above it is an error), as
+/// in SQLite.
+pub const MAX_PARAMS: usize = 32_766;
+
 /// Check that `sql` is exactly one statement and return how many parameters it takes
 /// (`?` count, or the highest `?N`). This is what a prepared statement (the C API's
 /// `msdb_stmt_prepare`) learns before any value is bound: syntax errors before the first
@@ -193,6 +197,12 @@ pub fn prepare(sql: &str) -> Result<usize> {
     if statements != 1 {
         return Err(Error::invalid(format!(
             "a prepared statement holds exactly one statement, found {statements} (run scripts with execute)"
+        )));
+    }
+    if asked.max(highest) > MAX_PARAMS {
+        return Err(Error::invalid(format!(
+            "a statement takes at most {MAX_PARAMS} parameters, this one asks for {}",
+            asked.max(highest)
         )));
     }
     let mut p = Parser::new(&dialect).with_tokens_with_locations(tokens);

@@ -55,11 +55,12 @@ fn backup_while_writing_restores_a_consistent_database() {
     };
     let archive = dir.path().join("b.msdb.zst");
     let mut calls = 0;
-    let report = db.backup(&archive, |done, total| {
-        calls += 1;
-        assert!(done <= total);
-    })
-    .unwrap();
+    let report = db
+        .backup(&archive, |done, total| {
+            calls += 1;
+            assert!(done <= total);
+        })
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     assert!(reader.join().unwrap() > 0);
@@ -113,7 +114,10 @@ fn every_damaged_byte_of_an_archive_is_refused() {
     }
     for keep in [0, 10, n / 2, n - 1] {
         std::fs::write(&archive, &original[..keep]).unwrap();
-        assert!(matches!(Database::restore(&archive, &target, |_, _| {}), Err(Error::Corruption { .. })), "{keep}");
+        assert!(
+            matches!(Database::restore(&archive, &target, |_, _| {}), Err(Error::Corruption { .. })),
+            "{keep}"
+        );
     }
     std::fs::write(&archive, &original).unwrap();
     Database::restore(&archive, &target, |_, _| {}).unwrap();
@@ -129,11 +133,16 @@ fn backup_and_restore_statements() {
     let target = dir.path().join("s.msdb");
     let out = s.execute(&format!("BACKUP TO '{}'", archive.display())).unwrap();
     assert!(out[0].message.as_deref().unwrap().starts_with("backed up"), "{out:?}");
-    let out = s.execute(&format!("RESTORE FROM '{}' INTO '{}'", archive.display(), target.display())).unwrap();
+    let out =
+        s.execute(&format!("RESTORE FROM '{}' INTO '{}'", archive.display(), target.display())).unwrap();
     assert!(out[0].message.as_deref().unwrap().contains("every checksum verified"), "{out:?}");
     let copy = Session::new(Database::open(&target).unwrap());
     let rows = copy.execute("SELECT id FROM c WHERE id = 3 ORDER BY bm25('k3x1500') LIMIT 5").unwrap();
     assert_eq!(rows[0].rows.len(), 1, "the restored full-text index answers");
-    let err = s.execute(&format!("RESTORE FROM '{}' INTO '{}'", dir.path().join("db.msdb/catalog.sqlite").display(), dir.path().join("x").display()));
+    let err = s.execute(&format!(
+        "RESTORE FROM '{}' INTO '{}'",
+        dir.path().join("db.msdb/catalog.sqlite").display(),
+        dir.path().join("x").display()
+    ));
     assert!(matches!(err, Err(Error::Corruption { .. })), "{err:?}");
 }

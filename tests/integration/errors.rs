@@ -231,3 +231,20 @@ fn the_bad_input_table_holds() {
         "very large document"
     );
 }
+
+/// Regression (fuzz target `capi_stmt`, artifact crash-369495b6…): a placeholder with a
+/// huge number made `msdb_stmt_prepare` allocate a parameter slot for every number up to
+/// it and run out of memory. It is now an error.
+#[test]
+fn a_huge_parameter_number_is_an_error_not_an_allocation() {
+    use maxsimdb::sql::{prepare, MAX_PARAMS};
+    let sql = format!("SELECT id FROM c ORDER BY maxsim(?{}) LIMIT 1", u64::MAX / 3);
+    assert_eq!(prepare(&sql).unwrap_err().code(), ErrorCode::InvalidArgument);
+    let fuzzed = b"$er6666666666666666666666666666666666666666666666666666666666666?6666666666&&66666666666666666666666?666SE\x05 ";
+    let err = prepare(std::str::from_utf8(fuzzed).unwrap()).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument, "{err}");
+    assert_eq!(
+        prepare(&format!("SELECT id FROM c ORDER BY maxsim(?{MAX_PARAMS}) LIMIT 1")).unwrap(),
+        MAX_PARAMS
+    );
+}

@@ -1,9 +1,9 @@
 //! Integration tests: one binary, one module per topic.
 
+mod backup;
 #[cfg(feature = "embed")]
 mod colbert;
 mod common;
-mod backup;
 mod compat;
 mod concurrency;
 mod corruption;
