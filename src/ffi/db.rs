@@ -207,6 +207,16 @@ pub unsafe extern "C" fn msdb_db_open(
         unsafe { out.write_unaligned(handle) };
         Ok(MSDB_OK)
     });
+    // SAFETY: caller contract for `errmsg`.
+    unsafe { report_to(r, errmsg) }
+}
+
+/// The status of a call without a handle, its message also stored in `*errmsg` (NULL
+/// on success) when `errmsg` is not NULL.
+///
+/// # Safety
+/// `errmsg` is NULL or writable.
+unsafe fn report_to(r: Result<c_int>, errmsg: *mut *mut c_char) -> c_int {
     let code = status(&r);
     if !errmsg.is_null() {
         let m = r.err().map_or(std::ptr::null_mut(), |e| alloc_string(&e.to_string()));
@@ -595,11 +605,6 @@ pub unsafe extern "C" fn msdb_restore(
         Database::restore(archive, dir, |_, _| {})?;
         Ok(MSDB_OK)
     });
-    let code = status(&r);
-    if !errmsg.is_null() {
-        let m = r.err().map_or(std::ptr::null_mut(), |e| alloc_string(&e.to_string()));
-        // SAFETY: non-null and writable by the caller contract.
-        unsafe { errmsg.write_unaligned(m) };
-    }
-    code
+    // SAFETY: caller contract for `errmsg`.
+    unsafe { report_to(r, errmsg) }
 }
