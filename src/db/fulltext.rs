@@ -169,33 +169,35 @@ impl FullText {
     /// Open the index at `path`, verifying the checksums of its live files.
     fn open(path: &Path, index_id: i64, opts: FullTextOptions) -> Result<Self> {
         // The writer's background merges may replace segment files while they are read
-        // here; a file that vanished under us is retried from fresh metadata, damage that
-        // persists is reported.
+        // here: a read that fails (a file vanished) is retried from fresh metadata; files
+        // that fail their checksums are damage, reported at once.
         let mut attempt = 0;
         let index = loop {
             attempt += 1;
             match Self::open_verified(path) {
                 Err(_) if attempt < 4 => std::thread::sleep(std::time::Duration::from_millis(20)),
-                other => break other?,
+                Err(e) => return Err(e),
+                Ok(verified) => break verified?,
             }
         };
         Self::wrap(path, index, index_id, opts)
     }
 
-    fn open_verified(path: &Path) -> Result<Index> {
+    /// `Err`: the index could not be read (perhaps transiently); `Ok(Err)`: it was read
+    /// and some live files fail their checksums (tantivy's footers) — damaged data must
+    /// never reach tantivy's decoders. One pass over the index per process.
+    fn open_verified(path: &Path) -> Result<Result<Index>> {
         let index = Index::open_in_dir(path).map_err(|e| terr(path, e))?;
         if index.schema() != schema().0 {
-            return Err(terr(path, "unexpected schema"));
+            return Ok(Err(terr(path, "unexpected schema")));
         }
-        // Every file of the live segments against its checksum (tantivy's footers): damaged
-        // data must never reach tantivy's decoders. One pass over the index per process.
         let damaged = index.validate_checksum().map_err(|e| terr(path, e))?;
         if !damaged.is_empty() {
             let mut names: Vec<String> = damaged.iter().map(|p| p.display().to_string()).collect();
             names.sort();
-            return Err(terr(path, format!("files fail their checksums: {}", names.join(", "))));
+            return Ok(Err(terr(path, format!("files fail their checksums: {}", names.join(", ")))));
         }
-        Ok(index)
+        Ok(Ok(index))
     }
 
     /// Create an empty index at `path` (whatever was there is removed).
