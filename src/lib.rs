@@ -66,6 +66,8 @@ mod validate;
 pub use catalog::SCHEMA_VERSION;
 #[cfg(feature = "fulltext")]
 pub use db::FullTextOptions;
+#[cfg(feature = "parquet")]
+pub use db::{ExportReport, ImportReport};
 pub use db::{
     BackupReport, CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Fusion, HnswParams,
     HopfieldLookup, HopfieldResult, IndexInfo, MuveraOptions, PlaidOptions, Plan, Query, Refine,

@@ -106,6 +106,16 @@ fn read_value(ty: ColumnType, v: ValueRef<'_>) -> Value {
     }
 }
 
+/// The id (column `first`) and the scalar columns after it of a result row.
+fn row_values(c: &CollectionRow, r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RowValues> {
+    let id = read_id(r.get_ref(first)?);
+    let mut vals = Vec::with_capacity(c.spec.columns.len());
+    for (i, col) in c.spec.columns.iter().enumerate() {
+        vals.push((col.name.clone(), read_value(col.ty, r.get_ref(first + 1 + i)?)));
+    }
+    Ok((id, vals))
+}
+
 fn read_id(v: ValueRef<'_>) -> DocId {
     match v {
         ValueRef::Integer(i) => DocId::Int(i),
@@ -729,21 +739,24 @@ impl Txn<'_> {
         let sql = format!("SELECT _row, _id{cols} FROM {} WHERE _row = ?1", docs(c.id));
         let mut st = self.tx.prepare_cached(&sql)?;
         for &row in rows {
-            let got = st
-                .query_row([row as i64], |r| {
-                    let id = read_id(r.get_ref(1)?);
-                    let mut vals = Vec::with_capacity(c.spec.columns.len());
-                    for (i, col) in c.spec.columns.iter().enumerate() {
-                        vals.push((col.name.clone(), read_value(col.ty, r.get_ref(i + 2)?)));
-                    }
-                    Ok((id, vals))
-                })
-                .optional()?;
+            let got = st.query_row([row as i64], |r| row_values(c, r, 1)).optional()?;
             if let Some(v) = got {
                 out.insert(row, v);
             }
         }
         Ok(out)
+    }
+
+    /// Up to `limit` live documents with a row id above `after`, ascending: where each
+    /// lives, its id and scalar values (a full scan in bounded batches: export).
+    pub fn scan(&self, c: &CollectionRow, after: u64, limit: usize) -> Result<Vec<(DocLoc, RowValues)>> {
+        let cols: String = c.spec.columns.iter().map(|col| format!(", \"{}\"", col.name)).collect();
+        let sql = format!("SELECT _row, _seg, _id{cols} FROM {} WHERE _row > ?1 ORDER BY _row LIMIT ?2", docs(c.id));
+        let mut st = self.tx.prepare_cached(&sql)?;
+        let rows = st.query_map(params![after as i64, limit as i64], |r| {
+            Ok((DocLoc { row: r.get::<_, i64>(0)? as u64, seg: r.get(1)? }, row_values(c, r, 2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Set scalar columns of document `id`; false when it does not exist.

@@ -8,6 +8,8 @@ mod embed;
 mod fulltext;
 mod hopfield;
 mod index;
+#[cfg(feature = "parquet")]
+mod parquet;
 mod search;
 mod write;
 
@@ -17,6 +19,8 @@ pub use backup::BackupReport;
 pub use fulltext::FullTextOptions;
 pub use hopfield::{HopfieldLookup, HopfieldResult};
 pub use index::{IndexInfo, MuveraOptions, PlaidOptions};
+#[cfg(feature = "parquet")]
+pub use parquet::{ExportReport, ImportReport};
 pub use search::{
     Fusion, Plan, Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, MAX_LIMIT,
 };

@@ -266,6 +266,10 @@ enum Statement {
         coll: String,
         path: String,
     },
+    Export {
+        coll: String,
+        path: String,
+    },
     Update {
         coll: String,
         sets: Vec<(String, Value)>,
@@ -496,6 +500,11 @@ impl Grammar<'_, '_> {
             let coll = self.name()?;
             self.expect_word("from")?;
             return Ok(Statement::Import { coll, path: self.string()? });
+        }
+        if self.word("export") {
+            let coll = self.name()?;
+            self.expect_word("to")?;
+            return Ok(Statement::Export { coll, path: self.string()? });
         }
         if self.word("update") {
             return self.update();
@@ -1121,9 +1130,13 @@ impl Session {
                 StatementResult::message(format!("inserted {n} document{}", if n == 1 { "" } else { "s" }))
             }
             Statement::Import { coll, path } => {
+                if is_parquet(&path)? {
+                    return self.import_parquet(&coll, &path, progress);
+                }
                 let n = self.import(&coll, &path, progress)?;
                 StatementResult::message(format!("imported {n} documents into {coll}"))
             }
+            Statement::Export { coll, path } => self.export(&coll, &path, progress)?,
             Statement::Update { coll, sets, filter } => {
                 let n = db.update_where(&coll, &filter, &sets)?;
                 StatementResult::message(format!("updated {n} document{}", if n == 1 { "" } else { "s" }))
@@ -1420,6 +1433,58 @@ impl Session {
         Ok(StatementResult { columns, rows, message: None })
     }
 
+    /// `EXPORT coll TO 'file.parquet'`: every live document as Apache Parquet.
+    fn export(&self, coll: &str, path: &str, progress: Progress<'_>) -> Result<StatementResult> {
+        let ext = std::path::Path::new(path).extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !ext.eq_ignore_ascii_case("parquet") {
+            return Err(Error::invalid(format!(
+                "EXPORT writes Apache Parquet: name the file *.parquet (got '{path}')"
+            )));
+        }
+        #[cfg(feature = "parquet")]
+        {
+            let r = self.db.export_parquet(coll, path, |done, _| progress(done as usize, "documents"))?;
+            Ok(StatementResult::message(format!(
+                "exported {} documents ({} token vectors) from {coll} to {path}: {:.1} MiB, {} row group{}, {:.1} s",
+                r.docs,
+                r.tokens,
+                r.file_bytes as f64 / 1048576.0,
+                r.row_groups,
+                if r.row_groups == 1 { "" } else { "s" },
+                r.seconds
+            )))
+        }
+        #[cfg(not(feature = "parquet"))]
+        {
+            let _ = (coll, progress);
+            Err(Error::NotAvailable("EXPORT needs the `parquet` cargo feature".into()))
+        }
+    }
+
+    /// `IMPORT INTO coll FROM 'file.parquet'` (recognised by its magic bytes).
+    fn import_parquet(&self, coll: &str, path: &str, progress: Progress<'_>) -> Result<StatementResult> {
+        #[cfg(feature = "parquet")]
+        {
+            let r = self.db.import_parquet(coll, path, |done, _| progress(done as usize, "documents"))?;
+            let mut msg = format!(
+                "imported {} documents ({} token vectors) into {coll}{}, {:.1} s",
+                r.docs,
+                r.tokens,
+                if r.created { " (created from the spec in the file)" } else { "" },
+                r.seconds
+            );
+            if !r.ignored.is_empty() {
+                msg.push_str(&format!("; ignored columns the collection lacks: {}", r.ignored.join(", ")));
+            }
+            Ok(StatementResult::message(msg))
+        }
+        #[cfg(not(feature = "parquet"))]
+        {
+            let _ = (coll, progress);
+            Err(Error::NotAvailable(format!("{path} is a Parquet file: importing it needs the `parquet` cargo feature")))
+        }
+    }
+
     /// `IMPORT INTO coll FROM 'file.jsonl' | 'file.csv'`: one document per line / row, with
     /// `id`, scalar columns, and either `tokens` (+ pooled vectors) as JSON or — for a
     /// collection with a model — the text columns to embed.
@@ -1504,6 +1569,15 @@ impl Session {
         }
         Ok(total)
     }
+}
+
+/// True when `path` starts with the Parquet magic `PAR1`.
+fn is_parquet(path: &str) -> Result<bool> {
+    use std::io::Read;
+    let p = std::path::Path::new(path);
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+    Ok(f.read_exact(&mut magic).is_ok() && &magic == b"PAR1")
 }
 
 /// One CSV record (RFC 4180 quoting: `"a, b"`, `""` for a quote).

@@ -12,6 +12,8 @@ mod crud;
 #[cfg(feature = "embed")]
 mod embed;
 mod errors;
+#[cfg(feature = "parquet")]
+mod export;
 mod faults;
 #[cfg(feature = "fulltext")]
 mod fulltext;

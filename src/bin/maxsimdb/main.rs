@@ -33,13 +33,13 @@ const HELP: &str = "Statements (end each with ;):
   DROP INDEX plaid|muvera|fulltext|hnsw:field ON name;   SHOW INDEXES ON name;
   INSERT INTO name (id, col, ..., tokens, field) VALUES (...), (...);
       (tokens: '[[...],...]', pooled field: '[...]'; or only text columns with a model)
-  IMPORT INTO name FROM 'file.jsonl' | 'file.csv';
+  IMPORT INTO name FROM 'file.jsonl' | 'file.csv' | 'file.parquet';   EXPORT name TO 'file.parquet';
   UPDATE name SET col = value, ... WHERE filter;     DELETE FROM name [WHERE filter];
   SELECT id, score, col | * FROM name [WHERE filter]
       ORDER BY maxsim('text' | '[[...]]') | dense(field, 'text' | '[...]') | bm25('text')
              | hybrid('text' [, 'bm25,maxsim,dense:field']) [LIMIT k];
   EXPLAIN SELECT ...;   HOPFIELD name USING field '[...]' [WITH (beta = 20, steps = 1, top_k = 100)];
-  FLUSH name;   VACUUM name;   CHECK;
+  FLUSH name;   VACUUM name;   CHECK;   BACKUP TO 'file';   RESTORE FROM 'file' INTO 'dir';
 Meta commands:
   .help  .tables  .schema [name]  .timer on|off  .mode table|json|csv  .quit";
 
