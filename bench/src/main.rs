@@ -1,9 +1,10 @@
 //! maxsimdb bench runner: `cargo run --release -p maxsimdb-bench -- SUITE [options]`.
 //!
 //! Prints a readable table; with `--json`, one JSON object as the last line.
-//! Suites: `kernel`, `beir`, `scale`, `crash`, `corrupt`, `backup`.
+//! Suites: `kernel`, `beir`, `scale`, `crash`, `corrupt`, `backup`, `export`.
 
 mod backup;
+mod export;
 mod beir;
 mod corrupt;
 mod crash;
@@ -80,10 +81,11 @@ fn main() -> ExitCode {
         "crash" => crash::run(&args),
         "corrupt" => corrupt::run(&args),
         "backup" => backup::run(&args),
+        "export" => export::run(&args),
         "crash-child" => crash::child(&args),
         "beir" => beir::run(&args),
         "scale" => scale::run(&args),
-        other => Err(format!("unknown suite '{other}': use kernel, beir, scale, crash, corrupt or backup")),
+        other => Err(format!("unknown suite '{other}': use kernel, beir, scale, crash, corrupt, backup or export")),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
