@@ -66,14 +66,14 @@ mod validate;
 pub use catalog::SCHEMA_VERSION;
 #[cfg(feature = "fulltext")]
 pub use db::FullTextOptions;
-#[cfg(feature = "parquet")]
-pub use db::{ExportReport, ImportReport};
 pub use db::{
     BackupReport, CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Fusion, HnswParams,
     HopfieldLookup, HopfieldResult, IndexInfo, MuveraOptions, PlaidOptions, Plan, Query, Refine,
     SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, DEFAULT_FLUSH_THRESHOLD_TOKENS,
     DEFAULT_RETIRE_GRACE, MAX_LIMIT,
 };
+#[cfg(feature = "parquet")]
+pub use db::{ExportReport, ImportReport};
 pub use error::{Error, ErrorCode, Result};
 pub use filter::{CmpOp, Filter, ID_COLUMN};
 pub use index::hopfield::{HopfieldParams, Recall};

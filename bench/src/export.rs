@@ -27,11 +27,14 @@ pub fn run(args: &Args) -> Result<(), String> {
     let e = db.export_parquet(&name, &file, |_, _| {}).map_err(|e| e.to_string())?;
     let target = Database::open(scratch.path().join("imported.msdb")).map_err(|e| e.to_string())?;
     let t = Instant::now();
-    let i = target.import_parquet(&name, &file, |_, _| {}).map_err(|e| e.to_string())?;
+    let i = target.import_parquet(&name, &file, |_, _, _| {}).map_err(|e| e.to_string())?;
     target.flush(&name).map_err(|e| e.to_string())?;
     let import_s = t.elapsed().as_secs_f64();
     if i.docs != e.docs || i.tokens != e.tokens {
-        return Err(format!("imported {} docs / {} tokens, exported {} / {}", i.docs, i.tokens, e.docs, e.tokens));
+        return Err(format!(
+            "imported {} docs / {} tokens, exported {} / {}",
+            i.docs, i.tokens, e.docs, e.tokens
+        ));
     }
     // Spot-check: 200 documents spread over the id space read back identical.
     let ids: Vec<DocId> = sample_ids(&file, 200)?;
@@ -72,7 +75,8 @@ fn sample_ids(file: &std::path::Path, n: usize) -> Result<Vec<DocId>, String> {
     use arrow_array::types::Int64Type;
     use arrow_array::Array;
     let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
-    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?;
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| e.to_string())?;
     let total = b.metadata().file_metadata().num_rows().max(1) as usize;
     let step = total.div_ceil(n).max(1);
     let mask = parquet::arrow::ProjectionMask::roots(b.parquet_schema(), [0]);
@@ -81,7 +85,7 @@ fn sample_ids(file: &std::path::Path, n: usize) -> Result<Vec<DocId>, String> {
     for batch in b.with_projection(mask).build().map_err(|e| e.to_string())? {
         let col = batch.map_err(|e| e.to_string())?.column(0).clone();
         for k in 0..col.len() {
-            if (row + k) % step == 0 {
+            if (row + k).is_multiple_of(step) {
                 out.push(match col.data_type() {
                     arrow_schema::DataType::Int64 => DocId::Int(col.as_primitive::<Int64Type>().value(k)),
                     _ => DocId::Text(col.as_string::<i32>().value(k).to_string()),

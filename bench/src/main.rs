@@ -4,10 +4,10 @@
 //! Suites: `kernel`, `beir`, `scale`, `crash`, `corrupt`, `backup`, `export`.
 
 mod backup;
-mod export;
 mod beir;
 mod corrupt;
 mod crash;
+mod export;
 mod kernel;
 mod metrics;
 mod roofline;
@@ -85,7 +85,9 @@ fn main() -> ExitCode {
         "crash-child" => crash::child(&args),
         "beir" => beir::run(&args),
         "scale" => scale::run(&args),
-        other => Err(format!("unknown suite '{other}': use kernel, beir, scale, crash, corrupt, backup or export")),
+        other => {
+            Err(format!("unknown suite '{other}': use kernel, beir, scale, crash, corrupt, backup or export"))
+        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

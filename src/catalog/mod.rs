@@ -749,9 +749,13 @@ impl Txn<'_> {
 
     /// Up to `limit` live documents with a row id above `after`, ascending: where each
     /// lives, its id and scalar values (a full scan in bounded batches: export).
+    #[cfg_attr(not(feature = "parquet"), expect(dead_code, reason = "used by EXPORT"))]
     pub fn scan(&self, c: &CollectionRow, after: u64, limit: usize) -> Result<Vec<(DocLoc, RowValues)>> {
         let cols: String = c.spec.columns.iter().map(|col| format!(", \"{}\"", col.name)).collect();
-        let sql = format!("SELECT _row, _seg, _id{cols} FROM {} WHERE _row > ?1 ORDER BY _row LIMIT ?2", docs(c.id));
+        let sql = format!(
+            "SELECT _row, _seg, _id{cols} FROM {} WHERE _row > ?1 ORDER BY _row LIMIT ?2",
+            docs(c.id)
+        );
         let mut st = self.tx.prepare_cached(&sql)?;
         let rows = st.query_map(params![after as i64, limit as i64], |r| {
             Ok((DocLoc { row: r.get::<_, i64>(0)? as u64, seg: r.get(1)? }, row_values(c, r, 2)?))

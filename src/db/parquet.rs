@@ -49,7 +49,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::Database;
 use crate::catalog::CollectionRow;
@@ -71,7 +71,7 @@ const EXPORT_BATCH: usize = 1024;
 /// A row group is closed once this many uncompressed bytes are buffered.
 pub const ROW_GROUP_BYTES: usize = 128 << 20;
 /// zstd level of the pages.
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 
 /// What [`Database::export_parquet`] wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +95,10 @@ pub struct ExportReport {
 pub struct ImportReport {
     /// Documents inserted.
     pub docs: u64,
-    /// Token vectors inserted.
+    /// Token vectors read from the file (0 when the collection's model embedded the text).
     pub tokens: u64,
+    /// True when the file had no `tokens` column and the model computed the vectors.
+    pub embedded: bool,
     /// True when the collection was created from the spec stored in the file.
     pub created: bool,
     /// File columns that match nothing in the collection (not imported).
@@ -149,7 +151,9 @@ impl Layout {
                 .with_metadata(meta("tokens", "tokens")),
         );
         for p in &spec.vectors.pooled {
-            fields.push(Field::new(free(&p.name), vector_type(p.dim), false).with_metadata(meta("pooled", &p.name)));
+            fields.push(
+                Field::new(free(&p.name), vector_type(p.dim), false).with_metadata(meta("pooled", &p.name)),
+            );
         }
         Schema::new(fields)
     }
@@ -192,7 +196,8 @@ impl Layout {
 
     /// The documents of one record batch.
     fn documents(&self, b: &RecordBatch, spec: &CollectionSpec, first_row: u64) -> Result<Vec<Document>> {
-        let row_err = |i: usize, what: String| Error::invalid(format!("row {}: {what}", first_row + i as u64));
+        let row_err =
+            |i: usize, what: String| Error::invalid(format!("row {}: {what}", first_row + i as u64));
         let id_col = b.column(self.id);
         let mut docs = Vec::with_capacity(b.num_rows());
         for i in 0..b.num_rows() {
@@ -234,7 +239,10 @@ impl Layout {
                     .and_then(|v| floats(&v))
                     .map_err(|e| row_err(i, format!("pooled vector {name}: {e}")))?;
                 if v.len() != *dim {
-                    return Err(row_err(i, format!("pooled vector {name} has {} components, not {dim}", v.len())));
+                    return Err(row_err(
+                        i,
+                        format!("pooled vector {name} has {} components, not {dim}", v.len()),
+                    ));
                 }
                 d.pooled.push((name.clone(), v));
             }
@@ -294,7 +302,9 @@ fn floats(a: &ArrayRef) -> std::result::Result<Vec<f32>, String> {
     }
     match a.data_type() {
         DataType::Float32 => Ok(a.as_primitive::<Float32Type>().values().to_vec()),
-        DataType::Float16 => Ok(a.as_primitive::<Float16Type>().values().iter().map(|h| h.to_f32()).collect()),
+        DataType::Float16 => {
+            Ok(a.as_primitive::<Float16Type>().values().iter().map(|h| h.to_f32()).collect())
+        }
         DataType::Float64 => Ok(a.as_primitive::<Float64Type>().values().iter().map(|&x| x as f32).collect()),
         other => Err(format!("components of type {other} (use float32, float16 or float64)")),
     }
@@ -315,7 +325,10 @@ fn matrix(rows: &ArrayRef, dim: usize) -> std::result::Result<Vec<f32>, String> 
     for j in 0..rows.len() {
         let v = floats(&element(rows, j)?)?;
         if v.len() != dim {
-            return Err(format!("token vector {j} has {} components; the collection's token_dim is {dim}", v.len()));
+            return Err(format!(
+                "token vector {j} has {} components; the collection's token_dim is {dim}",
+                v.len()
+            ));
         }
         out.extend_from_slice(&v);
     }
@@ -350,7 +363,9 @@ fn export_batch(
                 })
                 .collect::<arrow_array::Int64Array>(),
         ),
-        IdType::Text => Arc::new(ids.iter().map(|d| Some(d.to_string())).collect::<arrow_array::StringArray>()),
+        IdType::Text => {
+            Arc::new(ids.iter().map(|d| Some(d.to_string())).collect::<arrow_array::StringArray>())
+        }
     });
     for (ci, c) in spec.columns.iter().enumerate() {
         let vals = values.iter().map(|v| &v[ci].1);
@@ -406,13 +421,8 @@ fn export_batch(
         None,
     )
     .map_err(|e| Error::Internal(format!("token array: {e}")))?;
-    let list = ListArray::try_new(
-        token_item(dim),
-        arrow_buffer_offsets(offsets),
-        Arc::new(inner),
-        None,
-    )
-    .map_err(|e| Error::Internal(format!("token list: {e}")))?;
+    let list = ListArray::try_new(token_item(dim), arrow_buffer_offsets(offsets), Arc::new(inner), None)
+        .map_err(|e| Error::Internal(format!("token list: {e}")))?;
     cols.push(Arc::new(list));
     let mut start = 0;
     for p in &spec.vectors.pooled {
@@ -474,7 +484,12 @@ impl Database {
         }
     }
 
-    fn export_into(&self, collection: &str, tmp: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ExportReport> {
+    fn export_into(
+        &self,
+        collection: &str,
+        tmp: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ExportReport> {
         self.with_reader(|cat| {
             let tx = cat.read()?;
             let c: CollectionRow = tx.collection(collection)?;
@@ -493,11 +508,14 @@ impl Database {
             let mut props = WriterProperties::builder();
             // Vector components as byte planes (BYTE_STREAM_SPLIT): the exponent bytes of
             // similar floats, and the zero low bytes of values that came from f16, line up
-            // for zstd.
-            let parquet_schema = parquet::arrow::ArrowSchemaConverter::new().convert(&schema).map_err(write_err(tmp))?;
+            // for zstd. No min/max statistics for them (nobody filters on a component).
+            let parquet_schema =
+                parquet::arrow::ArrowSchemaConverter::new().convert(&schema).map_err(write_err(tmp))?;
             for col in parquet_schema.columns() {
                 if col.physical_type() == parquet::basic::Type::FLOAT {
-                    props = props.set_column_encoding(col.path().clone(), parquet::basic::Encoding::BYTE_STREAM_SPLIT);
+                    props = props
+                        .set_column_encoding(col.path().clone(), parquet::basic::Encoding::BYTE_STREAM_SPLIT)
+                        .set_column_statistics_enabled(col.path().clone(), EnabledStatistics::None);
                 }
             }
             let props = props
@@ -521,17 +539,15 @@ impl Database {
                 let rows = tx.scan(&c, after, EXPORT_BATCH)?;
                 let Some(last) = rows.last() else { break };
                 after = last.0.row;
-                let pending: std::collections::HashMap<u64, _> = if rows.iter().any(|(l, _)| l.seg.is_none()) {
-                    tx.pending(c.id)?.into_iter().map(|p| (p.row, p)).collect()
-                } else {
-                    Default::default()
-                };
-                let (mut ids, mut values, mut tokens, mut pooled) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut ids, mut values, mut tokens, mut pooled) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for (loc, (id, vals)) in rows {
                     let (t, p) = match loc.seg {
                         None => {
-                            let p = pending.get(&loc.row).ok_or_else(|| {
-                                Error::invalid(format!("document {id} has no pending vectors (catalog inconsistent)"))
+                            let p = tx.pending_row(c.id, loc.row)?.ok_or_else(|| {
+                                Error::invalid(format!(
+                                    "document {id} has no pending vectors (catalog inconsistent)"
+                                ))
                             })?;
                             (
                                 Decoded::from_bytes(&p.tokens, dtype).as_ref().to_f32(),
@@ -545,7 +561,9 @@ impl Database {
                             let d = r.row_ids().binary_search(&loc.row).map_err(|_| {
                                 Error::corruption(r.path(), format!("row {} missing from segment", loc.row))
                             })?;
-                            let p = (0..spec.vectors.pooled.len()).flat_map(|p| r.pooled(p, d).to_f32()).collect();
+                            let p = (0..spec.vectors.pooled.len())
+                                .flat_map(|p| r.pooled(p, d).to_f32())
+                                .collect();
                             (r.doc_tokens(d).to_f32(), p)
                         }
                     };
@@ -583,8 +601,8 @@ impl Database {
     ///
     /// Every row is decoded and validated before the first insert: a bad file (wrong
     /// dimension, NaN, an id that exists or repeats, a value of the wrong type) is refused
-    /// with the row number and nothing is inserted. `progress(done, total)` counts
-    /// documents inserted.
+    /// with the row number and nothing is inserted. `progress(phase, done, total)` counts
+    /// documents: `phase` is `"checked"` during the validating pass, then `"imported"`.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an unreadable file or a bad row, [`Error::NotFound`]
@@ -594,7 +612,7 @@ impl Database {
         &self,
         collection: &str,
         path: impl AsRef<Path>,
-        mut progress: impl FnMut(u64, u64),
+        mut progress: impl FnMut(&'static str, u64, u64),
     ) -> Result<ImportReport> {
         let path = path.as_ref();
         let started = Instant::now();
@@ -614,7 +632,9 @@ impl Database {
             Ok(s) => s,
             Err(Error::NotFound { kind: "collection", .. }) if file_spec.is_some() => {
                 let mut s: CollectionSpec = serde_json::from_str(file_spec.as_deref().unwrap_or_default())
-                    .map_err(|e| Error::invalid(format!("{}: bad {SPEC_KEY} metadata: {e}", path.display())))?;
+                    .map_err(|e| {
+                        Error::invalid(format!("{}: bad {SPEC_KEY} metadata: {e}", path.display()))
+                    })?;
                 s.name = collection.to_string();
                 self.create_collection(&s)?;
                 created = true;
@@ -631,9 +651,14 @@ impl Database {
         };
         let res = self.import_checked(&spec, path, &open, total, &mut progress);
         match res {
-            Ok((docs, tokens, ignored)) => {
-                Ok(ImportReport { docs, tokens, created, ignored, seconds: started.elapsed().as_secs_f64() })
-            }
+            Ok((docs, tokens, embedded, ignored)) => Ok(ImportReport {
+                docs,
+                tokens,
+                embedded,
+                created,
+                ignored,
+                seconds: started.elapsed().as_secs_f64(),
+            }),
             Err(e) => {
                 if created {
                     let _ = self.drop_collection(collection);
@@ -643,19 +668,21 @@ impl Database {
         }
     }
 
-    /// Pass 1 validates every row, pass 2 inserts; returns (docs, tokens, ignored columns).
+    /// Pass 1 validates every row, pass 2 inserts; returns (docs, tokens, embedded from
+    /// text, ignored columns).
     fn import_checked(
         &self,
         spec: &CollectionSpec,
         path: &Path,
         open: &dyn Fn() -> Result<ParquetRecordBatchReaderBuilder<File>>,
         total: u64,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<(u64, u64, Vec<String>)> {
+        progress: &mut dyn FnMut(&'static str, u64, u64),
+    ) -> Result<(u64, u64, bool, Vec<String>)> {
         let shown = path.display().to_string();
         let builder = open()?;
         let (layout, ignored) = Layout::match_file(builder.schema(), spec, &shown)?;
-        let batches = |b: ParquetRecordBatchReaderBuilder<File>| b.with_batch_size(256).build().map_err(read_err(path));
+        let batches =
+            |b: ParquetRecordBatchReaderBuilder<File>| b.with_batch_size(256).build().map_err(read_err(path));
         let embed_text = layout.tokens.is_none();
         // Pass 1: decode and validate everything; ids must be new and unique.
         let mut seen = HashSet::new();
@@ -667,7 +694,10 @@ impl Database {
             for (k, d) in docs.iter().enumerate() {
                 let at = |e: Error| Error::invalid(format!("{shown}: row {}: {e}", row + k as u64));
                 if !seen.insert(d.id.clone()) {
-                    return Err(at(Error::AlreadyExists { kind: "document (twice in the file)", name: d.id.to_string() }));
+                    return Err(at(Error::AlreadyExists {
+                        kind: "document (twice in the file)",
+                        name: d.id.to_string(),
+                    }));
                 }
                 if !embed_text {
                     crate::validate::document(spec, d).map_err(at)?;
@@ -677,6 +707,7 @@ impl Database {
                 return Err(Error::AlreadyExists { kind: "document", name: format!("{id} (in {shown})") });
             }
             row += b.num_rows() as u64;
+            progress("checked", row, total);
         }
         // Pass 2: insert, a segment's worth of tokens per batch.
         let limit = self.inner.opts.flush_threshold_tokens.max(1);
@@ -691,13 +722,15 @@ impl Database {
                 #[cfg(feature = "embed")]
                 self.insert_text(&spec.name, batch)?;
                 #[cfg(not(feature = "embed"))]
-                return Err(Error::NotAvailable("importing text to embed needs the `embed` cargo feature".into()));
+                return Err(Error::NotAvailable(
+                    "importing text to embed needs the `embed` cargo feature".into(),
+                ));
             } else {
                 self.insert(&spec.name, batch)?;
             }
             *done += batch.len() as u64;
             batch.clear();
-            progress(*done, total);
+            progress("imported", *done, total);
             Ok(())
         };
         let mut row = 0u64;
@@ -716,7 +749,7 @@ impl Database {
             row += b.num_rows() as u64;
         }
         flush(&mut batch, &mut done)?;
-        Ok((done, ntok, ignored))
+        Ok((done, ntok, embed_text, ignored))
     }
 
     /// The first of `ids` that exists in `collection`.

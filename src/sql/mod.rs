@@ -1465,11 +1465,20 @@ impl Session {
     fn import_parquet(&self, coll: &str, path: &str, progress: Progress<'_>) -> Result<StatementResult> {
         #[cfg(feature = "parquet")]
         {
-            let r = self.db.import_parquet(coll, path, |done, _| progress(done as usize, "documents"))?;
+            let r = self.db.import_parquet(coll, path, |phase, done, _| {
+                progress(
+                    done as usize,
+                    if phase == "checked" { "documents checked" } else { "documents imported" },
+                )
+            })?;
             let mut msg = format!(
-                "imported {} documents ({} token vectors) into {coll}{}, {:.1} s",
+                "imported {} documents ({}) into {coll}{}, {:.1} s",
                 r.docs,
-                r.tokens,
+                if r.embedded {
+                    "embedded from text".to_string()
+                } else {
+                    format!("{} token vectors", r.tokens)
+                },
                 if r.created { " (created from the spec in the file)" } else { "" },
                 r.seconds
             );
@@ -1481,7 +1490,9 @@ impl Session {
         #[cfg(not(feature = "parquet"))]
         {
             let _ = (coll, progress);
-            Err(Error::NotAvailable(format!("{path} is a Parquet file: importing it needs the `parquet` cargo feature")))
+            Err(Error::NotAvailable(format!(
+                "{path} is a Parquet file: importing it needs the `parquet` cargo feature"
+            )))
         }
     }
 

@@ -35,5 +35,6 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
 pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<()> {
     fault::point("segment.rename", dest)?;
     std::fs::rename(tmp, dest).at(dest)?;
-    fsync_dir(dest.parent().unwrap_or(Path::new(".")))
+    // A bare file name has the empty path as its parent: the current directory.
+    fsync_dir(dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
 }

@@ -318,6 +318,35 @@ fn text_collections_embed_inserts_and_queries_and_refuse_another_model() {
         let dense = db.search("t", &SearchRequest::dense_text("model", q).limit(1)).unwrap();
         assert_eq!(dense.len(), 1);
     }
+    #[cfg(feature = "parquet")]
+    {
+        // Parquet: an export carries the model; a file of text alone is embedded on import.
+        let file = dir.path().join("t.parquet");
+        db.export_parquet("t", &file, |_, _| {}).unwrap();
+        let other = Database::open(dir.path().join("other")).unwrap();
+        other.import_parquet("t", &file, |_, _, _| {}).unwrap();
+        assert_eq!(other.describe("t").unwrap(), db.describe("t").unwrap(), "created with the same model");
+        assert_eq!(other.get("t", &"d1".into()).unwrap(), db.get("t", &"d1".into()).unwrap());
+        let text_only = dir.path().join("text.parquet");
+        let batch = arrow_array::RecordBatch::try_from_iter([
+            ("id", std::sync::Arc::new(arrow_array::StringArray::from(vec!["p1"])) as arrow_array::ArrayRef),
+            ("title", std::sync::Arc::new(arrow_array::StringArray::from(vec!["late interaction"])) as _),
+            ("body", std::sync::Arc::new(arrow_array::StringArray::from(vec!["c"])) as _),
+        ])
+        .unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&text_only).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let r = other.import_parquet("t", &text_only, |_, _, _| {}).unwrap();
+        assert_eq!((r.docs, r.tokens, r.embedded), (1, 0, true), "vectors computed by the model, not read");
+        let p1 = other.get("t", &"p1".into()).unwrap().unwrap();
+        assert_eq!(p1.tokens, got.tokens, "same text, same model: same token vectors as d1");
+    }
     // Vector inserts into a text collection still work; text into a vector collection is refused.
     db.create_collection(&CollectionSpec::new("v", VectorSpec::new(H))).unwrap();
     let err = db.insert_text("v", &[Document::new("x")]).unwrap_err();

@@ -12,7 +12,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use maxsimdb::sql::Session;
 use maxsimdb::testing::Rng;
 use maxsimdb::{
-    CollectionSpec, ColumnType, Database, DocId, Document, Dtype, Error, IdType, StoredDocument, Value, VectorSpec,
+    CollectionSpec, ColumnType, Database, DocId, Document, Dtype, Error, IdType, StoredDocument, Value,
+    VectorSpec,
 };
 
 use crate::common::{doc, spec, tempdb, DIM};
@@ -62,11 +63,12 @@ fn round_trip(dtype: Dtype) {
     assert_eq!(before.len(), 38);
     let file = dir.path().join("c.parquet");
     let mut calls = 0;
-    let r = db.export_parquet("c", &file, |_, total| {
-        calls += 1;
-        assert_eq!(total, 38);
-    })
-    .unwrap();
+    let r = db
+        .export_parquet("c", &file, |_, total| {
+            calls += 1;
+            assert_eq!(total, 38);
+        })
+        .unwrap();
     assert!(calls >= 2, "progress reported");
     assert_eq!(r.docs, 38);
     assert_eq!(r.tokens, before.values().map(|d| (d.tokens.len() / DIM) as u64).sum::<u64>());
@@ -74,7 +76,11 @@ fn round_trip(dtype: Dtype) {
 
     // Into a fresh database: the collection is created from the spec in the file.
     let other = Database::open(dir.path().join("other.msdb")).unwrap();
-    let ir = other.import_parquet("copy", &file, |_, _| {}).unwrap();
+    let mut phases = Vec::new();
+    let ir =
+        other.import_parquet("copy", &file, |phase, done, total| phases.push((phase, done, total))).unwrap();
+    assert_eq!(phases.first().map(|p| p.0), Some("checked"));
+    assert_eq!(phases.last(), Some(&("imported", 38, 38)));
     assert!(ir.created && ir.ignored.is_empty(), "{ir:?}");
     assert_eq!((ir.docs, ir.tokens), (38, r.tokens));
     let mut want = spec("copy", dtype);
@@ -115,6 +121,28 @@ fn f16_collections_round_trip_bit_exactly() {
 }
 
 #[test]
+fn integer_ids_and_empty_collections_round_trip() {
+    let (dir, db) = tempdb();
+    db.create_collection(&small(IdType::Integer)).unwrap();
+    let empty = dir.path().join("empty.parquet");
+    assert_eq!(db.export_parquet("f", &empty, |_, _| {}).unwrap().docs, 0);
+    let r = db.import_parquet("f0", &empty, |_, _, _| {}).unwrap();
+    assert!(r.created && r.docs == 0);
+    assert_eq!(db.describe("f0").unwrap().id_type, IdType::Integer);
+    let docs: Vec<Document> = (0..5)
+        .map(|i| Document::new(i64::MAX - i).tokens(vec![i as f32, -1.5, 0.25]).set("title", format!("t{i}")))
+        .collect();
+    db.insert("f", &docs).unwrap();
+    let file = dir.path().join("ints.parquet");
+    db.export_parquet("f", &file, |_, _| {}).unwrap();
+    db.import_parquet("f1", &file, |_, _, _| {}).unwrap();
+    for d in &docs {
+        let got = db.get("f1", &d.id).unwrap().unwrap();
+        assert_eq!((got.tokens, got.values), (d.tokens.clone(), d.values.clone()));
+    }
+}
+
+#[test]
 fn export_and_import_through_sql() {
     let (dir, db) = tempdb();
     let ids = populated(&db, Dtype::F16);
@@ -135,7 +163,12 @@ fn export_and_import_through_sql() {
     std::fs::copy(&file, &renamed).unwrap();
     s.execute("CREATE COLLECTION c2 (year INTEGER, title TEXT, rating REAL, meta JSON) WITH (dim = 16, pooled = 'mean:16')")
         .unwrap();
-    let msg = s.execute(&format!("IMPORT INTO c2 FROM '{}'", renamed.display())).unwrap().remove(0).message.unwrap();
+    let msg = s
+        .execute(&format!("IMPORT INTO c2 FROM '{}'", renamed.display()))
+        .unwrap()
+        .remove(0)
+        .message
+        .unwrap();
     assert!(msg.starts_with("imported 38 documents"), "{msg}");
     assert_eq!(all_docs(&db, "c2", &ids).len(), 38);
     // Importing the same file again: every id exists, nothing changes.
@@ -153,8 +186,11 @@ fn write_foreign(path: &Path, batch: &RecordBatch) {
     w.close().unwrap();
 }
 
+/// One row of a foreign file: id, token vectors, title.
+type Row<'a> = (i32, Vec<Vec<f64>>, Option<&'a str>);
+
 /// Lists of lists of float64 (what pandas and Spark write), int32 ids, an extra column.
-fn foreign_batch(rows: &[(i32, Vec<Vec<f64>>, Option<&str>)]) -> RecordBatch {
+fn foreign_batch(rows: &[Row<'_>]) -> RecordBatch {
     let mut ids = Int32Builder::new();
     let mut toks = ListBuilder::new(ListBuilder::new(Float64Builder::new()));
     let mut titles = StringBuilder::new();
@@ -179,7 +215,9 @@ fn foreign_batch(rows: &[(i32, Vec<Vec<f64>>, Option<&str>)]) -> RecordBatch {
 }
 
 fn small(id_type: IdType) -> CollectionSpec {
-    CollectionSpec::new("f", VectorSpec::new(3).dtype(Dtype::F32)).id_type(id_type).column("title", ColumnType::Text)
+    CollectionSpec::new("f", VectorSpec::new(3).dtype(Dtype::F32))
+        .id_type(id_type)
+        .column("title", ColumnType::Text)
 }
 
 #[test]
@@ -194,7 +232,7 @@ fn files_from_other_tools_import() {
             (2, vec![vec![0.5, 0.5, 0.0]], None),
         ]),
     );
-    let r = db.import_parquet("f", &path, |_, _| {}).unwrap();
+    let r = db.import_parquet("f", &path, |_, _, _| {}).unwrap();
     assert_eq!((r.docs, r.tokens, r.created), (2, 3, false));
     assert_eq!(r.ignored, ["source"]);
     let d = db.get("f", &DocId::Int(1)).unwrap().unwrap();
@@ -203,7 +241,7 @@ fn files_from_other_tools_import() {
     let d = db.get("f", &DocId::Int(2)).unwrap().unwrap();
     assert_eq!(d.values, [("title".to_string(), Value::Null)]);
     // No spec in the file and no collection: say what to do.
-    let e = db.import_parquet("missing", &path, |_, _| {}).unwrap_err();
+    let e = db.import_parquet("missing", &path, |_, _, _| {}).unwrap_err();
     assert!(e.to_string().contains("CREATE COLLECTION"), "{e}");
 }
 
@@ -213,7 +251,7 @@ fn a_bad_file_changes_nothing() {
     db.create_collection(&small(IdType::Integer)).unwrap();
     db.insert("f", &[Document::new(9).tokens(vec![1.0, 0.0, 0.0])]).unwrap();
     let ok = vec![vec![1.0, 0.0, 0.0]];
-    let cases: Vec<(&str, Vec<(i32, Vec<Vec<f64>>, Option<&str>)>, &str)> = vec![
+    let cases: Vec<(&str, Vec<Row<'_>>, &str)> = vec![
         ("nan", vec![(1, ok.clone(), None), (2, vec![vec![f64::NAN, 0.0, 0.0]], None)], "row 1"),
         ("dim", vec![(1, ok.clone(), None), (2, vec![vec![1.0, 0.0]], None)], "token_dim is 3"),
         ("twice", vec![(1, ok.clone(), None), (1, ok.clone(), None)], "twice in the file"),
@@ -223,14 +261,14 @@ fn a_bad_file_changes_nothing() {
     for (name, rows, says) in cases {
         let path = dir.path().join(format!("{name}.parquet"));
         write_foreign(&path, &foreign_batch(&rows));
-        let e = db.import_parquet("f", &path, |_, _| {}).unwrap_err();
+        let e = db.import_parquet("f", &path, |_, _, _| {}).unwrap_err();
         assert!(e.to_string().contains(says), "{name}: {e}");
         assert_eq!(db.stats("f").unwrap().docs, 1, "{name}: nothing inserted");
     }
     // Not Parquet at all; a truncated export.
     let junk = dir.path().join("junk.parquet");
     std::fs::write(&junk, b"PAR1 this is not parquet").unwrap();
-    let e = db.import_parquet("f", &junk, |_, _| {}).unwrap_err();
+    let e = db.import_parquet("f", &junk, |_, _, _| {}).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("Parquet"), "{e}");
     let (_d2, src) = tempdb();
     populated(&src, Dtype::F32);
@@ -238,7 +276,7 @@ fn a_bad_file_changes_nothing() {
     src.export_parquet("c", &full, |_, _| {}).unwrap();
     let bytes = std::fs::read(&full).unwrap();
     std::fs::write(&junk, &bytes[..bytes.len() / 2]).unwrap();
-    let e = db.import_parquet("fresh", &junk, |_, _| {}).unwrap_err();
+    let e = db.import_parquet("fresh", &junk, |_, _, _| {}).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
     assert!(matches!(db.describe("fresh"), Err(Error::NotFound { .. })));
     // A spec-carrying file whose rows fail: the collection it created is dropped again.
@@ -246,7 +284,7 @@ fn a_bad_file_changes_nothing() {
     let n = bad.len();
     bad[n / 3] ^= 0x40; // page data: zstd or the decoder refuses it, or a value changes
     std::fs::write(&junk, &bad).unwrap();
-    match db.import_parquet("fresh", &junk, |_, _| {}) {
+    match db.import_parquet("fresh", &junk, |_, _, _| {}) {
         Err(_) => assert!(matches!(db.describe("fresh"), Err(Error::NotFound { .. }))),
         Ok(r) => assert_eq!(r.docs, 38),
     }
@@ -268,7 +306,8 @@ fn export_during_writes_is_one_snapshot() {
             let mut b = 0;
             while !stop.load(Ordering::Relaxed) {
                 batches.store(b, Ordering::Relaxed);
-                let docs: Vec<Document> = (0..4).map(|j| doc(&mut rng, &format!("w{b}_{j}"), 2, 2001)).collect();
+                let docs: Vec<Document> =
+                    (0..4).map(|j| doc(&mut rng, &format!("w{b}_{j}"), 2, 2001)).collect();
                 db.insert("c", &docs).unwrap();
                 if b % 5 == 0 {
                     db.flush("c").unwrap();
@@ -291,7 +330,7 @@ fn export_during_writes_is_one_snapshot() {
     assert!(writer.join().unwrap() > 0);
     for (file, n) in got {
         let other = Database::open(dir.path().join(format!("{}.msdb", file.display()))).unwrap();
-        other.import_parquet("c", &file, |_, _| {}).unwrap();
+        other.import_parquet("c", &file, |_, _, _| {}).unwrap();
         assert_eq!(other.stats("c").unwrap().docs, n);
         // Every batch of the concurrent writer is in whole or not at all.
         let mut per_batch: BTreeMap<String, usize> = BTreeMap::new();
@@ -310,10 +349,12 @@ fn export_during_writes_is_one_snapshot() {
 /// The `id` column of a Parquet file of text ids.
 fn file_ids(path: &Path) -> Vec<String> {
     use arrow_array::cast::AsArray;
-    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
     let mut out = Vec::new();
     for b in r {
         let b = b.unwrap();
@@ -383,7 +424,13 @@ for w in want:
     assert r["year"] == w["year"] and r["title"] == w["title"], (r, w)
 print("pyarrow read", len(rows), "rows,", sum(len(r["tokens"]) for r in rows.values()), "token vectors")
 "#;
-    let out = std::process::Command::new(&python).arg("-c").arg(script).arg(&file).arg(&want_path).output().unwrap();
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .arg(&want_path)
+        .output()
+        .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "pyarrow check failed:\n{text}");
     assert!(text.contains("pyarrow read 38 rows"), "{text}");

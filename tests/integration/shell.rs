@@ -273,3 +273,26 @@ fn scifact_slice_through_the_shell() {
     let r = ok(&db, "SELECT id FROM sf ORDER BY hybrid('zebrafish fin regrowth') LIMIT 1");
     assert_eq!(ids(&r[0]), ["new"]);
 }
+
+/// Files named without a directory land in the working directory (their parent is the
+/// empty path, which must be fsynced as `.`).
+#[test]
+fn backup_and_export_to_a_bare_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sql = String::from(
+        "CREATE COLLECTION c (t TEXT) WITH (dim = 2); INSERT INTO c (id, t, tokens) VALUES ('a', 'x', '[[1,0]]'); \
+         BACKUP TO 'b.msdb.zst';",
+    );
+    if cfg!(feature = "parquet") {
+        sql.push_str(" EXPORT c TO 'c.parquet'; IMPORT INTO c2 FROM 'c.parquet';");
+    }
+    let out =
+        bin().current_dir(dir.path()).args(["d.msdb", "--format", "json", "-c", &sql]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("b.msdb.zst").is_file());
+    if cfg!(feature = "parquet") {
+        assert!(dir.path().join("c.parquet").is_file());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("imported 1 documents"), "{text}");
+    }
+}
