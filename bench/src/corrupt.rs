@@ -3,6 +3,9 @@
 //! segment section (tokens, pooled vectors, HNSW graph, PLAID codes, …) and each
 //! full-text index file — each classified as detected, harmless, silent or panic, and
 //! detected damage as repaired or not by a writable open (`maxsimdb::testing::corrupt`).
+//! With `--archive true`, also every byte of a backup archive of that database, each
+//! changed to another value (XOR with a random non-zero byte) in turn, restored: every one
+//! must be refused, with nothing left behind.
 
 use serde_json::json;
 
@@ -35,7 +38,10 @@ pub fn run(args: &Args) -> Result<(), String> {
                    "panics": o.panics, "repaired": o.repaired}),
         );
     }
+    let archive =
+        if args.get("archive", false)? { Some(archive_sweep(&base, dir.path(), seed)?) } else { None };
     let out = json!({
+        "archive": archive,
         "trials": trials,
         "detected": detected,
         "panics": panics,
@@ -44,9 +50,54 @@ pub fn run(args: &Args) -> Result<(), String> {
         "kinds": kinds,
     });
     report(args, "corrupt (byte flips and truncations of every artefact)", &out);
+    let archive_missed = out["archive"]["accepted_positions"].as_array().map_or(0, Vec::len);
+    if archive_missed > 0 {
+        return Err(format!("{archive_missed} damaged archive bytes were not refused"));
+    }
     if panics == 0 && silent_checked == 0 {
         Ok(())
     } else {
         Err(format!("{panics} panics, {silent_checked} silent damages outside the catalog"))
     }
+}
+
+/// Restore an archive of `base` once per byte position, that byte changed.
+fn archive_sweep(
+    base: &std::path::Path,
+    scratch: &std::path::Path,
+    seed: u64,
+) -> Result<serde_json::Value, String> {
+    use maxsimdb::{Database, Error};
+    let e = |e: maxsimdb::Error| e.to_string();
+    let archive = scratch.join("sweep.msdb.zst");
+    Database::open_read_only(base).map_err(e)?.backup(&archive, |_, _| {}).map_err(e)?;
+    let original = std::fs::read(&archive).map_err(|e| e.to_string())?;
+    let target = scratch.join("sweep-restored.msdb");
+    let mut rng = maxsimdb::testing::Rng::new(seed);
+    let started = std::time::Instant::now();
+    let (mut refused, mut accepted) = (0u64, Vec::new());
+    for at in 0..original.len() {
+        let mut b = original.clone();
+        b[at] ^= 1 + rng.below(255) as u8;
+        std::fs::write(&archive, &b).map_err(|e| e.to_string())?;
+        match Database::restore(&archive, &target, |_, _| {}) {
+            Err(Error::Corruption { .. }) if !target.exists() => refused += 1,
+            other => {
+                accepted.push(at);
+                eprintln!("byte {at}: {other:?}");
+                let _ = std::fs::remove_dir_all(&target);
+            }
+        }
+        if at % 10_000 == 0 {
+            eprint!("\rarchive sweep: {at}/{} bytes", original.len());
+        }
+    }
+    eprintln!();
+    Ok(json!({
+        "archive_bytes": original.len(),
+        "trials": original.len(),
+        "refused": refused,
+        "accepted_positions": accepted,
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
 }
