@@ -12,9 +12,9 @@
 //! | each pooled vector | `fixed_size_list<float32, dim>` | named after the vector |
 //!
 //! Field metadata `maxsimdb.role` (`id`, `column`, `tokens`, `pooled`) and `maxsimdb.name`
-//! say what each column is, so a scalar column that happens to be called `tokens` (or
-//! shares its name with a pooled vector) is exported as `_tokens` / `_<pooled>` without
-//! ambiguity. File metadata `maxsimdb.spec` holds the collection spec (JSON: columns,
+//! say what each column is. Names stay unique: when a scalar column is called `tokens` the
+//! token vectors are `_tokens`, and a pooled vector named like a scalar column, `id` or
+//! `tokens` is `_pooled_<name>` (column names cannot start with `_`). File metadata `maxsimdb.spec` holds the collection spec (JSON: columns,
 //! vector layout, embedding model and its weights hash), `maxsimdb.format` the layout
 //! version (1) and `maxsimdb.version` the library version.
 //!
@@ -127,8 +127,10 @@ impl Layout {
         let meta = |role: &str, name: &str| -> std::collections::HashMap<String, String> {
             [(ROLE_KEY.to_string(), role.to_string()), (NAME_KEY.to_string(), name.to_string())].into()
         };
-        let taken = |n: &str| spec.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n));
-        let free = |n: &str| if taken(n) { format!("_{n}") } else { n.to_string() };
+        // Names are unique: `tokens` is `_tokens` when a scalar column has that name, and a
+        // pooled vector named like a column, `id` or `tokens` is `_pooled_<name>` (no
+        // column name starts with '_').
+        let column = |n: &str| spec.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n));
         let id_type = match spec.id_type {
             IdType::Integer => DataType::Int64,
             IdType::Text => DataType::Utf8,
@@ -147,12 +149,25 @@ impl Layout {
             fields.push(Field::new(&c.name, ty, true).with_metadata(m));
         }
         fields.push(
-            Field::new(free("tokens"), DataType::List(token_item(spec.vectors.token_dim)), false)
-                .with_metadata(meta("tokens", "tokens")),
+            Field::new(
+                if column("tokens") { "_tokens" } else { "tokens" },
+                DataType::List(token_item(spec.vectors.token_dim)),
+                false,
+            )
+            .with_metadata(meta("tokens", "tokens")),
         );
         for p in &spec.vectors.pooled {
             fields.push(
-                Field::new(free(&p.name), vector_type(p.dim), false).with_metadata(meta("pooled", &p.name)),
+                Field::new(
+                    if column(&p.name) || ["id", "tokens"].iter().any(|r| r.eq_ignore_ascii_case(&p.name)) {
+                        format!("_pooled_{}", p.name)
+                    } else {
+                        p.name.clone()
+                    },
+                    vector_type(p.dim),
+                    false,
+                )
+                .with_metadata(meta("pooled", &p.name)),
             );
         }
         Schema::new(fields)

@@ -143,6 +143,34 @@ fn integer_ids_and_empty_collections_round_trip() {
 }
 
 #[test]
+fn colliding_names_round_trip() {
+    let (dir, db) = tempdb();
+    let spec = CollectionSpec::new(
+        "n",
+        VectorSpec::new(2).pooled("mean", 2).pooled("id", 2).pooled("tokens", 2).dtype(Dtype::F32),
+    )
+    .column("tokens", ColumnType::Text)
+    .column("mean", ColumnType::Integer);
+    db.create_collection(&spec).unwrap();
+    let d = Document::new("a")
+        .tokens(vec![1.0, 2.0, 3.0, 4.0])
+        .pooled("mean", vec![5.0, 6.0])
+        .pooled("id", vec![7.0, 8.0])
+        .pooled("tokens", vec![9.0, 10.0])
+        .set("tokens", "words")
+        .set("mean", 11i64);
+    db.insert("n", std::slice::from_ref(&d)).unwrap();
+    let file = dir.path().join("n.parquet");
+    db.export_parquet("n", &file, |_, _| {}).unwrap();
+    let other = Database::open(dir.path().join("o.msdb")).unwrap();
+    other.import_parquet("n", &file, |_, _, _| {}).unwrap();
+    assert_eq!(other.get("n", &d.id).unwrap(), db.get("n", &d.id).unwrap());
+    let got = other.get("n", &d.id).unwrap().unwrap();
+    assert_eq!(got.tokens, d.tokens);
+    assert_eq!(got.pooled, d.pooled);
+}
+
+#[test]
 fn export_and_import_through_sql() {
     let (dir, db) = tempdb();
     let ids = populated(&db, Dtype::F16);
