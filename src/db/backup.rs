@@ -181,27 +181,16 @@ impl Database {
     /// is left behind).
     pub fn backup(&self, dest: impl AsRef<Path>, mut progress: impl FnMut(u64, u64)) -> Result<BackupReport> {
         let dest = dest.as_ref();
-        if dest.exists() {
-            return Err(Error::AlreadyExists { kind: "file", name: dest.display().to_string() });
-        }
         let started = Instant::now();
-        let tmp = PathBuf::from(format!("{}.tmp", dest.display()));
         let snapshot = PathBuf::from(format!("{}.catalog.tmp", dest.display()));
-        let _ = std::fs::remove_file(&tmp);
-        let _ = std::fs::remove_file(&snapshot);
-        let res = self.backup_into(&tmp, &snapshot, &mut progress);
-        let _ = std::fs::remove_file(&snapshot);
-        match res {
-            Ok(mut report) => {
-                crate::storage::publish(&tmp, dest)?;
-                report.seconds = started.elapsed().as_secs_f64();
-                Ok(report)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+        let mut report = crate::storage::create_atomically(dest, |tmp| {
+            let _ = std::fs::remove_file(&snapshot);
+            let res = self.backup_into(tmp, &snapshot, &mut progress);
+            let _ = std::fs::remove_file(&snapshot);
+            res
+        })?;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
     }
 
     fn backup_into(

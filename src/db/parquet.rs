@@ -33,7 +33,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -478,25 +478,12 @@ impl Database {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<ExportReport> {
         let dest = dest.as_ref();
-        if dest.exists() {
-            return Err(Error::AlreadyExists { kind: "file", name: dest.display().to_string() });
-        }
         let started = Instant::now();
-        let tmp = PathBuf::from(format!("{}.tmp", dest.display()));
-        let _ = std::fs::remove_file(&tmp);
-        let res = self.export_into(collection, &tmp, &mut progress);
-        match res {
-            Ok(mut r) => {
-                crate::storage::publish(&tmp, dest)?;
-                r.file_bytes = std::fs::metadata(dest).at(dest)?.len();
-                r.seconds = started.elapsed().as_secs_f64();
-                Ok(r)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+        let mut r =
+            crate::storage::create_atomically(dest, |tmp| self.export_into(collection, tmp, &mut progress))?;
+        r.file_bytes = std::fs::metadata(dest).at(dest)?.len();
+        r.seconds = started.elapsed().as_secs_f64();
+        Ok(r)
     }
 
     fn export_into(

@@ -31,6 +31,19 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
+/// Create the new file `dest` whole or not at all: refuse an existing one, let `write` fill
+/// (and fsync) `dest.tmp`, then publish it; on any error nothing is left behind.
+pub(crate) fn create_atomically<T>(dest: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    if dest.exists() {
+        return Err(crate::Error::AlreadyExists { kind: "file", name: dest.display().to_string() });
+    }
+    let tmp = std::path::PathBuf::from(format!("{}.tmp", dest.display()));
+    let _ = std::fs::remove_file(&tmp);
+    write(&tmp).and_then(|v| publish(&tmp, dest).map(|()| v)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
 /// Atomically publish `tmp` as `dest` (same directory): rename, then fsync the directory.
 pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<()> {
     fault::point("segment.rename", dest)?;
