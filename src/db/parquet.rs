@@ -55,7 +55,6 @@ use super::Database;
 use crate::catalog::CollectionRow;
 use crate::error::IoContext;
 use crate::types::{CollectionSpec, ColumnType, DocId, Document, IdType, Value};
-use crate::validate::Decoded;
 use crate::{Error, Result};
 
 /// File metadata key of the collection spec (JSON).
@@ -533,7 +532,7 @@ impl Database {
                 .build();
             let file = File::create(tmp).at(tmp)?;
             let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(write_err(tmp))?;
-            let (dim, dtype) = (spec.vectors.token_dim, spec.vectors.dtype);
+            let dim = spec.vectors.token_dim;
             let pooled_dims: usize = spec.vectors.pooled.iter().map(|p| p.dim).sum();
             let (mut after, mut done, mut ntok) = (0u64, 0u64, 0u64);
             progress(0, total);
@@ -544,31 +543,16 @@ impl Database {
                 let (mut ids, mut values, mut tokens, mut pooled) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for (loc, (id, vals)) in rows {
-                    let (t, p) = match loc.seg {
-                        None => {
-                            let p = tx.pending_row(c.id, loc.row)?.ok_or_else(|| {
-                                Error::invalid(format!(
-                                    "document {id} has no pending vectors (catalog inconsistent)"
-                                ))
-                            })?;
-                            (
-                                Decoded::from_bytes(&p.tokens, dtype).as_ref().to_f32(),
-                                Decoded::from_bytes(&p.pooled, dtype).as_ref().to_f32(),
-                            )
-                        }
-                        Some(seg) => {
-                            let r = readers
+                    let reader = match loc.seg {
+                        None => None,
+                        Some(seg) => Some(
+                            readers
                                 .get(&seg)
-                                .ok_or_else(|| Error::NotFound { kind: "segment", name: seg.to_string() })?;
-                            let d = r.row_ids().binary_search(&loc.row).map_err(|_| {
-                                Error::corruption(r.path(), format!("row {} missing from segment", loc.row))
-                            })?;
-                            let p = (0..spec.vectors.pooled.len())
-                                .flat_map(|p| r.pooled(p, d).to_f32())
-                                .collect();
-                            (r.doc_tokens(d).to_f32(), p)
-                        }
+                                .ok_or_else(|| Error::NotFound { kind: "segment", name: seg.to_string() })?
+                                .as_ref(),
+                        ),
                     };
+                    let (t, p) = super::search::doc_vectors(&tx, &c, loc.row, reader)?;
                     debug_assert_eq!(p.len(), pooled_dims);
                     ntok += (t.len() / dim) as u64;
                     ids.push(id);

@@ -475,6 +475,36 @@ fn fuse(lists: &[Vec<Scored>], fusion: &Fusion, limit: usize) -> Vec<Scored> {
     out
 }
 
+/// The vectors of the document at row `row`, as f32: token matrix and all pooled vectors
+/// concatenated in spec order. `seg` is its segment's reader, `None` while it is pending.
+pub(super) fn doc_vectors(
+    tx: &Txn<'_>,
+    c: &CollectionRow,
+    row: u64,
+    seg: Option<&SegmentReader>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let dtype = c.spec.vectors.dtype;
+    match seg {
+        None => {
+            let p = tx.pending_row(c.id, row)?.ok_or_else(|| {
+                Error::invalid(format!("row {row} has no pending vectors (catalog inconsistent)"))
+            })?;
+            Ok((
+                Decoded::from_bytes(&p.tokens, dtype).as_ref().to_f32(),
+                Decoded::from_bytes(&p.pooled, dtype).as_ref().to_f32(),
+            ))
+        }
+        Some(r) => {
+            let d = r
+                .row_ids()
+                .binary_search(&row)
+                .map_err(|_| Error::corruption(r.path(), format!("row {row} missing from segment")))?;
+            let pooled = (0..c.spec.vectors.pooled.len()).flat_map(|p| r.pooled(p, d).to_f32()).collect();
+            Ok((r.doc_tokens(d).to_f32(), pooled))
+        }
+    }
+}
+
 fn pooled_offsets(c: &CollectionRow) -> Vec<usize> {
     let mut offs = vec![0];
     for p in &c.spec.vectors.pooled {
@@ -1000,17 +1030,8 @@ impl Database {
             let c = tx.collection(collection)?;
             crate::validate::id(&c.spec, id)?;
             let Some(loc) = tx.locate(c.id, id)? else { return Ok(None) };
-            let dtype = c.spec.vectors.dtype;
-            let (tokens, pooled) = match loc.seg {
-                None => {
-                    let p = tx.pending_row(c.id, loc.row)?.ok_or_else(|| {
-                        Error::invalid(format!("document {id} has no pending vectors (catalog inconsistent)"))
-                    })?;
-                    (
-                        Decoded::from_bytes(&p.tokens, dtype).as_ref().to_f32(),
-                        Decoded::from_bytes(&p.pooled, dtype).as_ref().to_f32(),
-                    )
-                }
+            let reader = match loc.seg {
+                None => None,
                 Some(seg) => {
                     let s = tx
                         .segments(c.id)?
@@ -1019,14 +1040,10 @@ impl Database {
                         .ok_or_else(|| Error::NotFound { kind: "segment", name: seg.to_string() })?;
                     let r = self.segment(&c, &s)?;
                     r.verify_all()?;
-                    let d = r.row_ids().binary_search(&loc.row).map_err(|_| {
-                        Error::corruption(r.path(), format!("row {} missing from segment", loc.row))
-                    })?;
-                    let pooled =
-                        (0..c.spec.vectors.pooled.len()).flat_map(|p| r.pooled(p, d).to_f32()).collect();
-                    (r.doc_tokens(d).to_f32(), pooled)
+                    Some(r)
                 }
             };
+            let (tokens, pooled) = doc_vectors(&tx, &c, loc.row, reader.as_deref())?;
             let offs = pooled_offsets(&c);
             let pooled = c
                 .spec
