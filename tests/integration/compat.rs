@@ -106,3 +106,44 @@ fn format_v1_database_opens_searches_and_upgrades() {
     let db = Database::open(&path).unwrap();
     assert_exact(&db, &live, &q);
 }
+
+const FIXTURE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v2.msdb");
+
+/// Builds the v2 fixture's content on `db` and returns its live documents and the generator
+/// state after them: `mixed`, then PLAID, HNSW (over `mean`) and MUVERA indexes (format v2
+/// keeps them as sections inside the segments), then a flushed batch (a second segment
+/// written with the index sections), a pending batch and more tombstones.
+fn fill_v2(db: &Database) -> (Vec<Document>, Rng) {
+    let mut rng = Rng::new(20);
+    let mut live = mixed(db, Dtype::F16, &mut rng);
+    db.create_plaid_index("c", PlaidOptions { centroids: Some(16), ..PlaidOptions::default() }).unwrap();
+    db.create_hnsw_index("c", "mean", maxsimdb::HnswParams::default()).unwrap();
+    db.create_muvera_index("c", maxsimdb::MuveraOptions::default()).unwrap();
+    let flushed: Vec<Document> = (0..30).map(|i| doc(&mut rng, &format!("f{i}"), 1 + i % 9, 2000)).collect();
+    db.insert("c", &flushed).unwrap();
+    db.flush("c").unwrap();
+    let pending: Vec<Document> = (0..7).map(|i| doc(&mut rng, &format!("p{i}"), 3, 2010)).collect();
+    db.insert("c", &pending).unwrap();
+    live.extend(flushed);
+    live.extend(pending);
+    let dead = ["d7", "f3", "p1"];
+    db.delete("c", &dead.map(Into::into)).unwrap();
+    live.retain(|d| !dead.contains(&d.id.to_string().as_str()));
+    (live, rng)
+}
+
+/// Writes the v2 fixture: `MAXSIMDB_WRITE_FIXTURE=1 cargo test --test integration
+/// write_fixture_v2 -- --ignored`, run once by the last segment-format-v2 build (commit
+/// before format v3).
+#[test]
+#[ignore = "writes tests/fixtures/format-v2.msdb once: MAXSIMDB_WRITE_FIXTURE=1 cargo test --test integration write_fixture_v2 -- --ignored"]
+fn write_fixture_v2() {
+    if std::env::var_os("MAXSIMDB_WRITE_FIXTURE").is_none() {
+        return;
+    }
+    let path = Path::new(FIXTURE_V2);
+    assert!(!path.exists(), "{FIXTURE_V2} exists: fixtures are written once");
+    let db = Database::builder(path).flush_on_close(false).open().unwrap();
+    fill_v2(&db);
+    drop(db);
+}
