@@ -54,6 +54,8 @@ mod error;
 pub mod ffi;
 mod filter;
 pub mod index;
+#[doc(hidden)]
+pub mod rng;
 pub mod scoring;
 pub mod sql;
 #[doc(hidden)]
@@ -62,15 +64,16 @@ pub mod storage;
 pub mod testing;
 mod types;
 mod validate;
+pub mod vector;
 
 pub use catalog::SCHEMA_VERSION;
 #[cfg(feature = "fulltext")]
 pub use db::FullTextOptions;
 pub use db::{
     BackupReport, CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Fusion, HnswParams,
-    HopfieldLookup, HopfieldResult, IndexInfo, MuveraOptions, PlaidOptions, Plan, Query, Refine,
-    SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, DEFAULT_FLUSH_THRESHOLD_TOKENS,
-    DEFAULT_RETIRE_GRACE, MAX_LIMIT,
+    HopfieldLookup, HopfieldResult, IndexInfo, IndexProgress, IndexSpec, MuveraOptions, PlaidOptions, Plan,
+    Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
+    DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
 };
 #[cfg(feature = "parquet")]
 pub use db::{ExportReport, ImportReport};

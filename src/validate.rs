@@ -3,8 +3,8 @@
 
 use half::f16;
 
-use crate::storage::segment::VecRef;
 use crate::types::{CollectionSpec, ColumnType, DocId, Document, Dtype, IdType, Value, MAX_TOKENS_PER_DOC};
+use crate::vector::VecRef;
 use crate::{Error, Result};
 
 /// Largest finite f16 value.

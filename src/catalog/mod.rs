@@ -41,13 +41,27 @@ pub(crate) struct SegmentRow {
     pub bytes: i64,
 }
 
-/// A search index of a collection.
+/// A search index of a collection (its `data` blob, if any, is read by
+/// [`Txn::index_data`] only).
 #[derive(Debug, Clone)]
 pub(crate) struct IndexRow {
     pub id: i64,
     pub kind: String,
     pub params: String,
-    pub data: Vec<u8>,
+    /// The per-index state file (PLAID codec, MUVERA matrices; schema 5+), relative to
+    /// the database root.
+    pub file: Option<String>,
+    /// `ready`, or `building` while CREATE INDEX has segments left to cover.
+    pub state: String,
+}
+
+/// The side file of one (segment, index) pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SideFileRow {
+    pub segment_id: i64,
+    pub index_id: i64,
+    pub file: String,
+    pub bytes: i64,
 }
 
 /// Vectors of a committed write not yet flushed into a segment.
@@ -151,8 +165,15 @@ impl Catalog {
         let mut conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         if !read_only {
+            // Incremental auto-vacuum lets flushes give back the pages of the pending
+            // vectors they moved into segments (`Catalog::reclaim`). It takes effect at
+            // once on a new file; an older catalog is converted by one VACUUM.
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
+            if conn.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0))? != 2 {
+                conn.execute_batch("VACUUM")?;
+            }
             migrate::migrate_to(&mut conn, path, target)?;
         }
         let v = migrate::version(&conn)?;
@@ -166,6 +187,16 @@ impl Catalog {
             });
         }
         Ok(Self { conn, schema: v })
+    }
+
+    /// Open an existing catalog for reading and writing without migrating or converting
+    /// it (the writer's background reaper; the writer itself opened it first).
+    pub fn open_plain(path: &Path) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(1))?;
+        let schema = migrate::version(&conn)?;
+        Ok(Self { conn, schema })
     }
 
     /// Begin a read transaction (a consistent snapshot in WAL mode).
@@ -204,6 +235,31 @@ impl Catalog {
         Ok(())
     }
 
+    /// Give free pages back to the file system when there are more than a few (after a
+    /// flush moved pending vectors into a segment, or rows were deleted). Returns the
+    /// pages released.
+    pub fn reclaim(&self) -> Result<u64> {
+        let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        if free < 64 {
+            return Ok(0);
+        }
+        // The pragma frees one page per step: step it to the end.
+        let mut st = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = st.query([])?;
+        while rows.next()?.is_some() {}
+        drop(rows);
+        drop(st);
+        let left: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        Ok((free - left).max(0) as u64)
+    }
+
+    /// Size of the catalog file in bytes (pages × page size, without the WAL).
+    pub fn file_bytes(&self) -> Result<u64> {
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok((pages * size) as u64)
+    }
+
     /// `PRAGMA integrity_check` results other than "ok".
     pub fn integrity_check(&self) -> Result<Vec<String>> {
         let mut st = self.conn.prepare("PRAGMA integrity_check")?;
@@ -218,6 +274,9 @@ pub(crate) struct Txn<'a> {
     tx: rusqlite::Transaction<'a>,
     schema: u32,
 }
+
+/// Segment format recorded in new manifest rows (`storage/format.rs` FORMAT_VERSION).
+const SEGMENT_FORMAT: u32 = 3;
 
 /// Oldest catalog schema a read-only handle opens without upgrading it.
 const READ_ONLY_OLDEST_SCHEMA: u32 = 2;
@@ -328,6 +387,14 @@ impl Txn<'_> {
             pending(c.id),
             tomb(c.id)
         ))?;
+        for s in &segs {
+            self.retire_side_files_of(s.id)?;
+        }
+        for ix in self.indexes(c.id)? {
+            if let Some(f) = &ix.file {
+                self.retire(f)?;
+            }
+        }
         self.tx.execute("DELETE FROM segments WHERE collection_id = ?1", [c.id])?;
         self.tx.execute("DELETE FROM indexes WHERE collection_id = ?1", [c.id])?;
         if self.schema >= 4 {
@@ -343,36 +410,119 @@ impl Txn<'_> {
     }
 
     /// Every index of collection `c`, by id (none on a schema-2 catalog read without
-    /// upgrading).
+    /// upgrading). Reads no `data` blob.
     pub fn indexes(&self, c: i64) -> Result<Vec<IndexRow>> {
         if self.schema < 3 {
             return Ok(Vec::new());
         }
-        let mut st = self.tx.prepare_cached(
-            "SELECT id, kind, params, data FROM indexes WHERE collection_id = ?1 ORDER BY id",
-        )?;
+        let sql = if self.schema >= 5 {
+            "SELECT id, kind, params, file, state FROM indexes WHERE collection_id = ?1 ORDER BY id"
+        } else {
+            "SELECT id, kind, params, NULL, 'ready' FROM indexes WHERE collection_id = ?1 ORDER BY id"
+        };
+        let mut st = self.tx.prepare_cached(sql)?;
         let rows = st.query_map([c], |r| {
-            Ok(IndexRow { id: r.get(0)?, kind: r.get(1)?, params: r.get(2)?, data: r.get(3)? })
+            Ok(IndexRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                params: r.get(2)?,
+                file: r.get(3)?,
+                state: r.get(4)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Record a new index; returns its id. Fails when one of that kind exists.
-    pub fn add_index(&self, c: i64, kind: &str, params_json: &str, data: &[u8]) -> Result<i64> {
+    /// The `data` blob of index `id` (the state of indexes created before schema 5).
+    pub fn index_data(&self, id: i64) -> Result<Vec<u8>> {
+        Ok(self.tx.query_row("SELECT data FROM indexes WHERE id = ?1", [id], |r| r.get(0))?)
+    }
+
+    /// Record a new index in state `building`; returns its id. Fails when one of that
+    /// kind exists.
+    pub fn add_index(&self, c: i64, kind: &str, params_json: &str) -> Result<i64> {
         if self.index(c, kind)?.is_some() {
             return Err(Error::AlreadyExists { kind: "index", name: format!("{kind} (drop it first)") });
         }
         self.tx.execute(
-            "INSERT INTO indexes(collection_id, kind, params, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![c, kind, params_json, data, now()],
+            "INSERT INTO indexes(collection_id, kind, params, data, created_at, state)
+             VALUES (?1, ?2, ?3, x'', ?4, 'building')",
+            params![c, kind, params_json, now()],
         )?;
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// Remove the index of kind `kind` on `c`; true when there was one.
-    pub fn remove_index(&self, c: i64, kind: &str) -> Result<bool> {
-        Ok(self.tx.execute("DELETE FROM indexes WHERE collection_id = ?1 AND kind = ?2", params![c, kind])?
-            > 0)
+    /// Name the per-index state file of index `id`.
+    pub fn set_index_file(&self, id: i64, file: &str) -> Result<()> {
+        self.tx.execute("UPDATE indexes SET file = ?2 WHERE id = ?1", params![id, file])?;
+        Ok(())
+    }
+
+    /// Set the state (`building` / `ready`) of index `id`.
+    pub fn set_index_state(&self, id: i64, state: &str) -> Result<()> {
+        self.tx.execute("UPDATE indexes SET state = ?2 WHERE id = ?1", params![id, state])?;
+        Ok(())
+    }
+
+    /// Remove the index of kind `kind` on `c` with its side-file rows, retiring every file
+    /// it owns; returns the removed row.
+    pub fn remove_index(&self, c: i64, kind: &str) -> Result<Option<IndexRow>> {
+        let Some(row) = self.index(c, kind)? else { return Ok(None) };
+        if self.schema >= 5 {
+            let files: Vec<String> = {
+                let mut st = self.tx.prepare_cached("SELECT file FROM side_files WHERE index_id = ?1")?;
+                let rows = st.query_map([row.id], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for f in files.iter().chain(row.file.as_ref()) {
+                self.retire(f)?;
+            }
+            self.tx.execute("DELETE FROM side_files WHERE index_id = ?1", [row.id])?;
+        }
+        self.tx.execute("DELETE FROM indexes WHERE id = ?1", [row.id])?;
+        Ok(Some(row))
+    }
+
+    /// The side files of collection `c`'s segments.
+    pub fn side_files(&self, c: i64) -> Result<Vec<SideFileRow>> {
+        if self.schema < 5 {
+            return Ok(Vec::new());
+        }
+        let mut st = self.tx.prepare_cached(
+            "SELECT f.segment_id, f.index_id, f.file, f.bytes FROM side_files f
+             JOIN segments s ON s.id = f.segment_id WHERE s.collection_id = ?1
+             ORDER BY f.segment_id, f.index_id",
+        )?;
+        let rows = st.query_map([c], |r| {
+            Ok(SideFileRow { segment_id: r.get(0)?, index_id: r.get(1)?, file: r.get(2)?, bytes: r.get(3)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Record a published side file.
+    pub fn add_side_file(&self, f: &SideFileRow) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO side_files(segment_id, index_id, file, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![f.segment_id, f.index_id, f.file, f.bytes, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Forget and retire the side files of segment `seg`.
+    fn retire_side_files_of(&self, seg: i64) -> Result<()> {
+        if self.schema < 5 {
+            return Ok(());
+        }
+        let files: Vec<String> = {
+            let mut st = self.tx.prepare_cached("SELECT file FROM side_files WHERE segment_id = ?1")?;
+            let rows = st.query_map([seg], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for f in &files {
+            self.retire(f)?;
+        }
+        self.tx.execute("DELETE FROM side_files WHERE segment_id = ?1", [seg])?;
+        Ok(())
     }
 }
 
@@ -521,7 +671,13 @@ impl Txn<'_> {
 
     /// Every file the manifest names (relative to the database root).
     pub fn manifest_files(&self) -> Result<Vec<String>> {
-        let mut st = self.tx.prepare_cached("SELECT file FROM segments")?;
+        let sql = if self.schema >= 5 {
+            "SELECT file FROM segments UNION ALL SELECT file FROM side_files
+             UNION ALL SELECT file FROM indexes WHERE file IS NOT NULL"
+        } else {
+            "SELECT file FROM segments"
+        };
+        let mut st = self.tx.prepare_cached(sql)?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -531,7 +687,7 @@ impl Txn<'_> {
         self.tx.execute(
             "INSERT INTO segments(id, collection_id, file, doc_count, token_count, bytes, format_version, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![s.id, c, s.file, s.doc_count, s.token_count, s.bytes, crate::storage::format::FORMAT_VERSION, now()],
+            params![s.id, c, s.file, s.doc_count, s.token_count, s.bytes, SEGMENT_FORMAT, now()],
         )?;
         Ok(())
     }
@@ -550,6 +706,7 @@ impl Txn<'_> {
             self.tx.execute(&format!("DELETE FROM {} WHERE _seg = ?1", tomb(c)), [s.id])?;
             self.tx.execute("DELETE FROM segments WHERE id = ?1", [s.id])?;
             self.retire(&s.file)?;
+            self.retire_side_files_of(s.id)?;
         }
         Ok(())
     }
@@ -568,6 +725,11 @@ impl Txn<'_> {
         let mut st = self.tx.prepare_cached("SELECT path, retired_at FROM retired_files")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether any file waits for deletion.
+    pub fn has_retired(&self) -> Result<bool> {
+        Ok(self.tx.query_row("SELECT EXISTS (SELECT 1 FROM retired_files)", [], |r| r.get(0))?)
     }
 
     /// Forget a retired file (after deleting it).

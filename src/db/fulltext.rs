@@ -391,7 +391,8 @@ impl Database {
                 }
             }
             let json = serde_json::to_string(&opts).map_err(|e| Error::invalid(e.to_string()))?;
-            tx.add_index(c.id, FULLTEXT, &json, &[])?;
+            let id = tx.add_index(c.id, FULLTEXT, &json)?;
+            tx.set_index_state(id, "ready")?;
             tx.fulltext_attach(&c, &opts.columns)?;
             tx.bump_generation()?;
             tx.commit()?;

@@ -126,7 +126,7 @@ impl Database {
                     "no document of '{collection}' passes the filter: nothing to recall from"
                 )));
             }
-            vecs.iter_mut().for_each(|v| crate::testing::normalize(v));
+            vecs.iter_mut().for_each(|v| crate::vector::normalize(v));
             let flat = vecs.concat();
             let mem = Memory::new(&flat, xi.len())?;
             let r: Recall = match known {

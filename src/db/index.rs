@@ -1,20 +1,26 @@
 //! Search indexes of a collection: creating, describing and dropping them, and loading
 //! their shared state (the PLAID codec) for the write and read paths.
 //!
-//! An index is catalog state (`indexes` table) plus sections in every segment written
-//! while it exists. Creating one trains its codec on a sample of the stored token vectors,
-//! commits it, and rewrites the segments so that every one carries the codes; later
-//! flushes and compactions encode as they write. A segment without the sections (written
-//! before the index, or by format v1) is still searched, exactly, until it is rewritten.
+//! An index is catalog state (`indexes` table, its shared state in a per-index file) plus
+//! one side file per segment (`sidefile.rs`). Creating one trains its codec on a sample of
+//! the stored token vectors, publishes it, then builds the side file of every existing
+//! segment without touching the segment — one catalog transaction per segment, so an
+//! interrupted build resumes where it stopped; later flushes and compactions write the side
+//! files of every index as they write the segment. A segment without a side file (or with a
+//! damaged one) is searched exactly. Dropping an index retires its files.
 
 use std::sync::Arc;
 
+use std::collections::HashSet;
+
+use super::sidefile::{self, IndexDef};
 use super::{Database, Inner};
-use crate::catalog::{CollectionRow, Txn};
+use crate::catalog::{Catalog, CollectionRow, Txn};
 use crate::index::hnsw::HnswParams;
 use crate::index::muvera::{Muvera, MuveraParams, Projection};
 use crate::index::plaid::{Codec, CodecParams, MAX_CENTROIDS};
-use crate::testing::Rng;
+use crate::rng::Rng;
+use crate::storage::segment::SegmentReader;
 use crate::{Error, Result};
 
 /// Catalog `kind` of the PLAID token index.
@@ -74,21 +80,28 @@ pub(crate) struct MuveraState {
     pub hnsw: HnswParams,
 }
 
-impl MuveraState {
-    /// The id the segment sections are tagged with.
-    pub fn tag(&self) -> u32 {
-        self.id as u32
+/// The state bytes of index `row`: its per-index file (schema 5+) or, for an index
+/// created by an older build, its catalog blob.
+fn state_bytes(inner: &Inner, tx: &Txn<'_>, row: &crate::catalog::IndexRow) -> Result<Vec<u8>> {
+    match &row.file {
+        Some(f) => sidefile::read_state_file(inner, f),
+        None => tx.index_data(row.id),
     }
 }
 
-/// The MUVERA index of `c` in the snapshot `tx`, with its persisted matrices.
+/// The MUVERA index of `c` in the snapshot `tx`, with its persisted matrices (cached by
+/// id: they never change once committed).
 pub(crate) fn muvera_state(inner: &Inner, tx: &Txn<'_>, c: &CollectionRow) -> Result<Option<MuveraState>> {
     let Some(row) = tx.index(c.id, MUVERA)? else { return Ok(None) };
-    let encoder = Muvera::from_bytes(&row.data).map_err(|e| {
-        Error::corruption(&crate::catalog::catalog_path(&inner.root), format!("MUVERA index {}: {e}", row.id))
-    })?;
     let opts: MuveraOptions = serde_json::from_str(&row.params).unwrap_or_default();
-    Ok(Some(MuveraState { id: row.id, encoder: Arc::new(encoder), hnsw: opts.hnsw }))
+    if let Some(m) = super::lock_or(&inner.muveras)?.get(&row.id) {
+        return Ok(Some(MuveraState { id: row.id, encoder: m.clone(), hnsw: opts.hnsw }));
+    }
+    let encoder = Arc::new(Muvera::from_bytes(&state_bytes(inner, tx, &row)?).map_err(|e| {
+        Error::corruption(&crate::catalog::catalog_path(&inner.root), format!("MUVERA index {}: {e}", row.id))
+    })?);
+    super::lock_or(&inner.muveras)?.insert(row.id, encoder.clone());
+    Ok(Some(MuveraState { id: row.id, encoder, hnsw: opts.hnsw }))
 }
 
 /// An index as described by [`Database::indexes`].
@@ -107,8 +120,11 @@ pub struct IndexInfo {
     pub segments_indexed: u64,
     /// All segments of the collection.
     pub segments: u64,
-    /// Bytes of its sections in those segments (plus the codec for PLAID).
+    /// Bytes of its side files (or embedded v2 sections) plus its state file.
     pub bytes: u64,
+    /// False while a `CREATE INDEX` that was interrupted has segments left to cover (run
+    /// it again to resume); searches use what exists and score the rest exactly.
+    pub ready: bool,
 }
 
 /// An HNSW index over one pooled vector, loaded.
@@ -144,93 +160,319 @@ pub(crate) struct PlaidState {
     pub codec: Arc<Codec>,
 }
 
-impl PlaidState {
-    /// The id the segment sections are tagged with.
-    pub fn tag(&self) -> u32 {
-        self.id as u32
-    }
-}
-
 /// The PLAID index of `c` in the snapshot `tx`, with its codec (cached by id: a codec never
 /// changes once committed).
 pub(crate) fn plaid_state(inner: &Inner, tx: &Txn<'_>, c: &CollectionRow) -> Result<Option<PlaidState>> {
     let Some(row) = tx.index(c.id, PLAID)? else { return Ok(None) };
-    let mut cache = super::lock_or(&inner.codecs)?;
-    if let Some(codec) = cache.get(&row.id) {
+    if let Some(codec) = super::lock_or(&inner.codecs)?.get(&row.id) {
         return Ok(Some(PlaidState { id: row.id, codec: codec.clone() }));
     }
-    let codec = Arc::new(Codec::from_bytes(&row.data).map_err(|e| {
+    let codec = Arc::new(Codec::from_bytes(&state_bytes(inner, tx, &row)?).map_err(|e| {
         Error::corruption(&crate::catalog::catalog_path(&inner.root), format!("PLAID index {}: {e}", row.id))
     })?);
-    cache.insert(row.id, codec.clone());
+    super::lock_or(&inner.codecs)?.insert(row.id, codec.clone());
     Ok(Some(PlaidState { id: row.id, codec }))
+}
+
+/// Every index of `c` that has side files, loaded.
+pub(crate) fn index_defs(inner: &Inner, tx: &Txn<'_>, c: &CollectionRow) -> Result<Vec<IndexDef>> {
+    let mut out: Vec<IndexDef> = Vec::new();
+    out.extend(plaid_state(inner, tx, c)?.map(IndexDef::Plaid));
+    out.extend(hnsw_states(tx, c)?.into_iter().map(IndexDef::Hnsw));
+    out.extend(muvera_state(inner, tx, c)?.map(IndexDef::Muvera));
+    Ok(out)
+}
+
+/// Progress of an index build: segments done and all, tokens done and all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexProgress {
+    /// Segments that have the index (built now, earlier, or embedded by format v2).
+    pub segments_done: u64,
+    /// Segments of the collection.
+    pub segments: u64,
+    /// Token vectors in the segments done.
+    pub tokens_done: u64,
+    /// Token vectors in all segments.
+    pub tokens: u64,
+}
+
+/// An index to build with [`Database::create_index`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexSpec {
+    /// PLAID token codes ([`Database::create_plaid_index`]).
+    Plaid(PlaidOptions),
+    /// An HNSW graph over a pooled vector ([`Database::create_hnsw_index`]).
+    Hnsw {
+        /// Name of the pooled vector.
+        field: String,
+        /// Graph parameters.
+        params: HnswParams,
+    },
+    /// MUVERA encodings and their graph ([`Database::create_muvera_index`]).
+    Muvera(MuveraOptions),
+}
+
+fn check_hnsw(h: &HnswParams) -> Result<()> {
+    if !(2..=255).contains(&h.m) || h.ef_construction == 0 || h.ef_search == 0 {
+        return Err(Error::invalid("HNSW needs 2 <= m <= 255 and positive ef_construction / ef_search"));
+    }
+    Ok(())
+}
+
+impl IndexSpec {
+    fn kind(&self) -> String {
+        match self {
+            IndexSpec::Plaid(_) => PLAID.into(),
+            IndexSpec::Hnsw { field, .. } => hnsw_kind(field),
+            IndexSpec::Muvera(_) => MUVERA.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            IndexSpec::Plaid(o) => {
+                if ![1, 2, 4].contains(&o.nbits) {
+                    return Err(Error::invalid("nbits must be 1, 2 or 4"));
+                }
+                if o.centroids.is_some_and(|k| k == 0 || k > MAX_CENTROIDS) || o.sample == 0 {
+                    return Err(Error::invalid(format!(
+                        "centroids must be 1..={MAX_CENTROIDS} and sample > 0"
+                    )));
+                }
+                Ok(())
+            }
+            IndexSpec::Hnsw { params, .. } => check_hnsw(params),
+            IndexSpec::Muvera(o) => check_hnsw(&o.hnsw),
+        }
+    }
+
+    fn params_json(&self) -> Result<String> {
+        let j = match self {
+            IndexSpec::Plaid(o) => serde_json::to_string(o),
+            IndexSpec::Hnsw { params, .. } => serde_json::to_string(params),
+            IndexSpec::Muvera(o) => serde_json::to_string(o),
+        };
+        j.map_err(|e| Error::invalid(e.to_string()))
+    }
+}
+
+/// Train a PLAID codec on a uniform sample of the token vectors of `readers`.
+fn train_codec(c: &CollectionRow, readers: &[Arc<SegmentReader>], opts: PlaidOptions) -> Result<Codec> {
+    let total: u64 = readers.iter().map(|r| r.token_count()).sum();
+    if total == 0 {
+        return Err(Error::invalid(format!("collection '{}' has no token vectors to train on", c.spec.name)));
+    }
+    // Each token is kept with probability sample / total.
+    let dim = c.spec.vectors.token_dim;
+    let keep = (opts.sample as f64 / total as f64).min(1.0);
+    let mut rng = Rng::new(opts.seed ^ 0x9e37_79b9);
+    let mut sample = Vec::new();
+    for r in readers {
+        r.verify_tokens()?;
+        let all = r.all_tokens();
+        for t in 0..r.token_count() as usize {
+            if keep >= 1.0 || f64::from(rng.unit()) < keep {
+                sample.extend(all.slice(t * dim..(t + 1) * dim).to_f32());
+            }
+        }
+    }
+    let k = opts.centroids.unwrap_or_else(|| {
+        (1usize << ((16.0 * (total as f64).sqrt()).log2().floor() as u32)).min(MAX_CENTROIDS)
+    });
+    // The sample above is already the training set.
+    Codec::train(&sample, dim, CodecParams { centroids: Some(k), sample: usize::MAX, ..opts })
+}
+
+/// MUVERA's encoder for collection `c` with `opts`.
+fn muvera_encoder(c: &CollectionRow, opts: &MuveraOptions) -> Result<Muvera> {
+    let dim = c.spec.vectors.token_dim;
+    // A sketch at least as wide as the input is the identity (ALGORITHMS.md §2.3).
+    let projection = match opts.projection {
+        Projection::Ams(dp) if dp >= dim => Projection::Identity,
+        p => p,
+    };
+    let encoder = Muvera::new(MuveraParams {
+        dim,
+        repetitions: opts.repetitions,
+        simhash_bits: opts.simhash_bits,
+        projection,
+        fill_empty: opts.fill_empty,
+        seed: opts.seed,
+    })?;
+    if encoder.out_dim() > 1 << 16 {
+        return Err(Error::invalid(format!(
+            "MUVERA encoding of {} dimensions is too large (at most 65,536): lower \
+             repetitions, simhash_bits or the projection dimension",
+            encoder.out_dim()
+        )));
+    }
+    Ok(encoder)
 }
 
 impl Database {
     /// Build a PLAID token index on `collection`: train centroids and residual quantiles on
-    /// a sample of its token vectors, record them in the catalog, and rewrite its segments
-    /// with codes and inverted lists (pending documents are flushed first). Searches use it
-    /// from then on (see [`crate::Plan`]); later writes are encoded as they are flushed.
+    /// a sample of its token vectors, publish them, and write a PLAID side file (codes,
+    /// residuals, inverted lists) for every segment; pending documents are flushed first
+    /// and no segment is rewritten. Searches use it from then on (see [`crate::Plan`]);
+    /// later flushes and compactions write their side files as they go.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] when the collection has one (drop it first),
-    /// [`Error::InvalidArgument`] for bad options or an empty collection, plus the errors of
-    /// [`Database::compact`].
+    /// As [`Database::create_index`].
     pub fn create_plaid_index(&self, collection: &str, opts: PlaidOptions) -> Result<IndexInfo> {
-        if ![1, 2, 4].contains(&opts.nbits) {
-            return Err(Error::invalid("nbits must be 1, 2 or 4"));
-        }
-        if opts.centroids.is_some_and(|k| k == 0 || k > MAX_CENTROIDS) || opts.sample == 0 {
-            return Err(Error::invalid(format!("centroids must be 1..={MAX_CENTROIDS} and sample > 0")));
-        }
+        self.create_index(collection, &IndexSpec::Plaid(opts), &mut |_| {})
+    }
+
+    /// Build an HNSW graph over the pooled vector `field` of `collection`, for dense search
+    /// (and as a candidate generator for MaxSim with [`crate::Plan::Hnsw`]): one side file
+    /// per segment, searched from the memory map (opening costs nothing and RAM holds only
+    /// what a search touches).
+    ///
+    /// # Errors
+    /// As [`Database::create_index`]; [`Error::NotFound`] for an unknown pooled vector.
+    pub fn create_hnsw_index(&self, collection: &str, field: &str, params: HnswParams) -> Result<IndexInfo> {
+        self.create_index(collection, &IndexSpec::Hnsw { field: field.into(), params }, &mut |_| {})
+    }
+
+    /// Build a MUVERA index on `collection`: draw the encoding's random matrices (published
+    /// in a per-index file) and write, per segment, a side file with every document's
+    /// fixed-dimensional encoding and an HNSW graph over them. [`crate::Plan::Muvera`] then
+    /// finds MaxSim candidates by one graph search per segment and reranks them exactly.
+    ///
+    /// # Errors
+    /// As [`Database::create_index`] (see [`Muvera::new`] for the option limits).
+    pub fn create_muvera_index(&self, collection: &str, opts: MuveraOptions) -> Result<IndexInfo> {
+        self.create_index(collection, &IndexSpec::Muvera(opts), &mut |_| {})
+    }
+
+    /// Build the index `spec` on `collection`, reporting progress after each segment.
+    /// Segment files are never rewritten: each segment gets a side file, committed one
+    /// segment at a time. If a build was interrupted (crash, kill, error), calling this
+    /// again resumes it — with the options of the first call — skipping segments that have
+    /// their side file.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when a finished index of that kind exists (drop it first),
+    /// [`Error::InvalidArgument`] for bad options or (PLAID) a collection without token
+    /// vectors, [`Error::NotFound`], [`Error::ReadOnly`], [`Error::Corruption`] when a
+    /// segment is damaged (nothing is built for it), I/O errors (the database keeps every
+    /// side file committed before).
+    pub fn create_index(
+        &self,
+        collection: &str,
+        spec: &IndexSpec,
+        progress: &mut dyn FnMut(IndexProgress),
+    ) -> Result<IndexInfo> {
+        spec.validate()?;
         self.flush(collection)?;
+        let kind = spec.kind();
         let mut w = self.writer()?;
-        let (c, segs) = {
+        let (c, existing) = {
             let tx = w.read()?;
             let c = tx.collection(collection)?;
-            if tx.index(c.id, PLAID)?.is_some() {
-                return Err(Error::AlreadyExists { kind: "index", name: format!("plaid on '{collection}'") });
+            if let IndexSpec::Hnsw { field, .. } = spec {
+                c.spec.vectors.pooled_index(field)?;
             }
-            let segs = tx.segments(c.id)?;
-            (c, segs)
+            let existing = tx.index(c.id, &kind)?;
+            (c, existing)
         };
-        let readers = segs.iter().map(|s| self.segment(&c, s)).collect::<Result<Vec<_>>>()?;
-        let total: u64 = readers.iter().map(|r| r.token_count()).sum();
-        if total == 0 {
-            return Err(Error::invalid(format!(
-                "collection '{collection}' has no token vectors to train on"
-            )));
-        }
-        // A uniform sample of token vectors (each kept with probability sample / total).
-        let dim = c.spec.vectors.token_dim;
-        let keep = (opts.sample as f64 / total as f64).min(1.0);
-        let mut rng = Rng::new(opts.seed ^ 0x9e37_79b9);
-        let mut sample = Vec::new();
-        for r in &readers {
-            r.verify_tokens()?;
-            let all = r.all_tokens();
-            for t in 0..r.token_count() as usize {
-                if keep >= 1.0 || f64::from(rng.unit()) < keep {
-                    sample.extend(all.slice(t * dim..(t + 1) * dim).to_f32());
-                }
+        let id = match existing {
+            Some(row) if row.state == "ready" => {
+                return Err(Error::AlreadyExists { kind: "index", name: format!("{kind} on '{collection}'") })
             }
-        }
-        let k = opts.centroids.unwrap_or_else(|| {
-            (1usize << ((16.0 * (total as f64).sqrt()).log2().floor() as u32)).min(MAX_CENTROIDS)
-        });
-        // The sample above is already the training set.
-        let params = CodecParams { centroids: Some(k), sample: usize::MAX, ..opts };
-        let codec = Codec::train(&sample, dim, params)?;
-        drop(sample);
-        let opts_json = serde_json::to_string(&opts).map_err(|e| Error::invalid(e.to_string()))?;
+            Some(row) => row.id,
+            None => self.start_index(&mut w, &c, spec, &kind)?,
+        };
+        self.build_side_files(&mut w, &c, id, progress)?;
         let tx = w.write()?;
-        tx.add_index(c.id, PLAID, &opts_json, &codec.to_bytes())?;
+        tx.set_index_state(id, "ready")?;
         tx.bump_generation()?;
         tx.commit()?;
-        drop(readers);
-        self.compact_locked(&mut w, collection, true)?;
         drop(w);
-        self.index_info(collection, PLAID)
+        self.index_info(collection, &kind)
+    }
+
+    /// Record the index (state `building`) with its shared state file; returns its id.
+    fn start_index(&self, w: &mut Catalog, c: &CollectionRow, spec: &IndexSpec, kind: &str) -> Result<i64> {
+        let state: Option<(&str, Vec<u8>)> = match spec {
+            IndexSpec::Plaid(opts) => {
+                let segs = w.read()?.segments(c.id)?;
+                let readers = segs.iter().map(|s| self.segment(c, s)).collect::<Result<Vec<_>>>()?;
+                Some((PLAID, train_codec(c, &readers, *opts)?.to_bytes()))
+            }
+            IndexSpec::Muvera(opts) => Some((MUVERA, muvera_encoder(c, opts)?.to_bytes())),
+            IndexSpec::Hnsw { .. } => None,
+        };
+        let file = match state {
+            Some((ext, bytes)) => {
+                let n = super::write::reserve_segment_id(w)?;
+                Some(sidefile::write_state_file(&self.inner, c.id, n, ext, &bytes)?)
+            }
+            None => None,
+        };
+        let res = (|| {
+            let tx = w.write()?;
+            let id = tx.add_index(c.id, kind, &spec.params_json()?)?;
+            if let Some(f) = &file {
+                tx.set_index_file(id, f)?;
+            }
+            tx.bump_generation()?;
+            tx.commit()?;
+            Ok(id)
+        })();
+        if res.is_err() {
+            if let Some(f) = &file {
+                let _ = std::fs::remove_file(self.inner.root.join(f));
+            }
+        }
+        res
+    }
+
+    /// Write the side file of index `id` for every segment of `c` that lacks one.
+    fn build_side_files(
+        &self,
+        w: &mut Catalog,
+        c: &CollectionRow,
+        id: i64,
+        progress: &mut dyn FnMut(IndexProgress),
+    ) -> Result<()> {
+        let (segs, have, ix) = {
+            let tx = w.read()?;
+            let have: HashSet<i64> =
+                tx.side_files(c.id)?.into_iter().filter(|f| f.index_id == id).map(|f| f.segment_id).collect();
+            let ix = index_defs(&self.inner, &tx, c)?
+                .into_iter()
+                .find(|d| d.id() == id)
+                .ok_or_else(|| Error::Internal(format!("index {id} vanished while building")))?;
+            (tx.segments(c.id)?, have, ix)
+        };
+        let mut p = IndexProgress {
+            segments_done: 0,
+            segments: segs.len() as u64,
+            tokens_done: 0,
+            tokens: segs.iter().map(|s| s.token_count as u64).sum(),
+        };
+        progress(p);
+        for s in &segs {
+            let r = self.segment(c, s)?;
+            if !have.contains(&s.id) && !ix.legacy_in(&r) {
+                r.verify_all()?;
+                let row = sidefile::write_side_file(&self.inner, c, s.id, &r, &ix)?;
+                let commit = (|| {
+                    let tx = w.write()?;
+                    tx.add_side_file(&row)?;
+                    tx.bump_generation()?;
+                    tx.commit()
+                })();
+                if let Err(e) = commit {
+                    let _ = std::fs::remove_file(self.inner.root.join(&row.file));
+                    return Err(e);
+                }
+            }
+            p.segments_done += 1;
+            p.tokens_done += s.token_count as u64;
+            progress(p);
+        }
+        Ok(())
     }
 
     pub(super) fn index_info(&self, collection: &str, kind: &str) -> Result<IndexInfo> {
@@ -240,98 +482,9 @@ impl Database {
             .ok_or_else(|| Error::NotFound { kind: "index", name: format!("{kind} on '{collection}'") })
     }
 
-    /// Build an HNSW graph over the pooled vector `field` of `collection`, for dense search
-    /// (and as a candidate generator for MaxSim with [`crate::Plan::Hnsw`]). Every segment
-    /// is rewritten with a graph; later flushes and compactions build theirs as they write.
-    /// Graphs live in the segment files and are searched from the memory map: opening costs
-    /// nothing and RAM holds only what a search touches.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown collection or pooled vector,
-    /// [`Error::AlreadyExists`], [`Error::InvalidArgument`] for `m ∉ 2..=255` or zero `ef`s,
-    /// plus the errors of [`Database::compact`].
-    pub fn create_hnsw_index(&self, collection: &str, field: &str, params: HnswParams) -> Result<IndexInfo> {
-        if !(2..=255).contains(&params.m) || params.ef_construction == 0 || params.ef_search == 0 {
-            return Err(Error::invalid("HNSW needs 2 <= m <= 255 and positive ef_construction / ef_search"));
-        }
-        self.flush(collection)?;
-        let mut w = self.writer()?;
-        let kind = hnsw_kind(field);
-        {
-            let tx = w.write()?;
-            let c = tx.collection(collection)?;
-            c.spec.vectors.pooled_index(field)?;
-            let json = serde_json::to_string(&params).map_err(|e| Error::invalid(e.to_string()))?;
-            tx.add_index(c.id, &kind, &json, &[])?;
-            tx.bump_generation()?;
-            tx.commit()?;
-        }
-        self.compact_locked(&mut w, collection, true)?;
-        drop(w);
-        self.index_info(collection, &kind)
-    }
-
-    /// Build a MUVERA index on `collection`: draw the encoding's random matrices (persisted
-    /// in the catalog), and rewrite the segments with every document's fixed-dimensional
-    /// encoding and an HNSW graph over them. [`crate::Plan::Muvera`] then finds MaxSim
-    /// candidates by one graph search per segment with the query's encoding, and reranks
-    /// them exactly. Later flushes and compactions encode as they write.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyExists`], [`Error::InvalidArgument`] for bad options (see
-    /// [`Muvera::new`], and the HNSW limits of [`Database::create_hnsw_index`]), plus the
-    /// errors of [`Database::compact`].
-    pub fn create_muvera_index(&self, collection: &str, opts: MuveraOptions) -> Result<IndexInfo> {
-        let h = opts.hnsw;
-        if !(2..=255).contains(&h.m) || h.ef_construction == 0 || h.ef_search == 0 {
-            return Err(Error::invalid("HNSW needs 2 <= m <= 255 and positive ef_construction / ef_search"));
-        }
-        self.flush(collection)?;
-        let mut w = self.writer()?;
-        {
-            let tx = w.write()?;
-            let c = tx.collection(collection)?;
-            if tx.index(c.id, MUVERA)?.is_some() {
-                return Err(Error::AlreadyExists {
-                    kind: "index",
-                    name: format!("muvera on '{collection}'"),
-                });
-            }
-            let dim = c.spec.vectors.token_dim;
-            // A sketch at least as wide as the input is the identity (ALGORITHMS.md §2.3).
-            let projection = match opts.projection {
-                Projection::Ams(dp) if dp >= dim => Projection::Identity,
-                p => p,
-            };
-            let encoder = Muvera::new(MuveraParams {
-                dim,
-                repetitions: opts.repetitions,
-                simhash_bits: opts.simhash_bits,
-                projection,
-                fill_empty: opts.fill_empty,
-                seed: opts.seed,
-            })?;
-            if encoder.out_dim() > 1 << 16 {
-                return Err(Error::invalid(format!(
-                    "MUVERA encoding of {} dimensions is too large (at most 65,536): lower \
-                     repetitions, simhash_bits or the projection dimension",
-                    encoder.out_dim()
-                )));
-            }
-            let json = serde_json::to_string(&opts).map_err(|e| Error::invalid(e.to_string()))?;
-            tx.add_index(c.id, MUVERA, &json, &encoder.to_bytes())?;
-            tx.bump_generation()?;
-            tx.commit()?;
-        }
-        self.compact_locked(&mut w, collection, true)?;
-        drop(w);
-        self.index_info(collection, MUVERA)
-    }
-
     /// Drop the index of kind `kind` (`"plaid"`, `"muvera"`, `"hnsw:<field>"`, `"fulltext"`)
-    /// on `collection`. Its sections stay in the
-    /// segment files, unused, until compaction rewrites them. Returns false when there was
-    /// none.
+    /// on `collection`. Its side files and state file are retired and deleted after the
+    /// retire grace; no segment is rewritten. Returns false when there was none.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown collection, [`Error::ReadOnly`].
@@ -350,7 +503,11 @@ impl Database {
         if kind == super::fulltext::FULLTEXT {
             self.fulltext_forget(c.id)?;
         }
-        Ok(gone)
+        if let Some(row) = &gone {
+            super::lock_or(&self.inner.parts)?.retain(|(_, ix), _| *ix != row.id);
+        }
+        self.collect_garbage(&mut w, false)?;
+        Ok(gone.is_some())
     }
 
     /// The indexes of `collection`, with how much of the collection each covers.
@@ -362,32 +519,32 @@ impl Database {
             let tx = cat.read()?;
             let c = tx.collection(collection)?;
             let segs = tx.segments(c.id)?;
+            let sides = tx.side_files(c.id)?;
             let readers = segs.iter().map(|s| self.segment(&c, s)).collect::<Result<Vec<_>>>()?;
-            let plaid = plaid_state(&self.inner, &tx, &c)?;
-            let hnsw = hnsw_states(&tx, &c)?;
-            let muvera = muvera_state(&self.inner, &tx, &c)?;
+            let defs = index_defs(&self.inner, &tx, &c)?;
             let mut out = Vec::new();
             for row in tx.indexes(c.id)? {
-                let (mut indexed, mut bytes, mut centroids) = (0u64, row.data.len() as u64, 0);
-                // The full-text index is one tantivy directory, not segment sections.
+                let (mut indexed, mut bytes, mut centroids) = (0u64, 0u64, 0);
+                if let Some(f) = &row.file {
+                    bytes += std::fs::metadata(self.inner.root.join(f)).map_or(0, |m| m.len());
+                }
+                // The full-text index is one tantivy directory, not side files.
                 #[cfg(feature = "fulltext")]
                 if row.kind == super::fulltext::FULLTEXT {
                     (indexed, bytes) = (segs.len() as u64, self.fulltext_bytes(c.id));
                 }
-                for r in &readers {
-                    let b = if let Some(p) = plaid.as_ref().filter(|p| p.id == row.id) {
+                if let Some(d) = defs.iter().find(|d| d.id() == row.id) {
+                    if let IndexDef::Plaid(p) = d {
                         centroids = p.codec.num_centroids();
-                        (r.plaid_index_id() == Some(p.tag())).then(|| r.plaid_bytes())
-                    } else if let Some(m) = muvera.as_ref().filter(|m| m.id == row.id) {
-                        (r.muvera_index_id() == Some(m.tag())).then(|| r.muvera_bytes())
-                    } else if let Some(h) = hnsw.iter().find(|h| h.id == row.id) {
-                        (r.hnsw_index_id(h.pooled) == Some(h.id as u32)).then(|| r.hnsw_bytes(h.pooled))
-                    } else {
-                        None
-                    };
-                    if let Some(b) = b {
-                        indexed += 1;
-                        bytes += b;
+                    }
+                    for (s, r) in segs.iter().zip(&readers) {
+                        if let Some(f) = sides.iter().find(|f| f.segment_id == s.id && f.index_id == row.id) {
+                            indexed += 1;
+                            bytes += f.bytes as u64;
+                        } else if d.legacy_in(r) {
+                            indexed += 1;
+                            bytes += d.legacy_bytes(r);
+                        }
                     }
                 }
                 out.push(IndexInfo {
@@ -398,6 +555,7 @@ impl Database {
                     segments_indexed: indexed,
                     segments: segs.len() as u64,
                     bytes,
+                    ready: row.state == "ready",
                 });
             }
             Ok(out)

@@ -2,6 +2,7 @@
 //! collection. Writes live in `write.rs`, reads in `search.rs`.
 
 mod backup;
+mod candidates;
 #[cfg(feature = "embed")]
 mod embed;
 #[cfg(feature = "fulltext")]
@@ -11,6 +12,7 @@ mod index;
 #[cfg(feature = "parquet")]
 mod parquet;
 mod search;
+mod sidefile;
 mod write;
 
 pub use crate::index::hnsw::HnswParams;
@@ -18,7 +20,7 @@ pub use backup::BackupReport;
 #[cfg(feature = "fulltext")]
 pub use fulltext::FullTextOptions;
 pub use hopfield::{HopfieldLookup, HopfieldResult};
-pub use index::{IndexInfo, MuveraOptions, PlaidOptions};
+pub use index::{IndexInfo, IndexProgress, IndexSpec, MuveraOptions, PlaidOptions};
 #[cfg(feature = "parquet")]
 pub use parquet::{ExportReport, ImportReport};
 pub use search::{
@@ -100,7 +102,8 @@ impl DatabaseBuilder {
             std::fs::create_dir_all(&root).at(&root)?;
             Some(acquire_lock(&root)?)
         };
-        let writer = if self.read_only { None } else { Some(Mutex::new(Catalog::open(&cat_path, false)?)) };
+        let writer =
+            if self.read_only { None } else { Some(Arc::new(Mutex::new(Catalog::open(&cat_path, false)?))) };
         let inner = Inner {
             root,
             opts: self,
@@ -108,7 +111,10 @@ impl DatabaseBuilder {
             writer,
             readers: Mutex::new(Vec::new()),
             segments: Mutex::new(HashMap::new()),
+            parts: Mutex::new(HashMap::new()),
             codecs: Mutex::new(HashMap::new()),
+            muveras: Mutex::new(HashMap::new()),
+            reaper: Mutex::new(None),
             #[cfg(feature = "embed")]
             encoders: Mutex::new(HashMap::new()),
             #[cfg(feature = "fulltext")]
@@ -118,13 +124,16 @@ impl DatabaseBuilder {
         let first_reader = Catalog::open(&cat_path, true)?;
         lock_or(&inner.readers)?.push(first_reader);
         let db = Database { inner: Arc::new(inner) };
-        if let Some(w) = &db.inner.writer {
-            let mut w = lock_or(w)?;
+        if let Some(wc) = &db.inner.writer {
+            let mut w = lock_or(wc)?;
             db.collect_garbage(&mut w, true)?;
             // Derived state catches up with the catalog (after a crash, or a write whose
             // catch-up failed).
             #[cfg(feature = "fulltext")]
             db.fulltext_catch_up_all(&mut w)?;
+            drop(w);
+            let reaper = Reaper::spawn(db.inner.root.clone(), db.inner.opts.retire_grace, wc.clone());
+            *lock_or(&db.inner.reaper)? = reaper;
         }
         Ok(db)
     }
@@ -153,6 +162,9 @@ fn acquire_lock(root: &Path) -> Result<File> {
     }
 }
 
+/// A cached index part, or why it cannot be used.
+type PartEntry = std::result::Result<Arc<sidefile::IndexPart>, String>;
+
 #[track_caller]
 fn lock_or<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     m.lock().map_err(|_| Error::poisoned())
@@ -163,11 +175,18 @@ struct Inner {
     opts: DatabaseBuilder,
     #[expect(dead_code, reason = "held for its file lock until the database closes")]
     lock: Option<File>,
-    writer: Option<Mutex<Catalog>>,
+    writer: Option<Arc<Mutex<Catalog>>>,
     readers: Mutex<Vec<Catalog>>,
     segments: Mutex<HashMap<i64, Arc<SegmentReader>>>,
+    /// Opened index parts (side files, or v2 embedded sections) by (segment file, index
+    /// id); `Err` = damaged, searched exactly.
+    parts: Mutex<HashMap<(PathBuf, i64), PartEntry>>,
     /// PLAID codecs by index id (immutable once committed).
     codecs: Mutex<HashMap<i64, Arc<crate::index::plaid::Codec>>>,
+    /// MUVERA encoders by index id (immutable once committed).
+    muveras: Mutex<HashMap<i64, Arc<crate::index::muvera::Muvera>>>,
+    /// The background reaper of a writable handle.
+    reaper: Mutex<Option<Reaper>>,
     #[cfg(feature = "embed")]
     encoders: Mutex<HashMap<String, Arc<crate::embed::colbert::TokenEncoder>>>,
     /// Opened full-text indexes by collection id.
@@ -177,6 +196,9 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(r) = self.reaper.get_mut().ok().and_then(Option::take) {
+            r.stop();
+        }
         let Some(w) = &self.writer else { return };
         let Ok(mut cat) = w.lock() else { return };
         // Best effort: committed writes are durable in the catalog whether or not this
@@ -227,6 +249,11 @@ pub struct CollectionStats {
     pub tombstones: u64,
     /// Bytes of segment files.
     pub segment_bytes: u64,
+    /// Bytes on disk per index (`plaid`, `hnsw:<field>`, `muvera`, `fulltext`): side files
+    /// (or the embedded sections of format v2 segments) plus the index's state file.
+    pub index_bytes: Vec<(String, u64)>,
+    /// Bytes of the catalog file (shared by every collection of the database).
+    pub catalog_bytes: u64,
 }
 
 /// Versions and counters of a database, from its catalog's `meta` table.
@@ -417,16 +444,26 @@ impl Database {
             let coll = tx.collection(name)?;
             let segs = tx.segments(coll.id)?;
             let (pending_docs, pending_tokens) = tx.pending_stats(coll.id)?;
+            let docs = tx.doc_count(coll.id)?;
+            let tombstones = tx.tombstone_count(coll.id)?;
+            drop(tx);
+            let catalog_bytes = c.file_bytes()?;
             Ok(CollectionStats {
                 name: coll.spec.name.clone(),
-                docs: tx.doc_count(coll.id)?,
+                docs,
                 pending_docs,
                 pending_tokens,
                 segments: segs.len() as u64,
                 segment_tokens: segs.iter().map(|s| s.token_count as u64).sum(),
-                tombstones: tx.tombstone_count(coll.id)?,
+                tombstones,
                 segment_bytes: segs.iter().map(|s| s.bytes as u64).sum(),
+                index_bytes: Vec::new(),
+                catalog_bytes,
             })
+        })
+        .and_then(|mut st| {
+            st.index_bytes = self.indexes(name)?.into_iter().map(|i| (i.kind, i.bytes)).collect();
+            Ok(st)
         })
     }
 
@@ -451,15 +488,33 @@ impl Database {
             let mut report = CheckReport { problems: cat.integrity_check()?, ..CheckReport::default() };
             let tx = cat.read()?;
             for coll in tx.collections()? {
+                let defs = index::index_defs(&self.inner, &tx, &coll);
+                let sides = tx.side_files(coll.id)?;
                 for s in tx.segments(coll.id)? {
                     let path = self.inner.root.join(&s.file);
-                    let res = SegmentReader::open(&path, s.id as u64, &coll.spec.vectors)
-                        .and_then(|r| r.verify_all());
+                    let opened = SegmentReader::open(&path, s.id as u64, &coll.spec.vectors).map(Arc::new);
                     report.segments_checked += 1;
                     report.bytes_checked += s.bytes as u64;
-                    if let Err(e) = res {
-                        report.problems.push(e.to_string());
+                    let problem = match &opened {
+                        Ok(r) => r.verify_all().err().map(|e| e.to_string()),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    report.problems.extend(problem);
+                    let (Ok(r), Ok(defs)) = (&opened, &defs) else { continue };
+                    for d in defs {
+                        let side = sides.iter().find(|f| f.segment_id == s.id && f.index_id == d.id());
+                        match sidefile::check_part(&self.inner, r, d, side) {
+                            Ok(_) => report.bytes_checked += side.map_or(0, |f| f.bytes as u64),
+                            Err(e) => report.problems.push(format!(
+                                "{e} (index {} of segment {}: that segment is searched exactly)",
+                                d.ext(),
+                                s.id
+                            )),
+                        }
                     }
+                }
+                if let Err(e) = defs {
+                    report.problems.push(e.to_string());
                 }
             }
             Ok(report)
@@ -471,27 +526,17 @@ impl Database {
     fn collect_garbage(&self, cat: &mut Catalog, at_open: bool) -> Result<()> {
         let tx = cat.write()?;
         let manifest: HashSet<String> = tx.manifest_files()?.into_iter().collect();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let grace = self.inner.opts.retire_grace.as_secs() as i64;
-        let mut keep: HashSet<String> = HashSet::new();
-        for (file, at) in tx.retired()? {
-            if now - at >= grace {
-                remove_file(&self.inner.root.join(&file))?;
-                tx.forget_retired(&file)?;
-            } else {
-                keep.insert(file);
-            }
-        }
+        let keep = reap_retired(&tx, &self.inner.root, self.inner.opts.retire_grace)?;
         if at_open {
             self.remove_unknown_files(&manifest, &keep)?;
         }
         tx.commit()?;
-        lock_or(&self.inner.segments)?.retain(|_, r| {
-            let rel = r.path().strip_prefix(&self.inner.root).map(|p| p.to_string_lossy().into_owned());
+        let live = |path: &Path| {
+            let rel = path.strip_prefix(&self.inner.root).map(|p| p.to_string_lossy().into_owned());
             rel.is_ok_and(|p| manifest.contains(&p))
-        });
+        };
+        lock_or(&self.inner.segments)?.retain(|_, r| live(r.path()));
+        lock_or(&self.inner.parts)?.retain(|(seg, _), _| live(seg));
         Ok(())
     }
 
@@ -511,6 +556,61 @@ impl Database {
             }
         }
         Ok(())
+    }
+}
+
+/// Delete the retired files of `tx`'s catalog whose grace period has passed and forget
+/// them; returns the ones still waiting.
+fn reap_retired(tx: &catalog::Txn<'_>, root: &Path, grace: Duration) -> Result<HashSet<String>> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let grace = grace.as_secs() as i64;
+    let mut keep: HashSet<String> = HashSet::new();
+    for (file, at) in tx.retired()? {
+        if now - at >= grace {
+            remove_file(&root.join(&file))?;
+            tx.forget_retired(&file)?;
+        } else {
+            keep.insert(file);
+        }
+    }
+    Ok(keep)
+}
+
+/// The writer's background reaper: deletes retired files once their grace period has
+/// passed, so that space comes back without another write or a reopen. It shares the
+/// writer's catalog connection (taking it only when no write holds it) and is stopped and
+/// joined first thing when the database closes.
+struct Reaper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reaper {
+    fn spawn(root: PathBuf, grace: Duration, writer: Arc<Mutex<Catalog>>) -> Option<Self> {
+        let period = (grace / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let halt = stop.clone();
+        let run = move || {
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::park_timeout(period);
+                let Ok(mut cat) = writer.try_lock() else { continue };
+                let _ = cat.write().and_then(|tx| {
+                    if tx.has_retired()? {
+                        reap_retired(&tx, &root, grace)?;
+                    }
+                    tx.commit()
+                });
+            }
+        };
+        let thread = std::thread::Builder::new().name("maxsimdb-reaper".into()).spawn(run).ok()?;
+        Some(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
     }
 }
 

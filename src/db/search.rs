@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::candidates::{gather, CandidateSource, HnswSource, MuveraSource, Parts, PlaidSource};
+use super::sidefile::IndexDef;
 use super::Database;
 use crate::catalog::{CollectionRow, DocLoc, Txn};
 use crate::filter::Filter;
@@ -387,16 +389,6 @@ fn select(rows: &[u64], keep: &[u64], invert: bool) -> Vec<u32> {
     out
 }
 
-/// A per-document mask of a segment of `n` documents allowing only `docs` (`None` when
-/// every document is allowed).
-fn allowed_mask(docs: &[u32], n: usize) -> Option<Vec<bool>> {
-    (docs.len() < n).then(|| {
-        let mut m = vec![false; n];
-        docs.iter().for_each(|&d| m[d as usize] = true);
-        m
-    })
-}
-
 /// The token index behind `plan` (PLAID or MUVERA), loaded by `load`, when this search can
 /// use it: a MaxSim query with tokens, `plan` asked for (or [`Plan::Auto`] while
 /// `eligible`), and — under `Auto` — more than [`AUTO_EXACT_MAX_DOCS`] indexed documents
@@ -421,7 +413,8 @@ fn choose_token_index<'q, S>(
     };
     if req.plan == plan && state.is_none() {
         return Err(Error::NotAvailable(format!(
-            "Plan::{plan:?} needs a MaxSim query on a collection with a {}",
+            "plan = '{}' needs a MaxSim query on a collection with a {}",
+            format!("{plan:?}").to_lowercase(),
             what()
         )));
     }
@@ -733,7 +726,7 @@ impl Database {
             Query::Dense { field, vector } => {
                 let p = c.spec.vectors.pooled_index(&field)?;
                 let mut memory = self.row_vectors(tx, c, &rows, Some(p))?;
-                memory.iter_mut().for_each(|v| crate::testing::normalize(v));
+                memory.iter_mut().for_each(|v| crate::vector::normalize(v));
                 let memory = memory.concat();
                 let vector = if memory.is_empty() {
                     vector
@@ -839,27 +832,39 @@ impl Database {
         // queried pooled vector (or, for MaxSim, any pooled vector of the token dimension).
         // Auto also wants enough indexed documents for the index to pay.
         let k = req.limit;
-        let indexed_live = |has: &dyn Fn(&SegmentReader) -> bool| -> usize {
-            readers.iter().zip(&live).filter(|(r, _)| has(r)).map(|(_, l)| l.len()).sum()
-        };
+        let seg_ids: Vec<i64> = segs.iter().map(|s| s.id).collect();
+        let sides = tx.side_files(c.id)?;
+        let parts_of = |d: &IndexDef| Parts::open(&self.inner, d, &readers, &seg_ids, &sides);
         let total_live: usize = readers.iter().map(|r| r.doc_count()).sum();
         let plaid = choose_token_index(
             Plan::Plaid,
             req,
             scorer,
             true,
-            || super::index::plaid_state(&self.inner, tx, c),
-            |p| indexed_live(&|r| r.plaid_index_id() == Some(p.tag())),
-            || format!("PLAID index (Database::create_plaid_index(\"{}\", ..))", c.spec.name),
+            || {
+                let st = super::index::plaid_state(&self.inner, tx, c)?;
+                Ok(st.map(|p| {
+                    let parts = parts_of(&IndexDef::Plaid(p.clone()));
+                    (p, parts)
+                }))
+            },
+            |(_, parts)| parts.indexed_live(&live),
+            || format!("PLAID index (CREATE INDEX ON {} USING plaid)", c.spec.name),
         )?;
         let muvera = choose_token_index(
             Plan::Muvera,
             req,
             scorer,
             plaid.is_none(),
-            || super::index::muvera_state(&self.inner, tx, c),
-            |m| indexed_live(&|r| r.muvera_index_id() == Some(m.tag())),
-            || format!("MUVERA index (Database::create_muvera_index(\"{}\", ..))", c.spec.name),
+            || {
+                let st = super::index::muvera_state(&self.inner, tx, c)?;
+                Ok(st.map(|m| {
+                    let parts = parts_of(&IndexDef::Muvera(m.clone()));
+                    (m, parts)
+                }))
+            },
+            |(_, parts)| parts.indexed_live(&live),
+            || format!("MUVERA index (CREATE INDEX ON {} USING muvera)", c.spec.name),
         )?;
         let hnsw = if plaid.is_some() || muvera.is_some() || matches!(req.plan, Plan::Exact | Plan::Plaid) {
             None
@@ -872,7 +877,7 @@ impl Database {
                     states.into_iter().find(|h| c.spec.vectors.pooled[h.pooled].dim == dim).map(|h| {
                         let mut m = vec![0f32; dim];
                         tokens.chunks_exact(dim).for_each(|t| m.iter_mut().zip(t).for_each(|(a, b)| *a += b));
-                        crate::testing::normalize(&mut m);
+                        crate::vector::normalize(&mut m);
                         (h, m, req.candidates.unwrap_or(200).max(k))
                     })
                 }
@@ -881,99 +886,46 @@ impl Database {
         };
         if req.plan == Plan::Hnsw && hnsw.is_none() {
             return Err(Error::NotAvailable(format!(
-                "Plan::Hnsw needs an HNSW index on the queried pooled vector of '{}' \
-                 (Database::create_hnsw_index)",
-                c.spec.name
+                "plan = 'hnsw' needs an HNSW index on the queried pooled vector of '{}' \
+                 (CREATE INDEX ON {} USING hnsw (<pooled vector>))",
+                c.spec.name, c.spec.name
             )));
         }
-        let hnsw = hnsw.filter(|(h, _, _)| {
-            let n = indexed_live(&|r| r.hnsw_index_id(h.pooled) == Some(h.id as u32));
+        let hnsw = hnsw.map(|(h, q, kc)| {
+            let parts = parts_of(&IndexDef::Hnsw(h.clone()));
+            (h, q, kc, parts)
+        });
+        let hnsw = hnsw.filter(|(_, _, _, parts)| {
+            let n = parts.indexed_live(&live);
             req.plan == Plan::Hnsw || (n > AUTO_EXACT_MAX_DOCS && n * 10 >= total_live)
         });
-        let mut work: Vec<(u32, u32)> = Vec::new();
-        let plan = if let Some((p, tokens)) = &plaid {
-            let params = req.plaid.unwrap_or_else(|| SearchParams::for_k(k));
-            let t_centroids = Instant::now();
-            let sc = p.codec.query_scores(tokens);
-            stages.push(StageStats {
-                name: "plaid_centroids",
-                docs: p.codec.num_centroids() as u64,
-                micros: micros(t_centroids),
-            });
-            let mut sum = StageCounts::default();
-            for (si, (r, docs)) in readers.iter().zip(&live).enumerate() {
-                if docs.is_empty() {
-                    continue;
-                }
-                match r.plaid(p.tag(), &p.codec)? {
-                    Some(view) => {
-                        let mask = allowed_mask(docs, r.doc_count());
-                        let (cands, st) = view.candidates(&sc, k, params, mask.as_deref());
-                        for i in 0..3 {
-                            sum.docs[i] += st.docs[i];
-                            sum.micros[i] += st.micros[i];
-                        }
-                        work.extend(cands.into_iter().map(|d| (si as u32, d)));
-                    }
-                    // Not indexed yet (older segment): exact.
-                    None => work.extend(docs.iter().map(|&d| (si as u32, d))),
-                }
-            }
-            for (i, name) in ["plaid_probe", "plaid_pruned", "plaid_full"].into_iter().enumerate() {
-                stages.push(StageStats { name, docs: sum.docs[i] as u64, micros: sum.micros[i] });
-            }
-            Plan::Plaid
-        } else if let Some((m, tokens)) = &muvera {
+        let (work, plan) = if let Some(((p, parts), tokens)) = &plaid {
             let t = Instant::now();
-            let mut fq = m.encoder.encode_query(tokens);
-            crate::testing::normalize(&mut fq);
+            let scores = p.codec.query_scores(tokens);
+            let mut src = PlaidSource {
+                state: p,
+                scores,
+                params: req.plaid.unwrap_or_else(|| SearchParams::for_k(k)),
+                k,
+                centroid_micros: micros(t),
+                sum: StageCounts::default(),
+            };
+            (gather(&mut src, parts, &readers, &live, &mut stages), src.plan())
+        } else if let Some(((m, parts), tokens)) = &muvera {
+            let mut query = m.encoder.encode_query(tokens);
+            crate::vector::normalize(&mut query);
             let kc = req.candidates.unwrap_or(200).max(k);
             let ef = req.ef.unwrap_or(m.hnsw.ef_search).max(kc);
-            let mut found = 0u64;
-            for (si, (r, docs)) in readers.iter().zip(&live).enumerate() {
-                if docs.is_empty() {
-                    continue;
-                }
-                match r.muvera(m.tag(), m.encoder.out_dim())? {
-                    Some(view) => {
-                        let mask = allowed_mask(docs, r.doc_count());
-                        let (hits, _) = view.graph.search(kc, ef, mask.as_deref(), |i| view.dot(&fq, i));
-                        found += hits.len() as u64;
-                        work.extend(hits.into_iter().map(|(_, d)| (si as u32, d)));
-                    }
-                    None => work.extend(docs.iter().map(|&d| (si as u32, d))),
-                }
-            }
-            stages.push(StageStats { name: "muvera", docs: found, micros: micros(t) });
-            Plan::Muvera
-        } else if let Some((h, qv, kc)) = &hnsw {
-            let t = Instant::now();
-            let ef = req.ef.unwrap_or(h.params.ef_search).max(*kc);
-            let mut found = 0u64;
-            for (si, (r, docs)) in readers.iter().zip(&live).enumerate() {
-                if docs.is_empty() {
-                    continue;
-                }
-                match r.hnsw(h.pooled, h.id as u32)? {
-                    Some(g) => {
-                        r.verify_pooled(h.pooled)?;
-                        let mask = allowed_mask(docs, r.doc_count());
-                        let (hits, _) = g.search(*kc, ef, mask.as_deref(), |i| {
-                            scoring::dot(qv, r.pooled(h.pooled, i as usize))
-                        });
-                        found += hits.len() as u64;
-                        work.extend(hits.into_iter().map(|(_, d)| (si as u32, d)));
-                    }
-                    None => work.extend(docs.iter().map(|&d| (si as u32, d))),
-                }
-            }
-            stages.push(StageStats { name: "hnsw", docs: found, micros: micros(t) });
-            Plan::Hnsw
+            let mut src = MuveraSource { state: m, query, kc, ef, found: 0, micros: 0 };
+            (gather(&mut src, parts, &readers, &live, &mut stages), src.plan())
+        } else if let Some((h, query, kc, parts)) = hnsw {
+            let ef = req.ef.unwrap_or(h.params.ef_search).max(kc);
+            let mut src = HnswSource { state: &h, query, kc, ef, found: 0, micros: 0 };
+            (gather(&mut src, &parts, &readers, &live, &mut stages), src.plan())
         } else {
-            for (si, docs) in live.iter().enumerate() {
-                work.extend(docs.iter().map(|&d| (si as u32, d)));
-            }
-            Plan::Exact
+            let work =
+                live.iter().enumerate().flat_map(|(si, docs)| docs.iter().map(move |&d| (si as u32, d)));
+            (work.collect(), Plan::Exact)
         };
 
         let t_exact = Instant::now();

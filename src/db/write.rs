@@ -2,20 +2,21 @@
 //!
 //! A write is acknowledged when its catalog transaction commits: the document row and its
 //! pending vectors (or, for a bulk batch, the manifest row of a segment published just
-//! before) become visible together. Flush and compaction publish a segment file first
-//! (temp → fsync → rename → fsync dir) and then commit one catalog transaction; a crash
-//! between the two leaves only an unnamed file, removed at the next open.
+//! before) become visible together. Flush and compaction publish a segment file and the
+//! side file of every index of the collection first (temp → fsync → rename → fsync dir)
+//! and then commit one catalog transaction that names them all; a crash between the two
+//! leaves only unnamed files, removed at the next open.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::index::{HnswState, MuveraState, PlaidState};
+use super::sidefile::{self, IndexDef};
 use super::{Database, Inner};
-use crate::catalog::{Catalog, CollectionRow, PendingRow, SegmentRow};
+use crate::catalog::{Catalog, CollectionRow, PendingRow, SegmentRow, SideFileRow};
 use crate::error::IoContext;
 use crate::filter::Filter;
 use crate::storage;
-use crate::storage::segment::{self, SegmentIndexes, SegmentReader, SegmentSource, VecRef};
+use crate::storage::segment::{self, SegmentReader, SegmentSource, VecRef};
 use crate::types::{DocId, Document, Dtype, Value};
 use crate::validate::{self, Decoded, PreparedDoc};
 use crate::{Error, Result};
@@ -89,22 +90,43 @@ impl SegmentSource for MergeSource {
     }
 }
 
-/// Write `src` as segment `id` of collection `c` and publish the file. Returns the
-/// manifest row to commit. On error nothing is left behind.
+/// A published segment with the side files of its indexes, not yet committed.
+pub(super) struct Published {
+    pub seg: SegmentRow,
+    pub sides: Vec<SideFileRow>,
+}
+
+impl Published {
+    /// Name it all in the catalog (inside the caller's transaction).
+    fn add_to(&self, tx: &crate::catalog::Txn<'_>, c: i64) -> Result<()> {
+        tx.add_segment(c, &self.seg)?;
+        self.sides.iter().try_for_each(|f| tx.add_side_file(f))
+    }
+
+    /// Remove the files again (their commit failed).
+    fn unpublish(&self, inner: &Inner) {
+        for f in std::iter::once(&self.seg.file).chain(self.sides.iter().map(|s| &s.file)) {
+            let _ = std::fs::remove_file(inner.root.join(f));
+        }
+    }
+}
+
+/// Write `src` as segment `id` of collection `c`, then the side file of every index in
+/// `ix`, and publish them. Returns the rows to commit. On error nothing is left behind.
 fn publish_segment(
     inner: &Inner,
     c: &CollectionRow,
     id: i64,
     src: &dyn SegmentSource,
-    ix: &WriteIndexes,
-) -> Result<SegmentRow> {
+    ix: &[IndexDef],
+) -> Result<Published> {
     let dir = storage::collection_dir(&inner.root, c.id);
     std::fs::create_dir_all(&dir).at(&dir)?;
     let name = storage::segment_file_name(id);
     let tmp = dir.join(format!("{name}.tmp"));
     let dest = dir.join(&name);
     let _ = std::fs::remove_file(&tmp);
-    let written = segment::write_segment(&tmp, id as u64, &c.spec.vectors, src, &ix.as_segment())
+    let written = segment::write_segment(&tmp, id as u64, &c.spec.vectors, src)
         .and_then(|bytes| storage::publish(&tmp, &dest).map(|()| bytes));
     let bytes = match written {
         Ok(b) => b,
@@ -115,53 +137,38 @@ fn publish_segment(
     };
     let token_count =
         (0..src.doc_count()).map(|i| src.tokens(i).len() / c.spec.vectors.token_dim).sum::<usize>();
-    Ok(SegmentRow {
+    let seg = SegmentRow {
         id,
         file: format!("segments/{}/{name}", c.id),
         doc_count: src.doc_count() as i64,
         token_count: token_count as i64,
         bytes: bytes as i64,
-    })
-}
-
-/// The indexes a new segment of a collection must carry.
-pub(super) struct WriteIndexes {
-    pub plaid: Option<PlaidState>,
-    pub hnsw: Vec<HnswState>,
-    pub muvera: Option<MuveraState>,
-}
-
-impl WriteIndexes {
-    pub fn load(inner: &Inner, tx: &crate::catalog::Txn<'_>, c: &CollectionRow) -> Result<Self> {
-        Ok(Self {
-            plaid: super::index::plaid_state(inner, tx, c)?,
-            hnsw: super::index::hnsw_states(tx, c)?,
-            muvera: super::index::muvera_state(inner, tx, c)?,
-        })
+    };
+    let mut out = Published { seg, sides: Vec::new() };
+    if ix.is_empty() {
+        return Ok(out);
     }
-
-    fn as_segment(&self) -> SegmentIndexes<'_> {
-        SegmentIndexes {
-            plaid: self.plaid.as_ref().map(|p| (p.tag(), &*p.codec)),
-            hnsw: self.hnsw.iter().map(|h| (h.pooled, h.id as u32, h.params)).collect(),
-            muvera: self.muvera.as_ref().map(|m| (m.tag(), &*m.encoder, m.hnsw)),
+    let sides = SegmentReader::open(&dest, id as u64, &c.spec.vectors).and_then(|r| {
+        ix.iter().try_for_each(|d| {
+            out.sides.push(sidefile::write_side_file(inner, c, id, &r, d)?);
+            Ok(())
+        })
+    });
+    match sides {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            out.unpublish(inner);
+            Err(e)
         }
     }
-
-    /// Whether segment `r` carries every section these indexes need.
-    pub fn covers(&self, r: &SegmentReader) -> bool {
-        self.plaid.as_ref().is_none_or(|p| r.plaid_index_id() == Some(p.tag()))
-            && self.hnsw.iter().all(|h| r.hnsw_index_id(h.pooled) == Some(h.id as u32))
-            && self.muvera.as_ref().is_none_or(|m| r.muvera_index_id() == Some(m.tag()))
-    }
 }
 
-/// Remove a published file whose commit failed.
-fn unpublish(inner: &Inner, s: &SegmentRow) {
-    let _ = std::fs::remove_file(inner.root.join(&s.file));
+/// The indexes whose side files a new segment of `c` gets.
+fn write_indexes(inner: &Inner, tx: &crate::catalog::Txn<'_>, c: &CollectionRow) -> Result<Vec<IndexDef>> {
+    super::index::index_defs(inner, tx, c)
 }
 
-fn reserve_segment_id(cat: &mut Catalog) -> Result<i64> {
+pub(super) fn reserve_segment_id(cat: &mut Catalog) -> Result<i64> {
     let tx = cat.write()?;
     let id = tx.next_segment_id()?;
     tx.commit()?;
@@ -172,7 +179,7 @@ fn reserve_segment_id(cat: &mut Catalog) -> Result<i64> {
 fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Result<bool> {
     let (pending, ix): (Vec<PendingRow>, _) = {
         let tx = cat.read()?;
-        (tx.pending(c.id)?, WriteIndexes::load(inner, &tx, c)?)
+        (tx.pending(c.id)?, write_indexes(inner, &tx, c)?)
     };
     let Some(max_row) = pending.last().map(|p| p.row) else { return Ok(false) };
     let id = reserve_segment_id(cat)?;
@@ -183,15 +190,18 @@ fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Resu
         pending.iter().map(|p| (p.row, p.tokens.as_slice(), p.pooled.as_slice())),
     );
     drop(pending);
-    let seg = publish_segment(inner, c, id, &src, &ix)?;
+    let new = publish_segment(inner, c, id, &src, &ix)?;
     let commit = (|| {
         let tx = cat.write()?;
-        tx.add_segment(c.id, &seg)?;
-        tx.flush_pending(c.id, max_row, seg.id)?;
+        new.add_to(&tx, c.id)?;
+        tx.flush_pending(c.id, max_row, new.seg.id)?;
         tx.bump_generation()?;
         tx.commit()
     })();
-    commit.inspect_err(|_| unpublish(inner, &seg)).map(|()| true)
+    commit.inspect_err(|_| new.unpublish(inner))?;
+    // The pending rows' pages are free now: give them back.
+    let _ = cat.reclaim();
+    Ok(true)
 }
 
 /// Flush every collection (used at close).
@@ -298,7 +308,7 @@ impl Database {
     ) -> Result<()> {
         let (base, ix) = {
             let tx = cat.read()?;
-            (tx.last_row(c.id)?, WriteIndexes::load(&self.inner, &tx, c)?)
+            (tx.last_row(c.id)?, write_indexes(&self.inner, &tx, c)?)
         };
         let id = reserve_segment_id(cat)?;
         let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
@@ -310,7 +320,7 @@ impl Database {
                 .enumerate()
                 .map(|(i, d)| (base + 1 + i as u64, d.tokens.as_slice(), d.pooled.as_slice())),
         );
-        let seg = publish_segment(&self.inner, c, id, &src, &ix)?;
+        let new = publish_segment(&self.inner, c, id, &src, &ix)?;
         drop(src);
         let commit = (|| {
             let tx = cat.write()?;
@@ -320,13 +330,13 @@ impl Database {
                         tx.remove_doc(c.id, loc)?;
                     }
                 }
-                tx.insert_doc(c, &d.id, &d.values, Some(base + 1 + i as u64), Some(seg.id))?;
+                tx.insert_doc(c, &d.id, &d.values, Some(base + 1 + i as u64), Some(new.seg.id))?;
             }
-            tx.add_segment(c.id, &seg)?;
+            new.add_to(&tx, c.id)?;
             tx.bump_generation()?;
             tx.commit()
         })();
-        commit.inspect_err(|_| unpublish(&self.inner, &seg))
+        commit.inspect_err(|_| new.unpublish(&self.inner))
     }
 
     /// Delete documents by id; returns how many existed.
@@ -438,7 +448,7 @@ impl Database {
     }
 
     /// [`Database::compact`] with the writer held; `force` rewrites even a single clean
-    /// segment (to add index sections).
+    /// segment.
     pub(super) fn compact_locked(&self, w: &mut Catalog, collection: &str, force: bool) -> Result<bool> {
         let (c, segs, dead, ix) = {
             let tx = w.read()?;
@@ -446,12 +456,15 @@ impl Database {
             let segs = tx.segments(c.id)?;
             let dead: Vec<Vec<u64>> =
                 segs.iter().map(|s| tx.tombstones(c.id, s.id)).collect::<Result<_>>()?;
-            let ix = WriteIndexes::load(&self.inner, &tx, &c)?;
+            let ix = write_indexes(&self.inner, &tx, &c)?;
             (c, segs, dead, ix)
         };
         let readers: Vec<Arc<SegmentReader>> =
             segs.iter().map(|s| self.segment(&c, s)).collect::<Result<_>>()?;
-        let clean = segs.len() <= 1 && dead.iter().all(Vec::is_empty) && readers.iter().all(|r| ix.covers(r));
+        // A lone format v2 segment counts as not clean: compaction moves its embedded
+        // indexes into side files (the lazy upgrade).
+        let clean =
+            segs.len() <= 1 && dead.iter().all(Vec::is_empty) && readers.iter().all(|r| r.format() >= 3);
         if segs.is_empty() || (clean && !force) {
             return Ok(false);
         }
@@ -476,16 +489,20 @@ impl Database {
         };
         let commit = (|| {
             let tx = w.write()?;
-            tx.replace_segments(c.id, &segs, new.as_ref())?;
+            tx.replace_segments(c.id, &segs, new.as_ref().map(|n| &n.seg))?;
+            if let Some(n) = &new {
+                n.sides.iter().try_for_each(|f| tx.add_side_file(f))?;
+            }
             tx.bump_generation()?;
             tx.commit()
         })();
         if let Err(e) = commit {
-            if let Some(s) = &new {
-                unpublish(&self.inner, s);
+            if let Some(n) = &new {
+                n.unpublish(&self.inner);
             }
             return Err(e);
         }
+        let _ = w.reclaim();
         self.collect_garbage(w, false)?;
         Ok(true)
     }

@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn fused_dense_matches_linear() -> candle_core::Result<()> {
         use candle_core::Module;
-        let mut rng = crate::testing::Rng::new(3);
+        let mut rng = crate::rng::Rng::new(3);
         let mut t = |shape: &[usize]| {
             let n = shape.iter().product();
             Tensor::from_vec((0..n).map(|_| rng.normal()).collect::<Vec<f32>>(), shape, &Device::Cpu)
@@ -291,7 +291,7 @@ mod tests {
     fn fused_attention_matches_unfused() -> candle_core::Result<()> {
         let (b, s, heads, hd) = (3usize, 7usize, 4usize, 8usize);
         let h = heads * hd;
-        let mut rng = crate::testing::Rng::new(7);
+        let mut rng = crate::rng::Rng::new(7);
         let data: Vec<f32> = (0..b * s * 3 * h).map(|_| rng.normal()).collect();
         let qkv = Tensor::from_vec(data, (b, s, 3 * h), &Device::Cpu)?;
         let lens = [7usize, 3, 5];

@@ -128,8 +128,20 @@ pub fn model_cache_dir() -> PathBuf {
 
 /// xxh3-128 of the weight file, as hex: the model identity recorded in the catalog.
 fn hash_file(path: &Path) -> Result<String> {
-    let map = crate::storage::mmap::MappedFile::open(path)?;
-    Ok(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(map.bytes())))
+    use std::io::Read;
+    // Streamed, not mapped: a user's model file is no published segment, so the mmap
+    // write-once argument does not hold for it.
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:032x}", h.digest128()))
 }
 
 impl Encoder {

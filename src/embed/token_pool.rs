@@ -120,7 +120,7 @@ fn ward_merges(x: &[f32], dim: usize) -> Vec<(usize, usize, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Rng;
+    use crate::rng::Rng;
 
     #[test]
     fn factor_one_is_identity_and_protected_rows_are_bit_identical() {

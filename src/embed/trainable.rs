@@ -335,7 +335,7 @@ mod tests {
     //! Each pooler against an independent plain-Rust computation of its formula, with small
     //! random weights written by the test.
     use super::*;
-    use crate::testing::Rng;
+    use crate::rng::Rng;
 
     type M = Vec<Vec<f32>>;
 

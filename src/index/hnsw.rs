@@ -288,10 +288,53 @@ impl<'a> GraphView<'a> {
     }
 }
 
+/// Section tag of the graph (a side file's only section; in v2 segments the `index` field
+/// held the pooled vector number and word 1 the index id).
+pub const GRAPH_TAG: u32 = 9;
+
+/// Build the graph over `n` vectors and write it as section [`GRAPH_TAG`].
+///
+/// # Errors
+/// The sink's errors.
+pub fn write_sections(
+    n: usize,
+    vector: impl Fn(usize) -> Vec<f32>,
+    params: HnswParams,
+    index_id: u32,
+    sink: &mut dyn super::SectionSink,
+) -> crate::Result<()> {
+    let words = build(n, vector, params, index_id);
+    sink.begin(GRAPH_TAG)?;
+    super::put_le(sink, &words, u32::to_le_bytes)
+}
+
+/// The graph in `s` built for index `index_id` over `n` nodes: `Ok(None)` when the sections
+/// hold a graph of another index (a v2 segment written under an earlier index). With
+/// `validate`, checksum and structure are checked (cache that it was done).
+///
+/// # Errors
+/// A description of the damage.
+pub fn open_graph<'a>(
+    s: &'a dyn super::Sections,
+    index_id: u32,
+    n: usize,
+    validate: bool,
+) -> Result<Option<GraphView<'a>>, String> {
+    let words = super::required(GRAPH_TAG, s.u32s(GRAPH_TAG, validate)?)?;
+    if words.get(1) != Some(&index_id) {
+        return Ok(None);
+    }
+    let g = GraphView::parse(words, validate)?;
+    if g.len() != n {
+        return Err(format!("HNSW graph has {} nodes for {n} documents", g.len()));
+    }
+    Ok(Some(g))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Rng;
+    use crate::rng::Rng;
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -239,7 +239,7 @@ impl<'a> Memory<'a> {
 pub fn refine(q: &[f32], memory: &Memory<'_>, beta: f32, alpha: f32) -> Vec<f32> {
     let (retrieved, _) = memory.step(q, beta);
     let mut out: Vec<f32> = q.iter().zip(&retrieved).map(|(a, r)| (1.0 - alpha) * a + alpha * r).collect();
-    crate::testing::normalize(&mut out);
+    crate::vector::normalize(&mut out);
     out
 }
 
@@ -258,7 +258,7 @@ fn softmax(z: &[f64], beta: f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Rng;
+    use crate::rng::Rng;
 
     fn dist(a: &[f32], b: &[f32]) -> f64 {
         a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>().sqrt()
@@ -322,7 +322,7 @@ mod tests {
         let mut rng = Rng::new(5);
         let mut x = rng.unit_vectors(n, d);
         let mut x1: Vec<f32> = (0..d).map(|j| x[d + j] + 0.01 * rng.normal() / (d as f32).sqrt()).collect();
-        crate::testing::normalize(&mut x1);
+        crate::vector::normalize(&mut x1);
         x[..d].copy_from_slice(&x1);
         let m = Memory::new(&x, d).unwrap();
         let r = m.retrieve(&x1, HopfieldParams { beta: 20.0, steps: 1, eps: 1e-4 });
@@ -336,7 +336,7 @@ mod tests {
         assert!(dist(&r.state, &avg) < 0.05);
         // Three near-duplicates: no memory holds half the weight, which is flagged.
         let mut x2: Vec<f32> = (0..d).map(|j| x[d + j] + 0.01 * rng.normal() / (d as f32).sqrt()).collect();
-        crate::testing::normalize(&mut x2);
+        crate::vector::normalize(&mut x2);
         x[2 * d..3 * d].copy_from_slice(&x2);
         let r = Memory::new(&x, d).unwrap().retrieve(&x1, HopfieldParams { beta: 20.0, steps: 1, eps: 1e-4 });
         assert!(r.metastable, "{:?}", &r.weights[..3]);

@@ -8,11 +8,13 @@
 //! or an AMS count-sketch to `d_p` dimensions). Empty document buckets may be filled with
 //! the point whose sign bits are nearest in Hamming distance (lowest index on ties).
 //!
-//! The random matrices come from our documented generator ([`crate::testing::Rng`],
+//! The random matrices come from our documented generator ([`crate::rng::Rng`],
 //! SplitMix64 seeded with `(seed, repetition, purpose)`), not from a C++ `mt19937` stream,
 //! and [`Muvera::to_bytes`] persists them, so encodings stay reproducible across versions.
 
-use crate::testing::Rng;
+use half::f16;
+
+use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// Inner projection of each repetition.
@@ -268,6 +270,104 @@ impl Muvera {
     }
 }
 
+/// Section tags of a MUVERA side file (as in v2 segments, where `index` held the index id).
+pub mod tags {
+    /// Unit-length encodings, f16, one row of [`super::Muvera::out_dim`] per document.
+    pub const FDE: u32 = 11;
+    /// HNSW graph over the encodings (`index/hnsw.rs` layout).
+    pub const GRAPH: u32 = 12;
+    /// The encoder ([`super::Muvera::to_bytes`]) in the per-index file.
+    pub const ENCODER: u32 = 1;
+}
+
+/// Documents encoded per parallel batch (bounds the f32 copy of their token vectors).
+const FDE_BATCH: usize = 1024;
+
+/// Write the MUVERA sections of `n` documents (`doc(i)`: token rows): every document's
+/// unit-length encoding (f16) and an HNSW graph over them tagged `index_id`.
+///
+/// # Errors
+/// The sink's errors.
+pub fn write_sections(
+    m: &Muvera,
+    n: usize,
+    doc: impl Fn(usize) -> Vec<f32> + Sync,
+    graph: super::hnsw::HnswParams,
+    index_id: u32,
+    sink: &mut dyn super::SectionSink,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let dim = m.out_dim();
+    let mut fde: Vec<f16> = Vec::with_capacity(n * dim);
+    for start in (0..n).step_by(FDE_BATCH) {
+        let rows: Vec<Vec<f32>> = (start..(start + FDE_BATCH).min(n))
+            .into_par_iter()
+            .map(|i| {
+                let mut f = m.encode_doc(&doc(i));
+                crate::vector::normalize(&mut f);
+                f
+            })
+            .collect();
+        rows.iter().for_each(|f| fde.extend(f.iter().map(|&x| f16::from_f32(x))));
+    }
+    sink.begin(tags::FDE)?;
+    super::put_le(sink, &fde, f16::to_le_bytes)?;
+    let words = super::hnsw::build(
+        n,
+        |i| fde[i * dim..(i + 1) * dim].iter().map(|x| x.to_f32()).collect(),
+        graph,
+        index_id,
+    );
+    sink.begin(tags::GRAPH)?;
+    super::put_le(sink, &words, u32::to_le_bytes)
+}
+
+/// The MUVERA sections of one segment: unit-length encodings and the graph over them.
+#[derive(Debug, Clone)]
+pub struct MuveraView<'a> {
+    /// The graph (node `i` = local document `i`).
+    pub graph: super::hnsw::GraphView<'a>,
+    fde: &'a [f16],
+    dim: usize,
+}
+
+impl MuveraView<'_> {
+    /// `q · FDE(doc)` (the stored encoding is unit length).
+    #[must_use]
+    pub fn dot(&self, q: &[f32], doc: u32) -> f32 {
+        let at = doc as usize * self.dim;
+        crate::scoring::dot(q, crate::vector::VecRef::F16(&self.fde[at..at + self.dim]))
+    }
+}
+
+/// The view of sections `s` for index `index_id` over `n` documents with encodings of
+/// dimension `dim`: `Ok(None)` when they belong to another index. With `validate`,
+/// checksums and structure are checked (cache that it was done).
+///
+/// # Errors
+/// A description of the damage.
+pub fn open_view<'a>(
+    s: &'a dyn super::Sections,
+    index_id: u32,
+    n: usize,
+    dim: usize,
+    validate: bool,
+) -> std::result::Result<Option<MuveraView<'a>>, String> {
+    let fde = super::required(tags::FDE, s.f16s(tags::FDE, validate)?)?;
+    let words = super::required(tags::GRAPH, s.u32s(tags::GRAPH, validate)?)?;
+    if words.get(1) != Some(&index_id) {
+        return Ok(None);
+    }
+    if fde.len() != n * dim {
+        return Err(format!("MUVERA_FDE holds {} values, expected {n} × {dim}", fde.len()));
+    }
+    let graph = super::hnsw::GraphView::parse(words, validate)?;
+    if graph.len() != n {
+        return Err("MUVERA graph does not cover the segment's documents".into());
+    }
+    Ok(Some(MuveraView { graph, fde, dim }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,7 +434,7 @@ mod tests {
             for _ in 0..n {
                 let mut row: Vec<f32> =
                     topics[t * dim..(t + 1) * dim].iter().map(|x| x + 0.35 * rng.normal() / 8.0).collect();
-                crate::testing::normalize(&mut row);
+                crate::vector::normalize(&mut row);
                 v.extend(row);
             }
             v

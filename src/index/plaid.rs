@@ -11,8 +11,8 @@
 
 use rayon::prelude::*;
 
+use crate::rng::Rng;
 use crate::scoring::{scalar, DocRef, PreparedQuery};
-use crate::testing::Rng;
 use crate::{Error, Result};
 
 /// Most centroids a codec may have (codes are stored as u16).
@@ -111,7 +111,7 @@ impl Codec {
                 } else {
                     dst.copy_from_slice(&sums[c * dim..(c + 1) * dim]);
                 }
-                crate::testing::normalize(dst);
+                crate::vector::normalize(dst);
             }
         }
         // Centroids are kept at f16 precision, the precision they are persisted with.
@@ -181,7 +181,7 @@ impl Codec {
     /// Decode into `out` (`dim` values): `norm(centroid + bucket_weights[bits])`.
     pub fn decode(&self, code: u32, bits: &[u8], out: &mut [f32]) {
         self.decode_raw(code, bits, out);
-        crate::testing::normalize(out);
+        crate::vector::normalize(out);
     }
 
     /// `centroid + bucket_weights[bits]`, before normalisation.
@@ -727,7 +727,7 @@ mod tests {
                         .iter()
                         .map(|x| x + 0.3 * rng.normal() / (dim as f32).sqrt())
                         .collect();
-                    crate::testing::normalize(&mut r);
+                    crate::vector::normalize(&mut r);
                     d.extend(r);
                 }
                 d
@@ -844,4 +844,71 @@ mod tests {
         let cap = base + 4.0 + (ix.codec().centroids().len() * 2) as f64 / tokens as f64;
         assert!(ix.bytes_per_token() >= base && ix.bytes_per_token() <= cap, "{}", ix.bytes_per_token());
     }
+}
+
+/// Section tags of a PLAID side file (the same numbers the v2 format used for the sections
+/// it embedded in segments, where their `index` field held the PLAID index id).
+pub mod tags {
+    /// Packed residuals, [`super::Codec::residual_bytes`] per token.
+    pub const RESIDUALS: u32 = 5;
+    /// Nearest centroid per token, u16.
+    pub const CODES: u32 = 6;
+    /// Inverted-list CSR offsets, u64 × (centroids + 1).
+    pub const IVF_OFFSETS: u32 = 7;
+    /// Inverted-list documents (local numbers, ascending per centroid), u32.
+    pub const IVF_DOCS: u32 = 8;
+    /// The codec (centroids, cut-offs, weights: [`super::Codec::to_bytes`]) in the
+    /// per-index codec file.
+    pub const CODEC: u32 = 1;
+}
+
+/// Encode `n` documents (`doc(i)`: `n_i × dim` rows; `offsets`: their token offsets, `n + 1`
+/// entries) into the PLAID sections: residuals, codes, inverted lists.
+///
+/// # Errors
+/// The sink's errors.
+pub fn write_sections(
+    codec: &Codec,
+    n: usize,
+    doc: impl Fn(usize) -> Vec<f32>,
+    offsets: &[u64],
+    sink: &mut dyn super::SectionSink,
+) -> Result<()> {
+    sink.begin(tags::RESIDUALS)?;
+    let codes = codec.encode_stream(n, doc, |b| sink.put(b))?;
+    sink.begin(tags::CODES)?;
+    super::put_le(sink, &codes, u16::to_le_bytes)?;
+    let (ivf_offsets, ivf_docs) = build_ivf(&codes, offsets, codec.num_centroids());
+    sink.begin(tags::IVF_OFFSETS)?;
+    super::put_le(sink, &ivf_offsets, u64::to_le_bytes)?;
+    sink.begin(tags::IVF_DOCS)?;
+    super::put_le(sink, &ivf_docs, u32::to_le_bytes)
+}
+
+/// The PLAID view of one segment's sections `s` (documents with token `offsets`). With
+/// `validate`, the checksums of codes and lists and the structure are checked (the caller
+/// caches that this was done); residuals are not read by searches and are verified by
+/// CHECK only.
+///
+/// # Errors
+/// A description of the damage.
+pub fn open_view<'a>(
+    codec: &'a Codec,
+    s: &'a dyn super::Sections,
+    offsets: &'a [u64],
+    validate: bool,
+) -> std::result::Result<PlaidView<'a>, String> {
+    use super::required;
+    let view = PlaidView {
+        codec,
+        codes: required(tags::CODES, s.u16s(tags::CODES, validate)?)?,
+        residuals: required(tags::RESIDUALS, s.u8s(tags::RESIDUALS, false)?)?,
+        offsets,
+        ivf_offsets: required(tags::IVF_OFFSETS, s.u64s(tags::IVF_OFFSETS, validate)?)?,
+        ivf_docs: required(tags::IVF_DOCS, s.u32s(tags::IVF_DOCS, validate)?)?,
+    };
+    if validate {
+        view.validate()?;
+    }
+    Ok(view)
 }

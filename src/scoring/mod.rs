@@ -19,7 +19,7 @@ use half::slice::HalfFloatSliceExt;
 
 use crate::{Error, Result};
 
-pub use crate::storage::segment::VecRef as DocRef;
+pub use crate::vector::VecRef as DocRef;
 
 /// Instruction sets the kernels can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

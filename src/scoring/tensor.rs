@@ -95,8 +95,8 @@ impl TensorScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
     use crate::scoring::PreparedQuery;
-    use crate::testing::Rng;
 
     #[test]
     fn tensor_backend_equals_the_simd_kernel() {

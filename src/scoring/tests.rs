@@ -3,7 +3,7 @@
 use half::f16;
 
 use super::{scalar, DocRef, Isa, PreparedQuery, Scored, TopK};
-use crate::testing::Rng;
+use crate::rng::Rng;
 
 fn to_f16(v: &[f32]) -> Vec<f16> {
     v.iter().map(|&x| f16::from_f32(x)).collect()

@@ -19,22 +19,12 @@
 //!   TOKEN_OFFSETS u64 × (doc_count + 1)    offsets[0] = 0, strictly increasing, last = token_count
 //!   TOKENS        dtype × token_count × token_dim
 //!   POOLED[i]     dtype × doc_count × dim_i          (one per pooled vector, spec order)
-//!   optional, all four or none, `index` = the catalog id of the PLAID index (v2+):
-//!   PLAID_RESIDUALS u8 × token_count × ⌈dim·nbits/8⌉  packed residual codes
-//!   PLAID_CODES     u16 × token_count                 nearest centroid per token
-//!   PLAID_IVF_OFFSETS u64 × (centroids + 1)           CSR offsets of the inverted lists
-//!   PLAID_IVF_DOCS  u32 × list entries                 local document numbers, ascending
-//!                                                      per centroid, each document once
 //!   TOKEN_BLOCK_SUMS u64 × ⌈TOKENS bytes / 64 KiB⌉    xxh3-64 of each 64 KiB block of
 //!                                                      TOKENS (v2+: searches verify only
 //!                                                      the blocks they read)
-//!   HNSW_GRAPH[i]   u32 words: graph over POOLED[i]     (v2+, optional; layout in
-//!                                                      `index/hnsw.rs`, tagged with its
-//!                                                      index id)
-//!   optional, both or none, `index` = the catalog id of the MUVERA index (v2+):
-//!   MUVERA_FDE      f16 × doc_count × fde_dim         fixed-dimensional encodings,
-//!                                                      unit length (`index/muvera.rs`)
-//!   MUVERA_GRAPH    u32 words: HNSW graph over MUVERA_FDE (layout in `index/hnsw.rs`)
+//!   v2 only: embedded index sections (kinds 5–9, 11, 12), opaque to storage; `index/`
+//!   knows their layout (PLAID codes, HNSW graphs, MUVERA encodings). v3 keeps every index
+//!   in its own side file (`storage/container.rs`).
 //! section table at table_offset (64-aligned), SECTION_ENTRY_LEN bytes per section:
 //!   kind u32 | index u32 | offset u64 | length u64 | xxh3-128 of the section bytes (u128)
 //! trailer (last 32 bytes of the file):
@@ -48,8 +38,13 @@
 //!
 //! # Version changes
 //! - v1: header, ROW_IDS, TOKEN_OFFSETS, TOKENS, POOLED.
-//! - v2: TOKEN_BLOCK_SUMS, and the optional PLAID, HNSW_GRAPH and MUVERA sections. A v2 build reads v1 files unchanged (they simply have
-//!   no PLAID sections); a v1 build refuses v2 files by version.
+//! - v2: TOKEN_BLOCK_SUMS, and the optional PLAID, HNSW_GRAPH and MUVERA sections. A v2
+//!   build reads v1 files unchanged (they simply have no PLAID sections); a v1 build
+//!   refuses v2 files by version.
+//! - v3: a segment holds vectors only; every index is a side file per segment (a
+//!   [`super::container`] file), built and dropped without rewriting the segment. A v3
+//!   build reads v1 and v2 segments (the embedded index sections of a v2 segment stay
+//!   usable until compaction rewrites it as v3); older builds refuse v3 files by version.
 
 use crate::{Error, Result};
 use std::path::Path;
@@ -59,7 +54,7 @@ pub const MAGIC: [u8; 8] = *b"MSDBSEG\x1a";
 /// Magic in the last 8 bytes.
 pub const END_MAGIC: [u8; 8] = *b"MSDBEND\x1a";
 /// Version written by this build.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest version this build reads.
 pub const OLDEST_SUPPORTED_FORMAT_VERSION: u32 = 1;
 /// Header length.
@@ -71,7 +66,9 @@ pub const SECTION_ENTRY_LEN: usize = 40;
 /// Section alignment.
 pub const ALIGN: u64 = 64;
 
-/// What a section holds.
+/// What a segment section holds. Kinds 5–9, 11 and 12 were index sections embedded in
+/// format v2 segments: storage keeps them as opaque [`SectionEntry`]s (see
+/// [`SectionKind::from_u32`] returning `None`) and `index/` interprets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum SectionKind {
@@ -83,69 +80,47 @@ pub enum SectionKind {
     Tokens = 3,
     /// One pooled vector per document (`index` = pooled vector number).
     Pooled = 4,
-    /// PLAID packed residuals (`index` = PLAID index id).
-    PlaidResiduals = 5,
-    /// PLAID centroid id per token.
-    PlaidCodes = 6,
-    /// PLAID inverted-list offsets.
-    PlaidIvfOffsets = 7,
-    /// PLAID inverted-list documents.
-    PlaidIvfDocs = 8,
-    /// HNSW graph over a pooled vector (`index` = pooled vector number).
-    HnswGraph = 9,
     /// xxh3-64 per [`TOKEN_BLOCK`] bytes of the TOKENS section.
     TokenBlockSums = 10,
-    /// MUVERA encodings, f16, one row per document (`index` = MUVERA index id).
-    MuveraFde = 11,
-    /// HNSW graph over the MUVERA encodings (`index` = MUVERA index id).
-    MuveraGraph = 12,
 }
 
 /// Bytes of TOKENS covered by one TOKEN_BLOCK_SUMS entry.
 pub const TOKEN_BLOCK: usize = 64 * 1024;
 
+/// Section kinds of format v2 that held index data inside the segment.
+pub const LEGACY_INDEX_KINDS: [u32; 7] = [5, 6, 7, 8, 9, 11, 12];
+
 impl SectionKind {
-    fn from_u32(v: u32) -> Option<Self> {
+    /// The segment's own section kinds; `None` for anything else (legacy index sections).
+    #[must_use]
+    pub fn from_u32(v: u32) -> Option<Self> {
         match v {
             1 => Some(Self::RowIds),
             2 => Some(Self::TokenOffsets),
             3 => Some(Self::Tokens),
             4 => Some(Self::Pooled),
-            5 => Some(Self::PlaidResiduals),
-            6 => Some(Self::PlaidCodes),
-            7 => Some(Self::PlaidIvfOffsets),
-            8 => Some(Self::PlaidIvfDocs),
-            9 => Some(Self::HnswGraph),
             10 => Some(Self::TokenBlockSums),
-            11 => Some(Self::MuveraFde),
-            12 => Some(Self::MuveraGraph),
             _ => None,
         }
     }
 
-    /// One of the PLAID sections.
-    #[must_use]
-    pub fn is_plaid(self) -> bool {
-        matches!(self, Self::PlaidResiduals | Self::PlaidCodes | Self::PlaidIvfOffsets | Self::PlaidIvfDocs)
-    }
-
     /// Readable name for error messages.
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::RowIds => "ROW_IDS",
             Self::TokenOffsets => "TOKEN_OFFSETS",
             Self::Tokens => "TOKENS",
             Self::Pooled => "POOLED",
-            Self::PlaidResiduals => "PLAID_RESIDUALS",
-            Self::PlaidCodes => "PLAID_CODES",
-            Self::PlaidIvfOffsets => "PLAID_IVF_OFFSETS",
-            Self::PlaidIvfDocs => "PLAID_IVF_DOCS",
-            Self::HnswGraph => "HNSW_GRAPH",
             Self::TokenBlockSums => "TOKEN_BLOCK_SUMS",
-            Self::MuveraFde => "MUVERA_FDE",
-            Self::MuveraGraph => "MUVERA_GRAPH",
         }
     }
+}
+
+/// Readable name of section kind `kind` (a segment's own, or a number).
+#[must_use]
+pub fn kind_name(kind: u32) -> String {
+    SectionKind::from_u32(kind).map_or_else(|| format!("section kind {kind}"), |k| k.name().to_string())
 }
 
 /// The decoded header.
@@ -170,8 +145,8 @@ pub struct Header {
 /// One entry of the section table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SectionEntry {
-    /// Section kind.
-    pub kind: SectionKind,
+    /// Section kind: a [`SectionKind`] in segments, a tag its owner chooses in containers.
+    pub kind: u32,
     /// Index (pooled vector number; 0 otherwise).
     pub index: u32,
     /// Byte offset in the file.
@@ -182,19 +157,19 @@ pub struct SectionEntry {
     pub checksum: u128,
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
 }
 
-fn u128_at(b: &[u8], at: usize) -> u128 {
+pub(crate) fn u128_at(b: &[u8], at: usize) -> u128 {
     let mut a = [0u8; 16];
     a.copy_from_slice(&b[at..at + 16]);
     u128::from_le_bytes(a)
@@ -252,7 +227,7 @@ impl Header {
     }
 }
 
-fn check_version(path: &Path, found: u32) -> Result<()> {
+pub(crate) fn check_version(path: &Path, found: u32) -> Result<()> {
     if !(OLDEST_SUPPORTED_FORMAT_VERSION..=FORMAT_VERSION).contains(&found) {
         return Err(Error::IncompatibleFormat {
             path: path.to_path_buf(),
@@ -270,7 +245,7 @@ fn check_version(path: &Path, found: u32) -> Result<()> {
 pub fn encode_footer(entries: &[SectionEntry], table_offset: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * SECTION_ENTRY_LEN + TRAILER_LEN);
     for e in entries {
-        out.extend_from_slice(&(e.kind as u32).to_le_bytes());
+        out.extend_from_slice(&e.kind.to_le_bytes());
         out.extend_from_slice(&e.index.to_le_bytes());
         out.extend_from_slice(&e.offset.to_le_bytes());
         out.extend_from_slice(&e.len.to_le_bytes());
@@ -314,8 +289,7 @@ pub fn decode_footer(path: &Path, file: &[u8]) -> Result<Vec<SectionEntry>> {
     let mut entries = Vec::with_capacity(count);
     for i in 0..count {
         let e = &table[i * SECTION_ENTRY_LEN..(i + 1) * SECTION_ENTRY_LEN];
-        let kind = SectionKind::from_u32(u32_at(e, 0))
-            .ok_or_else(|| Error::corruption(path, format!("unknown section kind {}", u32_at(e, 0))))?;
+        let kind = u32_at(e, 0);
         let entry = SectionEntry {
             kind,
             index: u32_at(e, 4),
@@ -328,11 +302,19 @@ pub fn decode_footer(path: &Path, file: &[u8]) -> Result<Vec<SectionEntry>> {
             || entry.offset < HEADER_LEN as u64
             || end.is_none_or(|e| e > table_offset)
         {
-            return Err(Error::corruption(path, format!("section {} out of bounds", kind.name())));
+            return Err(Error::corruption(path, format!("{} out of bounds", kind_name(kind))));
         }
         entries.push(entry);
     }
     Ok(entries)
+}
+
+/// The xxh3-64 in the trailer of a file whose footer [`decode_footer`] accepted: it covers
+/// the section table, which holds the xxh3-128 of every section, so it identifies the
+/// file's content (side files record it for the segment they belong to).
+#[must_use]
+pub fn content_sum(file: &[u8]) -> u64 {
+    u64_at(&file[file.len() - TRAILER_LEN..], 16)
 }
 
 /// Bytes of padding needed to bring `pos` to the next multiple of [`ALIGN`].

@@ -5,6 +5,7 @@
 //! That transaction is the commit point: a file without a manifest row is garbage and is
 //! removed by the next writer to open the database.
 
+pub mod container;
 pub mod fault;
 pub mod format;
 pub mod mmap;

@@ -1,4 +1,6 @@
 //! Segment writer (streams sections to a temporary file) and reader (zero-copy over mmap).
+//! A segment holds vectors only; indexes are side files (`container.rs`). The embedded
+//! index sections of format v2 segments are kept as opaque sections for `index/` to read.
 
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -8,72 +10,12 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
-
 use super::format::{self, Header, SectionEntry, SectionKind};
-use super::mmap::{self, MappedFile};
+use super::mmap::{self, MappedFile, Pod};
 use crate::error::IoContext;
-use crate::index::hnsw::{self, GraphView, HnswParams};
-use crate::index::muvera::Muvera;
-use crate::index::plaid::{self, Codec, PlaidView};
 use crate::types::{Dtype, VectorSpec};
+pub use crate::vector::VecRef;
 use crate::{Error, Result};
-
-/// A borrowed vector (or matrix) in either storage type.
-#[derive(Debug, Clone, Copy)]
-pub enum VecRef<'a> {
-    /// f32 components.
-    F32(&'a [f32]),
-    /// f16 components.
-    F16(&'a [f16]),
-}
-
-impl VecRef<'_> {
-    /// Number of components.
-    pub fn len(&self) -> usize {
-        match self {
-            VecRef::F32(v) => v.len(),
-            VecRef::F16(v) => v.len(),
-        }
-    }
-
-    /// True when there are no components.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The components in `r`.
-    #[must_use]
-    pub fn slice(&self, r: Range<usize>) -> Self {
-        match self {
-            VecRef::F32(v) => VecRef::F32(&v[r]),
-            VecRef::F16(v) => VecRef::F16(&v[r]),
-        }
-    }
-
-    /// Copy into a new f32 vector.
-    pub fn to_f32(&self) -> Vec<f32> {
-        match self {
-            VecRef::F32(v) => v.to_vec(),
-            VecRef::F16(v) => v.to_f32_vec(),
-        }
-    }
-
-    /// Append the components, converted to `dtype`, as little-endian bytes.
-    pub fn encode_into(&self, dtype: Dtype, out: &mut Vec<u8>) {
-        match (self, dtype) {
-            (VecRef::F32(v), Dtype::F32) => out.extend_from_slice(mmap::as_bytes(v)),
-            (VecRef::F16(v), Dtype::F16) => out.extend_from_slice(mmap::as_bytes(v)),
-            (VecRef::F32(v), Dtype::F16) => {
-                let mut h = vec![f16::ZERO; v.len()];
-                h.convert_from_f32_slice(v);
-                out.extend_from_slice(mmap::as_bytes(&h));
-            }
-            (VecRef::F16(v), Dtype::F32) => out.extend_from_slice(mmap::as_bytes(&v.to_f32_vec())),
-        }
-    }
-}
 
 /// Documents to write into a segment, in ascending row-id order. Iterated once per section.
 pub trait SegmentSource {
@@ -135,7 +77,13 @@ impl SegmentWriter {
             self.raw(b)
         })?;
         let len = self.pos - offset;
-        self.entries.push(SectionEntry { kind, index, offset, len, checksum: hasher.digest128() });
+        self.entries.push(SectionEntry {
+            kind: kind as u32,
+            index,
+            offset,
+            len,
+            checksum: hasher.digest128(),
+        });
         Ok(())
     }
 
@@ -150,44 +98,8 @@ impl SegmentWriter {
     }
 }
 
-/// Index sections to build while writing a segment.
-#[derive(Default)]
-pub struct SegmentIndexes<'a> {
-    /// PLAID: (index id, codec): the token vectors are encoded into the PLAID sections.
-    pub plaid: Option<(u32, &'a Codec)>,
-    /// HNSW: (pooled vector number, index id, parameters): a graph over that pooled vector.
-    pub hnsw: Vec<(usize, u32, HnswParams)>,
-    /// MUVERA: (index id, encoder, graph parameters): unit-length encodings of every
-    /// document and an HNSW graph over them.
-    pub muvera: Option<(u32, &'a Muvera, HnswParams)>,
-}
-
-/// Documents encoded per parallel batch while writing MUVERA sections (bounds the f32 copy
-/// of their token vectors).
-const FDE_BATCH: usize = 1024;
-
-/// Unit-length MUVERA encodings of every document of `src`, `n × out_dim` row-major.
-fn muvera_encodings(src: &dyn SegmentSource, m: &Muvera) -> Vec<f16> {
-    let n = src.doc_count();
-    let mut out = Vec::with_capacity(n * m.out_dim());
-    for start in (0..n).step_by(FDE_BATCH) {
-        let docs: Vec<Vec<f32>> =
-            (start..(start + FDE_BATCH).min(n)).map(|i| src.tokens(i).to_f32()).collect();
-        let fdes: Vec<Vec<f32>> = docs
-            .par_iter()
-            .map(|d| {
-                let mut f = m.encode_doc(d);
-                crate::testing::normalize(&mut f);
-                f
-            })
-            .collect();
-        fdes.iter().for_each(|f| out.extend(f.iter().map(|&x| f16::from_f32(x))));
-    }
-    out
-}
-
-/// Write `src` as a complete, fsynced segment file at `path` (which must not exist), with
-/// the index sections `ix` asks for. Returns the file size.
+/// Write `src` as a complete, fsynced segment file at `path` (which must not exist).
+/// Returns the file size.
 ///
 /// # Errors
 /// I/O errors; on error the partial file is left for the caller to remove.
@@ -196,7 +108,6 @@ pub fn write_segment(
     segment_id: u64,
     spec: &VectorSpec,
     src: &dyn SegmentSource,
-    ix: &SegmentIndexes<'_>,
 ) -> Result<u64> {
     let n = src.doc_count();
     let token_count: u64 = (0..n).map(|i| (src.tokens(i).len() / spec.token_dim) as u64).sum();
@@ -254,63 +165,7 @@ pub fn write_segment(
             })
         })?;
     }
-    for &(p, id, params) in &ix.hnsw {
-        let words = hnsw::build(n, |i| src.pooled(i, p).to_f32(), params, id);
-        w.section(SectionKind::HnswGraph, p as u32, |put| {
-            put(&words.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
-        })?;
-    }
-    if let Some((id, m, params)) = ix.muvera {
-        let fde = muvera_encodings(src, m);
-        let dim = m.out_dim();
-        w.section(SectionKind::MuveraFde, id, |put| {
-            fde.chunks(1 << 16)
-                .try_for_each(|c| put(&c.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
-        })?;
-        let words = hnsw::build(n, |i| fde[i * dim..(i + 1) * dim].to_f32_vec(), params, id);
-        drop(fde);
-        w.section(SectionKind::MuveraGraph, id, |put| {
-            put(&words.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
-        })?;
-    }
-    if let Some((ix, codec)) = ix.plaid {
-        let mut codes = Vec::new();
-        w.section(SectionKind::PlaidResiduals, ix, |put| {
-            codes = codec.encode_stream(n, |i| src.tokens(i).to_f32(), put)?;
-            Ok(())
-        })?;
-        let le = |put: &mut dyn FnMut(&[u8]) -> Result<()>, bytes: Vec<u8>| put(&bytes);
-        w.section(SectionKind::PlaidCodes, ix, |put| {
-            le(put, codes.iter().flat_map(|c| c.to_le_bytes()).collect())
-        })?;
-        let mut offsets = vec![0u64];
-        for i in 0..n {
-            offsets.push(offsets[i] + (src.tokens(i).len() / spec.token_dim) as u64);
-        }
-        let (ivf_offsets, ivf_docs) = plaid::build_ivf(&codes, &offsets, codec.num_centroids());
-        w.section(SectionKind::PlaidIvfOffsets, ix, |put| {
-            le(put, ivf_offsets.iter().flat_map(|c| c.to_le_bytes()).collect())
-        })?;
-        w.section(SectionKind::PlaidIvfDocs, ix, |put| {
-            le(put, ivf_docs.iter().flat_map(|c| c.to_le_bytes()).collect())
-        })?;
-    }
     w.finish()
-}
-
-/// A cached verification result (`Err` holds the problem).
-type Verdict = OnceLock<std::result::Result<(), String>>;
-
-/// The PLAID sections of a segment, located at open and validated on first use.
-#[derive(Debug)]
-struct PlaidSections {
-    index_id: u32,
-    residuals: SectionEntry,
-    codes: SectionEntry,
-    ivf_offsets: SectionEntry,
-    ivf_docs: SectionEntry,
-    /// Checksums and structure verified (`Err` holds the problem), per codec shape.
-    verified: OnceLock<std::result::Result<(), String>>,
 }
 
 /// One section's location plus its lazily computed verification result.
@@ -335,29 +190,8 @@ pub struct SegmentReader {
     /// 1 = good, 2 = damaged.
     token_blocks: Option<(Section, Vec<AtomicU8>)>,
     pooled: Vec<(Section, usize)>,
-    plaid: Option<PlaidSections>,
-    /// HNSW graphs: pooled vector number, section, verification (checksum + structure).
-    hnsw: Vec<(usize, SectionEntry, Verdict)>,
-    /// MUVERA encodings and their graph, verified together on first use.
-    muvera: Option<(SectionEntry, SectionEntry, Verdict)>,
-}
-
-/// The MUVERA sections of a segment: unit-length encodings and the graph over them.
-#[derive(Debug, Clone)]
-pub struct MuveraView<'a> {
-    /// The graph (node `i` = local document `i`).
-    pub graph: GraphView<'a>,
-    fde: &'a [f16],
-    dim: usize,
-}
-
-impl MuveraView<'_> {
-    /// `q · FDE(doc)` (the stored encoding is unit length).
-    #[must_use]
-    pub fn dot(&self, q: &[f32], doc: u32) -> f32 {
-        let at = doc as usize * self.dim;
-        crate::scoring::dot(q, VecRef::F16(&self.fde[at..at + self.dim]))
-    }
+    /// Index sections embedded by format v2 (opaque here; `index/` reads them).
+    legacy: Vec<Section>,
 }
 
 fn range(e: &SectionEntry) -> Range<usize> {
@@ -384,46 +218,28 @@ impl SegmentReader {
         if dtype != spec.dtype || header.token_dim as usize != spec.token_dim {
             return Err(bad("dtype or token dimension differs from the collection spec".into()));
         }
-        let plaid_count = entries.iter().filter(|e| e.kind.is_plaid()).count();
-        let hnsw: Vec<_> = entries
+        let legacy: Vec<Section> = entries
             .iter()
-            .filter(|e| e.kind == SectionKind::HnswGraph)
-            .map(|e| (e.index as usize, *e, OnceLock::new()))
+            .filter(|e| format::LEGACY_INDEX_KINDS.contains(&e.kind))
+            .map(|e| Section { entry: *e, verified: OnceLock::new() })
             .collect();
-        if hnsw.iter().any(|(p, e, _)| *p >= spec.pooled.len() || !e.len.is_multiple_of(4))
-            || (!hnsw.is_empty() && header.format < 2)
-        {
-            return Err(bad("HNSW graph section for an unknown pooled vector or ragged".into()));
+        if !legacy.is_empty() && header.format != 2 {
+            return Err(bad("embedded index sections in a segment that is not format v2".into()));
         }
-        let block_sums = entries.iter().find(|e| e.kind == SectionKind::TokenBlockSums).copied();
-        let fde = entries.iter().find(|e| e.kind == SectionKind::MuveraFde).copied();
-        let fde_graph = entries.iter().find(|e| e.kind == SectionKind::MuveraGraph).copied();
-        let muvera = match (fde, fde_graph) {
-            (None, None) => None,
-            (Some(f), Some(g))
-                if f.index == g.index
-                    && header.format >= 2
-                    && g.len.is_multiple_of(4)
-                    && (header.doc_count == 0 || f.len.is_multiple_of(2 * header.doc_count)) =>
-            {
-                Some((f, g, OnceLock::new()))
-            }
-            _ => return Err(bad("MUVERA sections are incomplete, mismatched or ragged".into())),
-        };
+        let own = entries.iter().filter(|e| SectionKind::from_u32(e.kind).is_some()).count();
+        if own + legacy.len() != entries.len() {
+            return Err(bad("unknown section kind".into()));
+        }
+        let block_sums = entries.iter().find(|e| e.kind == SectionKind::TokenBlockSums as u32).copied();
         if header.pooled_count as usize != spec.pooled.len()
-            || entries.len()
-                != 3 + spec.pooled.len()
-                    + plaid_count
-                    + hnsw.len()
-                    + usize::from(block_sums.is_some())
-                    + 2 * usize::from(muvera.is_some())
+            || own != 3 + spec.pooled.len() + usize::from(block_sums.is_some())
         {
             return Err(bad("pooled section count differs from the collection spec".into()));
         }
         let find = |kind: SectionKind, index: u32| {
             entries
                 .iter()
-                .find(|e| e.kind == kind && e.index == index)
+                .find(|e| e.kind == kind as u32 && e.index == index)
                 .copied()
                 .ok_or_else(|| bad(format!("missing section {}[{index}]", kind.name())))
         };
@@ -433,7 +249,7 @@ impl SegmentReader {
             if Some(e.len) == want {
                 Ok(())
             } else {
-                Err(bad(format!("section {} has wrong length {}", e.kind.name(), e.len)))
+                Err(bad(format!("section {} has wrong length {}", format::kind_name(e.kind), e.len)))
             }
         };
         let rows_e = find(SectionKind::RowIds, 0)?;
@@ -449,30 +265,9 @@ impl SegmentReader {
             expect_len(&e, n.checked_mul(p.dim as u64 * size))?;
             pooled.push((Section { entry: e, verified: OnceLock::new() }, p.dim));
         }
-        let plaid = match entries.iter().find(|e| e.kind.is_plaid()).map(|e| e.index) {
-            None => None,
-            Some(ix) => {
-                let p = PlaidSections {
-                    index_id: ix,
-                    residuals: find(SectionKind::PlaidResiduals, ix)?,
-                    codes: find(SectionKind::PlaidCodes, ix)?,
-                    ivf_offsets: find(SectionKind::PlaidIvfOffsets, ix)?,
-                    ivf_docs: find(SectionKind::PlaidIvfDocs, ix)?,
-                    verified: OnceLock::new(),
-                };
-                if plaid_count != 4 || header.format < 2 {
-                    return Err(bad("PLAID sections are incomplete or in a v1 file".into()));
-                }
-                expect_len(&p.codes, header.token_count.checked_mul(2))?;
-                if !p.ivf_offsets.len.is_multiple_of(8) || !p.ivf_docs.len.is_multiple_of(4) {
-                    return Err(bad("PLAID inverted lists have a ragged length".into()));
-                }
-                Some(p)
-            }
-        };
         for e in [&rows_e, &offs_e] {
             if xxhash_rust::xxh3::xxh3_128(&bytes[range(e)]) != e.checksum {
-                return Err(bad(format!("checksum mismatch in section {}", e.kind.name())));
+                return Err(bad(format!("checksum mismatch in section {}", format::kind_name(e.kind))));
             }
         }
         let token_blocks = match block_sums {
@@ -494,9 +289,7 @@ impl SegmentReader {
             offsets: range(&offs_e),
             tokens: Section { entry: tok_e, verified: OnceLock::new() },
             pooled,
-            plaid,
-            hnsw,
-            muvera,
+            legacy,
             file,
         };
         reader.check_index()?;
@@ -592,7 +385,11 @@ impl SegmentReader {
         if ok {
             Ok(())
         } else {
-            let what = format!("checksum mismatch in section {}[{}]", sec.entry.kind.name(), sec.entry.index);
+            let what = format!(
+                "checksum mismatch in section {}[{}]",
+                format::kind_name(sec.entry.kind),
+                sec.entry.index
+            );
             Err(Error::corruption(&self.path, what))
         }
     }
@@ -664,135 +461,41 @@ impl SegmentReader {
             self.verify(sums)?;
         }
         (0..self.pooled.len()).try_for_each(|p| self.verify_pooled(p))?;
-        let plaid = self.plaid.iter().flat_map(|p| [&p.residuals, &p.codes, &p.ivf_offsets, &p.ivf_docs]);
-        let muvera = self.muvera.iter().flat_map(|(f, g, _)| [f, g]);
-        for e in plaid.chain(self.hnsw.iter().map(|(_, e, _)| e)).chain(muvera) {
-            if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
-                let what = format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index);
-                return Err(Error::corruption(&self.path, what));
-            }
-        }
-        Ok(())
+        self.legacy.iter().try_for_each(|s| self.verify(s))
     }
 
-    /// The index id of the HNSW graph over pooled vector `p`, if the segment has one.
-    pub fn hnsw_index_id(&self, p: usize) -> Option<u32> {
-        let (_, e, _) = self.hnsw.iter().find(|(q, _, _)| *q == p)?;
-        let words: &[u32] = self.slice(range(e));
-        words.get(1).copied()
+    /// The trailer checksum, which identifies the file's content (side files record it).
+    #[must_use]
+    pub fn content_sum(&self) -> u64 {
+        format::content_sum(self.file.bytes())
     }
 
-    /// Bytes of the HNSW graph over pooled vector `p`.
-    pub fn hnsw_bytes(&self, p: usize) -> u64 {
-        self.hnsw.iter().find(|(q, _, _)| *q == p).map_or(0, |(_, e, _)| e.len)
+    /// Format version of the file.
+    #[must_use]
+    pub fn format(&self) -> u32 {
+        self.header.format
     }
 
-    /// The HNSW graph over pooled vector `p` built for index `index_id`: `None` when the
-    /// segment has none for that index. Checksum and structure are verified on first use.
+    /// The embedded (format v2) index sections: kind, index, length.
+    pub fn legacy_sections(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
+        self.legacy.iter().map(|s| (s.entry.kind, s.entry.index, s.entry.len))
+    }
+
+    /// An embedded (format v2) index section as `&[T]`, checksum-verified on first use
+    /// when `verify`: `Ok(None)` when the segment has none.
     ///
     /// # Errors
-    /// [`Error::Corruption`] when the section is damaged.
-    pub fn hnsw(&self, p: usize, index_id: u32) -> Result<Option<GraphView<'_>>> {
-        let Some((_, e, verified)) = self.hnsw.iter().find(|(q, _, _)| *q == p) else { return Ok(None) };
-        let words: &[u32] = self.slice(range(e));
-        if words.get(1) != Some(&index_id) {
-            return Ok(None);
-        }
-        let verdict = verified.get_or_init(|| {
-            if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
-                return Err(format!("checksum mismatch in section HNSW_GRAPH[{p}]"));
-            }
-            GraphView::parse(words, true).map(|_| ())
-        });
-        match verdict {
-            Ok(()) => GraphView::parse(words, false).map(Some).map_err(|w| Error::corruption(&self.path, w)),
-            Err(what) => Err(Error::corruption(&self.path, what.clone())),
-        }
-    }
-
-    /// The id of the MUVERA index whose sections this segment carries, if any.
-    pub fn muvera_index_id(&self) -> Option<u32> {
-        self.muvera.as_ref().map(|(f, _, _)| f.index)
-    }
-
-    /// Bytes of the MUVERA sections (encodings and graph).
-    pub fn muvera_bytes(&self) -> u64 {
-        self.muvera.as_ref().map_or(0, |(f, g, _)| f.len + g.len)
-    }
-
-    /// The MUVERA encodings (of dimension `dim`) and graph built for index `index_id`:
-    /// `None` when the segment carries none for that index. Checksums and structure are
-    /// verified on first use.
-    ///
-    /// # Errors
-    /// [`Error::Corruption`] when the sections are damaged or do not fit `dim`.
-    pub fn muvera(&self, index_id: u32, dim: usize) -> Result<Option<MuveraView<'_>>> {
-        let Some((f, g, verified)) = self.muvera.as_ref().filter(|(f, _, _)| f.index == index_id) else {
+    /// [`Error::Corruption`] on a checksum mismatch or a ragged length.
+    pub fn legacy_section<T: Pod>(&self, kind: u32, index: u32, verify: bool) -> Result<Option<&[T]>> {
+        let Some(sec) = self.legacy.iter().find(|s| s.entry.kind == kind && s.entry.index == index) else {
             return Ok(None);
         };
-        let n = self.doc_count();
-        let words: &[u32] = self.slice(range(g));
-        let verdict = verified.get_or_init(|| {
-            for e in [f, g] {
-                if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
-                    return Err(format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index));
-                }
-            }
-            if f.len != (n * dim * 2) as u64 {
-                return Err(format!("MUVERA_FDE holds {} bytes, expected {n} × {dim} f16", f.len));
-            }
-            let graph = GraphView::parse(words, true)?;
-            if graph.len() != n || graph.index_id() != index_id {
-                return Err("MUVERA graph does not cover the segment's documents".into());
-            }
-            Ok(())
-        });
-        if let Err(what) = verdict {
-            return Err(Error::corruption(&self.path, what.clone()));
+        if verify {
+            self.verify(sec)?;
         }
-        let graph = GraphView::parse(words, false).map_err(|w| Error::corruption(&self.path, w))?;
-        Ok(Some(MuveraView { graph, fde: self.slice(range(f)), dim }))
-    }
-
-    /// The id of the PLAID index whose sections this segment carries, if any.
-    pub fn plaid_index_id(&self) -> Option<u32> {
-        self.plaid.as_ref().map(|p| p.index_id)
-    }
-
-    /// Bytes of the PLAID sections (codes, residuals, inverted lists).
-    pub fn plaid_bytes(&self) -> u64 {
-        self.plaid.as_ref().map_or(0, |p| p.residuals.len + p.codes.len + p.ivf_offsets.len + p.ivf_docs.len)
-    }
-
-    /// The PLAID view of this segment for index `index_id` with `codec`: `None` when the
-    /// segment carries no sections of that index (written before it, or by an older
-    /// format). Checksums and structure are verified on first use.
-    ///
-    /// # Errors
-    /// [`Error::Corruption`] when the sections are damaged or do not fit the codec.
-    pub fn plaid<'a>(&'a self, index_id: u32, codec: &'a Codec) -> Result<Option<PlaidView<'a>>> {
-        let Some(p) = self.plaid.as_ref().filter(|p| p.index_id == index_id) else { return Ok(None) };
-        let view = PlaidView {
-            codec,
-            codes: self.slice(range(&p.codes)),
-            residuals: &self.file.bytes()[range(&p.residuals)],
-            offsets: self.offsets(),
-            ivf_offsets: self.slice(range(&p.ivf_offsets)),
-            ivf_docs: self.slice(range(&p.ivf_docs)),
-        };
-        // The residuals are not read by searches (they rerank on the stored vectors); they
-        // are verified by `verify_all` / `Database::check`, not here.
-        let verdict = p.verified.get_or_init(|| {
-            for e in [&p.codes, &p.ivf_offsets, &p.ivf_docs] {
-                if xxhash_rust::xxh3::xxh3_128(&self.file.bytes()[range(e)]) != e.checksum {
-                    return Err(format!("checksum mismatch in section {}[{}]", e.kind.name(), e.index));
-                }
-            }
-            view.validate()
-        });
-        match verdict {
-            Ok(()) => Ok(Some(view)),
-            Err(what) => Err(Error::corruption(&self.path, what.clone())),
+        match mmap::cast(&self.file.bytes()[range(&sec.entry)]) {
+            Some(v) => Ok(Some(v)),
+            None => Err(Error::corruption(&self.path, format!("section kind {kind} has a ragged length"))),
         }
     }
 }

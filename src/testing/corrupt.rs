@@ -14,8 +14,9 @@ use std::time::Duration;
 #[cfg(feature = "fulltext")]
 use super::crash_body;
 use super::{crash_doc, crash_setup, Rng};
-use crate::storage::format::decode_footer;
-use crate::{Database, DocId, HnswParams, PlaidOptions, SearchRequest};
+use crate::storage::container::Container;
+use crate::storage::format::{decode_footer, kind_name};
+use crate::{Database, DocId, HnswParams, MuveraOptions, PlaidOptions, SearchRequest};
 
 /// Outcomes for one kind of artefact.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,8 +36,8 @@ pub struct Outcomes {
 }
 
 /// Build the database the sweep damages: 240 documents in two segments plus pending
-/// rows, deletes, an HNSW index on the pooled vectors, a PLAID index and (feature
-/// `fulltext`) a full-text index.
+/// rows, deletes, an HNSW index on the pooled vectors, PLAID and MUVERA indexes (side
+/// files per segment, and their state files) and (feature `fulltext`) a full-text index.
 ///
 /// # Errors
 /// Database errors.
@@ -49,6 +50,7 @@ pub fn build_base(path: &Path) -> crate::Result<()> {
     }
     db.create_hnsw_index("c", "mean", HnswParams::default())?;
     db.create_plaid_index("c", PlaidOptions { centroids: Some(32), ..PlaidOptions::default() })?;
+    db.create_muvera_index("c", MuveraOptions { repetitions: 2, ..MuveraOptions::default() })?;
     db.insert("c", &(221..=240).map(|i| crash_doc(i, 0)).collect::<Vec<_>>())?;
     db.delete("c", &[DocId::Int(7), DocId::Int(130)])?;
     db.close()?;
@@ -118,9 +120,18 @@ fn artefacts(base: &Path) -> Vec<(PathBuf, Ranges)> {
                                 (
                                     e.offset as usize,
                                     (e.offset + e.len) as usize,
-                                    format!("segment {:?}", e.kind),
+                                    format!("segment {}", kind_name(e.kind)),
                                 )
                             })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else if let Some(what) = side_kind(&name) {
+                Container::open(&p)
+                    .map(|c| {
+                        c.regions()
+                            .into_iter()
+                            .map(|(region, r)| (r.start, r.end, format!("{what} {region}")))
                             .collect()
                     })
                     .unwrap_or_default()
@@ -139,6 +150,17 @@ fn artefacts(base: &Path) -> Vec<(PathBuf, Ranges)> {
     }
     out.sort();
     out
+}
+
+/// `side <kind>` for a segment's index side file (`<segment>-<index>.<kind>`), `state
+/// <kind>` for an index's state file (`ix<n>.<kind>`).
+fn side_kind(name: &str) -> Option<String> {
+    let file = name.rsplit('/').next()?;
+    let (stem, ext) = file.rsplit_once('.')?;
+    if !name.starts_with("segments") || ext == "seg" || ext == "tmp" {
+        return None;
+    }
+    Some(if stem.starts_with("ix") { format!("state {ext}") } else { format!("side {ext}") })
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -16,58 +16,8 @@ use crate::{
     CollectionSpec, ColumnType, Database, DocId, Document, IdType, SearchRequest, Value, VectorSpec,
 };
 
-/// SplitMix64: small, fast, deterministic.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded generator.
-    #[must_use]
-    pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, n)`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f32 {
-        let u1 = self.unit().max(1e-7);
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-    }
-
-    /// `n` random unit vectors of dimension `dim`, row-major.
-    pub fn unit_vectors(&mut self, n: usize, dim: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..n * dim).map(|_| self.normal()).collect();
-        for row in v.chunks_exact_mut(dim) {
-            normalize(row);
-        }
-        v
-    }
-}
-
-/// L2-normalise in place (a zero vector stays zero).
-pub fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= n);
-}
+pub use crate::rng::Rng;
+pub use crate::vector::normalize;
 
 /// Token dimension of the crash workload's collection.
 pub const CRASH_DIM: usize = 16;
@@ -140,6 +90,22 @@ pub fn run_op(db: &Database, op: &InFlight) -> crate::Result<()> {
         InFlight::Delete(id) => db.delete("c", &[DocId::Int(*id)]).map(drop),
         InFlight::Flush => db.flush("c").map(drop),
         InFlight::Compact => db.compact("c").map(drop),
+        InFlight::CreateIndex(kind) => {
+            let spec = match kind.strip_prefix("hnsw:") {
+                Some(field) => {
+                    crate::IndexSpec::Hnsw { field: field.into(), params: crate::HnswParams::default() }
+                }
+                None => {
+                    crate::IndexSpec::Plaid(crate::PlaidOptions { centroids: Some(8), ..Default::default() })
+                }
+            };
+            match db.create_index("c", &spec, &mut |_| {}) {
+                // Built before, or nothing to train on yet: the op has nothing to do.
+                Err(crate::Error::AlreadyExists { .. } | crate::Error::InvalidArgument(_)) => Ok(()),
+                r => r.map(drop),
+            }
+        }
+        InFlight::DropIndex(kind) => db.drop_index("c", kind).map(drop),
     }
 }
 
@@ -155,6 +121,8 @@ pub fn op_text(op: &InFlight) -> String {
         InFlight::Delete(i) => format!("D {i}"),
         InFlight::Flush => "F".into(),
         InFlight::Compact => "C".into(),
+        InFlight::CreateIndex(k) => format!("X {k}"),
+        InFlight::DropIndex(k) => format!("Y {k}"),
     }
 }
 
@@ -205,12 +173,19 @@ pub fn random_op(rng: &mut Rng, live: &mut Vec<i64>, next: &mut i64) -> InFlight
         InFlight::Update(live[rng.below(live.len() as u64) as usize], 1001 + rng.below(1000) as i64)
     } else if r < 88 {
         InFlight::Delete(live.swap_remove(rng.below(live.len() as u64) as usize))
-    } else if r < 96 {
+    } else if r < 94 {
         InFlight::Flush
-    } else {
+    } else if r < 97 {
         InFlight::Compact
+    } else if r < 99 {
+        InFlight::CreateIndex(INDEX_KINDS[rng.below(2) as usize].to_string())
+    } else {
+        InFlight::DropIndex(INDEX_KINDS[rng.below(2) as usize].to_string())
     }
 }
+
+/// The indexes the crash workload builds and drops (side files per segment).
+const INDEX_KINDS: [&str; 2] = ["plaid", "hnsw:mean"];
 
 fn announce(out: &std::io::Stdout, line: &str) {
     let mut o = out.lock();
@@ -243,6 +218,10 @@ pub enum InFlight {
     Flush,
     /// Compaction: no visible effect.
     Compact,
+    /// CREATE INDEX (or resume an interrupted build) of this kind: no visible effect.
+    CreateIndex(String),
+    /// DROP INDEX of this kind: no visible effect.
+    DropIndex(String),
 }
 
 fn parse_op(s: &str) -> Option<InFlight> {
@@ -258,6 +237,8 @@ fn parse_op(s: &str) -> Option<InFlight> {
         "D" => parts.next()?.parse().ok().map(InFlight::Delete),
         "F" => Some(InFlight::Flush),
         "C" => Some(InFlight::Compact),
+        "X" => Some(InFlight::CreateIndex(parts.next()?.to_string())),
+        "Y" => Some(InFlight::DropIndex(parts.next()?.to_string())),
         _ => None,
     }
 }
@@ -283,7 +264,7 @@ impl CrashModel {
             InFlight::Delete(i) => {
                 self.live.remove(i);
             }
-            InFlight::Flush | InFlight::Compact => {}
+            InFlight::Flush | InFlight::Compact | InFlight::CreateIndex(_) | InFlight::DropIndex(_) => {}
         }
     }
 
@@ -365,7 +346,8 @@ impl CrashModel {
                     self.live.remove(&i);
                 }
             }
-            Some(InFlight::Flush | InFlight::Compact) | None => {}
+            Some(InFlight::Flush | InFlight::Compact | InFlight::CreateIndex(_) | InFlight::DropIndex(_))
+            | None => {}
         }
         let stats = db.stats("c").map_err(|e| e.to_string())?;
         if stats.docs != self.live.len() as u64 {
@@ -412,6 +394,24 @@ impl CrashModel {
         let report = db.check().map_err(|e| e.to_string())?;
         if !report.problems.is_empty() {
             return Err(format!("check found problems: {:?}", report.problems));
+        }
+        self.check_plaid(db)
+    }
+
+    /// With a PLAID index (built, or half-built by a killed CREATE INDEX), exhaustive PLAID
+    /// over the side files that exist must answer exactly what exact search answers.
+    fn check_plaid(&self, db: &Database) -> std::result::Result<(), String> {
+        let indexes = db.indexes("c").map_err(|e| e.to_string())?;
+        let (Some(&id), true) = (self.live.keys().next(), indexes.iter().any(|i| i.kind == "plaid")) else {
+            return Ok(());
+        };
+        let req = SearchRequest::maxsim(crash_doc(id, self.live[&id].0).tokens).limit(10);
+        let exact = db.search("c", &req.clone().plan(crate::Plan::Exact)).map_err(|e| e.to_string())?;
+        let all = crate::index::plaid::SearchParams::exhaustive();
+        let plaid =
+            db.search("c", &req.plan(crate::Plan::Plaid).plaid_params(all)).map_err(|e| e.to_string())?;
+        if plaid != exact {
+            return Err(format!("exhaustive PLAID differs from exact: {plaid:?} vs {exact:?}"));
         }
         Ok(())
     }

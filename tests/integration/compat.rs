@@ -147,3 +147,75 @@ fn write_fixture_v2() {
     fill_v2(&db);
     drop(db);
 }
+
+fn stage(out: &maxsimdb::SearchOutput, name: &str) -> Option<u64> {
+    out.stages.iter().find(|s| s.name == name).map(|s| s.docs)
+}
+
+/// The plans that read the v2 segments' embedded index sections: exhaustive PLAID equals
+/// exact, MUVERA and HNSW run on every segment (nothing scored as unindexed).
+fn assert_indexes_serve(db: &Database, live: &[Document], q: &[f32], segments: u64) {
+    assert_exact(db, live, q);
+    let req = SearchRequest::maxsim(q.to_vec()).limit(MAX_LIMIT);
+    let exhaustive = req.clone().plan(Plan::Plaid).plaid_params(SearchParams::exhaustive());
+    let out = db.search_explained("c", &exhaustive).unwrap();
+    assert_eq!(out.hits, db.search("c", &req.clone().plan(Plan::Exact)).unwrap());
+    assert_eq!(stage(&out, "unindexed"), None, "{:?}", out.stages);
+    let out = db.search_explained("c", &req.plan(Plan::Muvera)).unwrap();
+    assert!(
+        stage(&out, "muvera").is_some_and(|n| n > 0) && stage(&out, "unindexed").is_none(),
+        "{:?}",
+        out.stages
+    );
+    let dense = SearchRequest::dense("mean", live[0].pooled[0].1.clone()).limit(5).plan(Plan::Hnsw);
+    let out = db.search_explained("c", &dense).unwrap();
+    assert_eq!(out.hits[0].id, live[0].id, "a document finds itself by its pooled vector");
+    assert!(stage(&out, "unindexed").is_none(), "{:?}", out.stages);
+    for i in db.indexes("c").unwrap().into_iter().filter(|i| i.kind != "fulltext") {
+        assert_eq!((i.segments_indexed, i.segments), (segments, segments), "{i:?}");
+    }
+}
+
+#[test]
+fn format_v2_database_keeps_its_embedded_indexes_until_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.msdb");
+    copy_dir(Path::new(FIXTURE_V2), &path);
+    let (mut live, mut rng) = {
+        let scratch = tempfile::tempdir().unwrap();
+        fill_v2(&Database::open(scratch.path().join("s.msdb")).unwrap())
+    };
+    let q = rng.unit_vectors(5, DIM);
+    {
+        let ro = Database::open_read_only(&path).unwrap();
+        assert_indexes_serve(&ro, &live, &q, 2);
+    }
+    let db = Database::builder(&path).retire_grace(std::time::Duration::ZERO).open().unwrap();
+    assert!(db.check().unwrap().problems.is_empty(), "v2 files pass every checksum");
+    assert_indexes_serve(&db, &live, &q, 2);
+
+    // A new segment is written in format v3 with a side file per index.
+    let extra: Vec<Document> = (0..6).map(|i| doc(&mut rng, &format!("n{i}"), 4, 2030)).collect();
+    db.insert("c", &extra).unwrap();
+    db.flush("c").unwrap();
+    live.extend(extra);
+    assert_indexes_serve(&db, &live, &q, 3);
+    let seg_dir = path.join("segments/1");
+    let count = |ext: &str| {
+        std::fs::read_dir(&seg_dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == ext))
+            .count()
+    };
+    assert_eq!((count("plaid"), count("hnsw"), count("muvera")), (1, 1, 1));
+
+    // Compaction is the upgrade: one v3 segment, every index in side files, same answers.
+    assert!(db.compact("c").unwrap());
+    assert_eq!(count("seg"), 1);
+    assert_eq!((count("plaid"), count("hnsw"), count("muvera")), (1, 1, 1), "old parts deleted (grace 0)");
+    assert_indexes_serve(&db, &live, &q, 1);
+    assert!(db.check().unwrap().problems.is_empty());
+    db.close().unwrap();
+    let db = Database::open(&path).unwrap();
+    assert_indexes_serve(&db, &live, &q, 1);
+}

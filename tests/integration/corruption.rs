@@ -122,8 +122,11 @@ fn token_damage_is_found_block_by_block() {
     }
     let seg = std::fs::read_dir(root.join("segments/1")).unwrap().next().unwrap().unwrap().path();
     let mut bytes = std::fs::read(&seg).unwrap();
-    let tokens =
-        decode_footer(&seg, &bytes).unwrap().into_iter().find(|e| e.kind == SectionKind::Tokens).unwrap();
+    let tokens = decode_footer(&seg, &bytes)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == SectionKind::Tokens as u32)
+        .unwrap();
     // Every document has 8 tokens of 16 f16 values: document 1990 starts here.
     let at = tokens.offset as usize + 1990 * 8 * DIM * 2 + 5;
     bytes[at] ^= 0x5A;
@@ -151,19 +154,32 @@ fn every_artefact_damaged_is_detected_or_harmless_never_a_panic() {
     let res = sweep(&base, dir.path(), 1, 11);
     for (kind, o) in &res {
         assert_eq!(o.panics, 0, "{kind}: {o:?}");
-        if kind.starts_with("segment") || kind.starts_with("fulltext") {
+        if ["segment", "fulltext", "side", "state"].iter().any(|p| kind.starts_with(p)) {
             assert_eq!(o.silent, 0, "{kind}: undetected damage changed answers: {o:?}");
         }
         if kind.starts_with("fulltext") {
             assert_eq!(o.repaired, o.detected, "{kind}: rebuilt from the catalog: {o:?}");
         }
     }
-    for kind in ["segment Tokens", "segment HnswGraph", "segment PlaidCodes", "fulltext", "catalog"] {
+    for kind in [
+        "segment TOKENS",
+        "side hnsw section 9",
+        "side plaid section 6",
+        "side plaid header",
+        "side muvera table+trailer",
+        "state plaid section 1",
+        "state muvera header",
+        "fulltext",
+        "catalog",
+    ] {
         assert!(res.get(kind).is_some_and(|o| o.trials > 0), "{kind} not covered: {res:?}");
     }
-    let segment_detected: usize =
-        res.iter().filter(|(k, _)| k.starts_with("segment ")).map(|(_, o)| o.detected).sum();
-    let segment_trials: usize =
-        res.iter().filter(|(k, _)| k.starts_with("segment ")).map(|(_, o)| o.trials).sum();
-    assert_eq!(segment_detected, segment_trials, "every segment flip is caught by a checksum: {res:?}");
+    // Every flip of a segment or of an index file (side files, state files) is caught.
+    for prefix in ["segment ", "side ", "state "] {
+        let (detected, trials) = res
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .fold((0, 0), |(d, t), (_, o)| (d + o.detected, t + o.trials));
+        assert_eq!(detected, trials, "every {prefix}flip is caught by a checksum: {res:?}");
+    }
 }

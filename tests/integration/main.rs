@@ -23,4 +23,5 @@ mod migrations;
 mod plaid;
 mod search;
 mod shell;
+mod sidefiles;
 mod snapshot;

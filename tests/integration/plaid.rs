@@ -72,7 +72,7 @@ fn plaid_index_is_persisted_planned_and_exact_where_it_matters() {
     let (dir, db, docs, mut rng, topics) = setup(3000);
     let info = db.create_plaid_index("c", opts()).unwrap();
     assert_eq!((info.kind.as_str(), info.centroids), ("plaid", 256));
-    assert_eq!(info.segments_indexed, info.segments, "every segment rewritten with codes");
+    assert_eq!(info.segments_indexed, info.segments, "every segment has a PLAID side file");
     assert!(info.bytes > 0);
     assert!(matches!(db.create_plaid_index("c", opts()), Err(Error::AlreadyExists { .. })));
 
@@ -159,38 +159,40 @@ fn plaid_index_is_persisted_planned_and_exact_where_it_matters() {
     assert!(db.indexes("c").unwrap().is_empty());
 }
 
-/// Flip a byte in the middle of the first section of kind `kind` of the live segment (the
-/// newest file: compaction retired the ones it replaced).
-fn damage_section(db_dir: &std::path::Path, kind: u32) {
-    let seg = std::fs::read_dir(db_dir.join("segments"))
+/// Flip a byte in the middle of section `tag` of every side file with extension `ext`
+/// (the section table has the segment layout: kind u32 | index u32 | offset u64 | len u64).
+fn damage_side_files(db_dir: &std::path::Path, ext: &str, tag: u32) -> usize {
+    let files: Vec<_> = std::fs::read_dir(db_dir.join("segments"))
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .max_by_key(|p| p.file_stem().unwrap().to_string_lossy().parse::<u64>().unwrap())
-        .unwrap();
-    let mut bytes = std::fs::read(&seg).unwrap();
-    // The trailer's first 12 bytes are the table offset and entry count; entries are
-    // kind u32 | index u32 | offset u64 | len u64 | ….
-    let n = bytes.len();
-    let table = u64::from_le_bytes(bytes[n - 32..n - 24].try_into().unwrap()) as usize;
-    let count = u32::from_le_bytes(bytes[n - 24..n - 20].try_into().unwrap()) as usize;
-    let (off, len) = (0..count)
-        .map(|i| &bytes[table + 40 * i..table + 40 * (i + 1)])
-        .find(|e| u32::from_le_bytes(e[0..4].try_into().unwrap()) == kind)
-        .map(|e| {
-            let off = u64::from_le_bytes(e[8..16].try_into().unwrap()) as usize;
-            (off, u64::from_le_bytes(e[16..24].try_into().unwrap()) as usize)
-        })
-        .unwrap_or_else(|| panic!("the segment has a section of kind {kind}"));
-    bytes[off + len / 2] ^= 0x5a;
-    std::fs::write(&seg, &bytes).unwrap();
+        .filter(|p| p.extension().is_some_and(|e| e == ext) && p.to_string_lossy().contains('-'))
+        .collect();
+    for f in &files {
+        let mut bytes = std::fs::read(f).unwrap();
+        let n = bytes.len();
+        let table = u64::from_le_bytes(bytes[n - 32..n - 24].try_into().unwrap()) as usize;
+        let count = u32::from_le_bytes(bytes[n - 24..n - 20].try_into().unwrap()) as usize;
+        let (off, len) = (0..count)
+            .map(|i| &bytes[table + 40 * i..table + 40 * (i + 1)])
+            .find(|e| u32::from_le_bytes(e[0..4].try_into().unwrap()) == tag)
+            .map(|e| {
+                let off = u64::from_le_bytes(e[8..16].try_into().unwrap()) as usize;
+                (off, u64::from_le_bytes(e[16..24].try_into().unwrap()) as usize)
+            })
+            .unwrap_or_else(|| panic!("{} has a section {tag}", f.display()));
+        bytes[off + len / 2] ^= 0x5a;
+        std::fs::write(f, &bytes).unwrap();
+    }
+    files.len()
 }
 
 #[test]
-fn damaged_index_sections_are_reported_not_used() {
-    // (section kind, plan reading it): PLAID_CODES, MUVERA_FDE, MUVERA_GRAPH.
-    for (kind, plan) in [(6, Plan::Plaid), (11, Plan::Muvera), (12, Plan::Muvera)] {
+fn damaged_side_files_fall_back_to_exact_and_are_reported() {
+    // (side file, section tag, plan reading it): PLAID codes, MUVERA encodings and graph.
+    for (ext, tag, plan) in
+        [("plaid", 6, Plan::Plaid), ("muvera", 11, Plan::Muvera), ("muvera", 12, Plan::Muvera)]
+    {
         let (dir, db, docs, mut rng, _) = setup(800);
         if plan == Plan::Plaid {
             db.create_plaid_index("c", opts()).unwrap();
@@ -198,15 +200,26 @@ fn damaged_index_sections_are_reported_not_used() {
             db.create_muvera_index("c", MuveraOptions::default()).unwrap();
         }
         db.close().unwrap();
-        damage_section(&dir.path().join("p.msdb"), kind);
+        assert_eq!(
+            damage_side_files(&dir.path().join("p.msdb"), ext, tag),
+            2,
+            "two segments, two side files"
+        );
         let db = Database::open(dir.path().join("p.msdb")).unwrap();
         let q = query(&mut rng, &docs);
-        let err = db.search("c", &SearchRequest::maxsim(q.clone()).plan(plan)).unwrap_err();
-        assert!(matches!(err, Error::Corruption { .. }), "{err}");
-        assert!(err.to_string().contains(".seg"), "names the file: {err}");
-        // Exact search does not read the damaged sections and still answers.
-        assert_eq!(db.search("c", &SearchRequest::maxsim(q).plan(Plan::Exact)).unwrap().len(), 10);
-        assert!(!db.check().unwrap().problems.is_empty(), "check reports section kind {kind}");
+        // The damaged parts are not used: every segment is scored exactly, and EXPLAIN says so.
+        let out = db.search_explained("c", &SearchRequest::maxsim(q.clone()).plan(plan)).unwrap();
+        let exact = db.search("c", &SearchRequest::maxsim(q).plan(Plan::Exact)).unwrap();
+        assert_eq!(out.hits, exact, "{ext}[{tag}]");
+        let stage = |n: &str| out.stages.iter().find(|s| s.name == n).map(|s| s.docs);
+        assert_eq!(stage("damaged_index"), Some(2), "{:?}", out.stages);
+        assert_eq!(stage("unindexed"), Some(800), "{:?}", out.stages);
+        let problems = db.check().unwrap().problems;
+        assert_eq!(problems.len(), 2, "CHECK names both side files: {problems:?}");
+        assert!(
+            problems.iter().all(|p| p.contains(&format!(".{ext}")) && p.contains("searched exactly")),
+            "{problems:?}"
+        );
     }
 }
 
@@ -222,7 +235,7 @@ fn muvera_index_finds_maxsim_candidates() {
     assert!(matches!(db.create_muvera_index("c", bad), Err(Error::InvalidArgument(_))));
     let info = db.create_muvera_index("c", MuveraOptions::default()).unwrap();
     assert_eq!(info.kind, "muvera");
-    assert_eq!(info.segments_indexed, info.segments, "every segment rewritten with encodings");
+    assert_eq!(info.segments_indexed, info.segments, "every segment has a MUVERA side file");
     // 2,560 f16 per document plus the graph.
     assert!(info.bytes > 3000 * 2560 * 2, "{} bytes", info.bytes);
     assert!(info.params.contains("\"repetitions\":10"), "{}", info.params);
@@ -239,8 +252,9 @@ fn muvera_index_finds_maxsim_candidates() {
         assert_eq!(auto.plan, Plan::Muvera, "no PLAID index, 3,000 indexed documents");
         let names: Vec<&str> = auto.stages.iter().map(|s| s.name).collect();
         assert_eq!(names, ["filter", "muvera", "exact"]);
-        assert_eq!(auto.stages[1].docs, 200, "default candidates");
-        assert_eq!(auto.stages[2].docs, 200, "only the candidates are scored");
+        // Each of the 5 segments (index builds no longer merge them) hands over 200.
+        assert_eq!(auto.stages[1].docs, 200 * info.segments, "default candidates per segment");
+        assert_eq!(auto.stages[2].docs, 200 * info.segments, "only the candidates are scored");
         let every = db.search("c", &SearchRequest::maxsim(q).plan(Plan::Exact).limit(3000)).unwrap();
         for h in &auto.hits {
             assert_eq!(every.iter().find(|e| e.id == h.id).unwrap().score, h.score);

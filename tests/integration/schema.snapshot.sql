@@ -19,7 +19,7 @@ CREATE TABLE indexes (
     kind          TEXT    NOT NULL,
     params        TEXT    NOT NULL,
     data          BLOB    NOT NULL,
-    created_at    INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL, file TEXT, state TEXT NOT NULL DEFAULT 'ready',
     UNIQUE (collection_id, kind)
 );
 CREATE TABLE meta (
@@ -41,4 +41,13 @@ CREATE TABLE segments (
     created_at     INTEGER NOT NULL
 );
 CREATE INDEX segments_by_collection ON segments(collection_id);
+CREATE TABLE side_files (
+    segment_id INTEGER NOT NULL,
+    index_id   INTEGER NOT NULL,
+    file       TEXT    NOT NULL,
+    bytes      INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (segment_id, index_id)
+) WITHOUT ROWID;
+CREATE INDEX side_files_by_index ON side_files(index_id);
 CREATE TABLE sqlite_sequence(name,seq);
