@@ -189,16 +189,6 @@ impl Catalog {
         Ok(Self { conn, schema: v })
     }
 
-    /// Open an existing catalog for reading and writing without migrating or converting
-    /// it (the writer's background reaper; the writer itself opened it first).
-    pub fn open_plain(path: &Path) -> Result<Self> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
-        conn.busy_timeout(std::time::Duration::from_secs(1))?;
-        let schema = migrate::version(&conn)?;
-        Ok(Self { conn, schema })
-    }
-
     /// Begin a read transaction (a consistent snapshot in WAL mode).
     pub fn read(&mut self) -> Result<Txn<'_>> {
         let schema = self.schema;

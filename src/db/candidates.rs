@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::index::{HnswState, MuveraState, PlaidState};
-use super::search::{Plan, StageStats};
+use super::query::{Plan, StageStats};
 use super::sidefile::{self, IndexDef, IndexPart};
 use super::Inner;
 use crate::catalog::SideFileRow;

@@ -4,7 +4,7 @@
 //! normalised; the Hopfield update runs over those K patterns only, so the tail of the
 //! collection beyond them carries no weight.
 
-use super::search::Scorer;
+use super::rerank::Scorer;
 use super::Database;
 use crate::filter::Filter;
 use crate::index::hopfield::{HopfieldParams, Memory, Recall};

@@ -183,6 +183,21 @@ pub(crate) fn index_defs(inner: &Inner, tx: &Txn<'_>, c: &CollectionRow) -> Resu
     Ok(out)
 }
 
+/// [`index_defs`] for the write path: an index whose state file is damaged is left out
+/// (new segments get no side file of it and are searched exactly; CHECK reports the
+/// damage) instead of failing every flush.
+pub(crate) fn index_defs_for_writes(inner: &Inner, tx: &Txn<'_>, c: &CollectionRow) -> Result<Vec<IndexDef>> {
+    let usable = |r: Result<Option<IndexDef>>| match r {
+        Err(Error::Corruption { .. }) => Ok(None),
+        other => other,
+    };
+    let mut out: Vec<IndexDef> = Vec::new();
+    out.extend(usable(plaid_state(inner, tx, c).map(|p| p.map(IndexDef::Plaid)))?);
+    out.extend(hnsw_states(tx, c)?.into_iter().map(IndexDef::Hnsw));
+    out.extend(usable(muvera_state(inner, tx, c).map(|m| m.map(IndexDef::Muvera)))?);
+    Ok(out)
+}
+
 /// Progress of an index build: segments done and all, tokens done and all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexProgress {

@@ -7,12 +7,19 @@ mod candidates;
 mod embed;
 #[cfg(feature = "fulltext")]
 mod fulltext;
+mod fusion;
 mod hopfield;
+pub(crate) mod import;
 mod index;
 #[cfg(feature = "parquet")]
 mod parquet;
+mod plan;
+mod query;
+mod refine;
+mod rerank;
 mod search;
 mod sidefile;
+mod snapshot;
 mod write;
 
 pub use crate::index::hnsw::HnswParams;
@@ -23,7 +30,7 @@ pub use hopfield::{HopfieldLookup, HopfieldResult};
 pub use index::{IndexInfo, IndexProgress, IndexSpec, MuveraOptions, PlaidOptions};
 #[cfg(feature = "parquet")]
 pub use parquet::{ExportReport, ImportReport};
-pub use search::{
+pub use query::{
     Fusion, Plan, Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, MAX_LIMIT,
 };
 

@@ -165,7 +165,7 @@ fn publish_segment(
 
 /// The indexes whose side files a new segment of `c` gets.
 fn write_indexes(inner: &Inner, tx: &crate::catalog::Txn<'_>, c: &CollectionRow) -> Result<Vec<IndexDef>> {
-    super::index::index_defs(inner, tx, c)
+    super::index::index_defs_for_writes(inner, tx, c)
 }
 
 pub(super) fn reserve_segment_id(cat: &mut Catalog) -> Result<i64> {

@@ -114,7 +114,7 @@ pub struct ContainerWriter {
     out: BufWriter<std::fs::File>,
     pos: u64,
     entries: Vec<SectionEntry>,
-    open: Option<(u32, u64, xxhash_rust::xxh3::Xxh3)>,
+    open: Option<(u32, u32, u64, xxhash_rust::xxh3::Xxh3)>,
 }
 
 impl ContainerWriter {
@@ -123,6 +123,12 @@ impl ContainerWriter {
     /// # Errors
     /// I/O errors.
     pub fn create(path: &Path, header: &ContainerHeader) -> Result<Self> {
+        Self::with_header(path, &header.encode())
+    }
+
+    /// Create `path` and write `header` (64 bytes): the segment writer shares everything
+    /// after its own header with containers.
+    pub(crate) fn with_header(path: &Path, header: &[u8]) -> Result<Self> {
         let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).at(path)?;
         let mut w = Self {
             path: path.to_path_buf(),
@@ -131,7 +137,7 @@ impl ContainerWriter {
             entries: Vec::new(),
             open: None,
         };
-        w.raw(&header.encode())?;
+        w.raw(header)?;
         Ok(w)
     }
 
@@ -152,9 +158,15 @@ impl ContainerWriter {
     /// # Errors
     /// I/O errors.
     pub fn begin(&mut self, tag: u32) -> Result<()> {
+        self.begin_indexed(tag, 0)
+    }
+
+    /// Start section `tag` with table field `index` (segments number their pooled
+    /// sections; containers always use 0).
+    pub(crate) fn begin_indexed(&mut self, tag: u32, index: u32) -> Result<()> {
         self.end()?;
         self.align()?;
-        self.open = Some((tag, self.pos, xxhash_rust::xxh3::Xxh3::new()));
+        self.open = Some((tag, index, self.pos, xxhash_rust::xxh3::Xxh3::new()));
         Ok(())
     }
 
@@ -164,7 +176,7 @@ impl ContainerWriter {
     /// I/O errors; [`Error::Internal`] when no section is open.
     pub fn put(&mut self, b: &[u8]) -> Result<()> {
         match &mut self.open {
-            Some((_, _, h)) => h.update(b),
+            Some((_, _, _, h)) => h.update(b),
             None => return Err(Error::Internal("container write outside a section".into())),
         }
         self.raw(b)
@@ -175,9 +187,9 @@ impl ContainerWriter {
     /// # Errors
     /// None today; kept fallible for symmetry with `begin`.
     pub fn end(&mut self) -> Result<()> {
-        if let Some((kind, offset, h)) = self.open.take() {
+        if let Some((kind, index, offset, h)) = self.open.take() {
             let len = self.pos - offset;
-            self.entries.push(SectionEntry { kind, index: 0, offset, len, checksum: h.digest128() });
+            self.entries.push(SectionEntry { kind, index, offset, len, checksum: h.digest128() });
         }
         Ok(())
     }

@@ -2,7 +2,6 @@
 //! A segment holds vectors only; indexes are side files (`container.rs`). The embedded
 //! index sections of format v2 segments are kept as opaque sections for `index/` to read.
 
-use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -10,9 +9,9 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use super::container::ContainerWriter;
 use super::format::{self, Header, SectionEntry, SectionKind};
 use super::mmap::{self, MappedFile, Pod};
-use crate::error::IoContext;
 use crate::types::{Dtype, VectorSpec};
 pub use crate::vector::VecRef;
 use crate::{Error, Result};
@@ -30,36 +29,11 @@ pub trait SegmentSource {
 }
 
 /// Streams a segment to `path` (a temporary name); see [`super::publish`].
-struct SegmentWriter {
-    path: PathBuf,
-    out: BufWriter<std::fs::File>,
-    pos: u64,
-    entries: Vec<SectionEntry>,
-}
+struct SegmentWriter(ContainerWriter);
 
 impl SegmentWriter {
     fn create(path: &Path, header: &Header) -> Result<Self> {
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).at(path)?;
-        let mut w = Self {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, file),
-            pos: 0,
-            entries: Vec::new(),
-        };
-        w.raw(&header.encode())?;
-        Ok(w)
-    }
-
-    fn raw(&mut self, b: &[u8]) -> Result<()> {
-        super::fault::point("segment.write", &self.path)?;
-        self.out.write_all(b).at(&self.path)?;
-        self.pos += b.len() as u64;
-        Ok(())
-    }
-
-    fn align(&mut self) -> Result<()> {
-        let pad = format::padding(self.pos) as usize;
-        self.raw(&[0u8; 64][..pad])
+        ContainerWriter::with_header(path, &header.encode()).map(Self)
     }
 
     /// Write one section produced by `fill`, which appends bytes through the callback.
@@ -69,32 +43,13 @@ impl SegmentWriter {
         index: u32,
         fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
     ) -> Result<()> {
-        self.align()?;
-        let offset = self.pos;
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        fill(&mut |b: &[u8]| {
-            hasher.update(b);
-            self.raw(b)
-        })?;
-        let len = self.pos - offset;
-        self.entries.push(SectionEntry {
-            kind: kind as u32,
-            index,
-            offset,
-            len,
-            checksum: hasher.digest128(),
-        });
-        Ok(())
+        self.0.begin_indexed(kind as u32, index)?;
+        fill(&mut |b: &[u8]| self.0.put(b))?;
+        self.0.end()
     }
 
-    fn finish(mut self) -> Result<u64> {
-        self.align()?;
-        let footer = format::encode_footer(&self.entries, self.pos);
-        self.raw(&footer)?;
-        let file = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
-        super::fault::point("segment.fsync", &self.path)?;
-        file.sync_all().at(&self.path)?;
-        Ok(self.pos)
+    fn finish(self) -> Result<u64> {
+        self.0.finish()
     }
 }
 

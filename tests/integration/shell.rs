@@ -296,3 +296,38 @@ fn backup_and_export_to_a_bare_file_name() {
         assert!(text.contains("imported 1 documents"), "{text}");
     }
 }
+
+/// Indexes as side files through the shell: CREATE INDEX reports them, SHOW INDEXES their
+/// state, STATS the bytes per index and of the catalog; DROP INDEX removes the bytes.
+#[test]
+fn index_side_files_through_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ix.msdb");
+    let rows: Vec<String> = (0..60)
+        .map(|i| {
+            let (a, b) = ((i as f32 * 0.1).cos(), (i as f32 * 0.1).sin());
+            format!("('d{i}', '[[{a}, {b}], [{b}, {a}]]', '[{a}, {b}]')")
+        })
+        .collect();
+    ok(
+        &db,
+        &format!(
+            "CREATE COLLECTION v WITH (dim = 2, pooled = 'mean:2');
+             INSERT INTO v (id, tokens, mean) VALUES {}; FLUSH v",
+            rows.join(", ")
+        ),
+    );
+    let r = ok(&db, "CREATE INDEX ON v USING plaid WITH (centroids = 4); SHOW INDEXES ON v; STATS v");
+    assert!(r[0]["message"].as_str().unwrap().contains("no segment rewritten"), "{}", r[0]);
+    assert_eq!(r[1]["rows"][0]["kind"], "plaid");
+    assert_eq!(r[1]["rows"][0]["state"], "ready");
+    let stat = |r: &J, k: &str| {
+        r["rows"].as_array().unwrap().iter().find(|x| x["stat"] == k).map(|x| x["value"].clone())
+    };
+    assert!(stat(&r[2], "index_bytes:plaid").and_then(|v| v.as_u64()).is_some_and(|b| b > 0), "{}", r[2]);
+    assert!(stat(&r[2], "catalog_bytes").and_then(|v| v.as_u64()).is_some_and(|b| b > 0), "{}", r[2]);
+    let r = ok(&db, "EXPLAIN SELECT id FROM v ORDER BY maxsim('[[1, 0]]') LIMIT 3 WITH (plan = 'plaid')");
+    assert!(r[0].to_string().contains("plaid_probe"), "{}", r[0]);
+    let r = ok(&db, "DROP INDEX plaid ON v; STATS v");
+    assert_eq!(stat(&r[1], "index_bytes:plaid"), None, "{}", r[1]);
+}

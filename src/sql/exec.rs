@@ -1,0 +1,481 @@
+//! Statement execution over [`Database`].
+
+use super::*;
+
+impl Session {
+    pub(super) fn run(&self, s: Statement, progress: Progress<'_>) -> Result<StatementResult> {
+        let db = &self.db;
+        Ok(match s {
+            Statement::CreateCollection(spec) => {
+                db.create_collection(&spec)?;
+                StatementResult::message(format!("created collection {}", spec.name))
+            }
+            Statement::DropCollection(n) => {
+                db.drop_collection(&n)?;
+                StatementResult::message(format!("dropped collection {n}"))
+            }
+            Statement::CreateIndex { coll, kind, field, opts } => {
+                self.create_index(&coll, &kind, field, &opts, progress)?
+            }
+            Statement::DropIndex { coll, kind } => {
+                if !db.drop_index(&coll, &kind)? {
+                    return Err(Error::NotFound { kind: "index", name: format!("{kind} on '{coll}'") });
+                }
+                StatementResult::message(format!("dropped index {kind} on {coll}"))
+            }
+            Statement::ShowCollections => self.show_collections()?,
+            Statement::ShowIndexes(coll) => self.show_indexes(&coll)?,
+            Statement::Describe(n) => self.describe(&n)?,
+            Statement::Insert { coll, rows } => self.insert(&coll, rows)?,
+            Statement::Import { coll, path } => self.import(&coll, &path, progress)?,
+            Statement::Export { coll, path } => self.export(&coll, &path, progress)?,
+            Statement::Update { coll, sets, filter } => {
+                let n = db.update_where(&coll, &filter, &sets)?;
+                StatementResult::message(format!("updated {n} document{}", if n == 1 { "" } else { "s" }))
+            }
+            Statement::Delete { coll, filter } => self.delete(&coll, filter)?,
+            Statement::Select { coll, items, req, explain } => self.select(&coll, &items, &req, explain)?,
+            Statement::Hopfield { coll, field, vector, known, opts } => {
+                self.hopfield(&coll, &field, &vector, known.as_deref(), &opts)?
+            }
+            Statement::Flush(c) => {
+                let did = db.flush(&c)?;
+                StatementResult::message(if did {
+                    format!("flushed {c}")
+                } else {
+                    format!("{c}: nothing pending")
+                })
+            }
+            Statement::Vacuum(c) => {
+                let did = db.compact(&c)?;
+                StatementResult::message(if did {
+                    format!("compacted {c}")
+                } else {
+                    format!("{c}: nothing to compact")
+                })
+            }
+            Statement::Backup(path) => self.backup(&path, progress)?,
+            Statement::Restore { from, into } => self.restore(&from, &into, progress)?,
+            Statement::Check => self.check()?,
+            Statement::Stats(c) => self.stats(&c)?,
+        })
+    }
+
+    fn show_collections(&self) -> Result<StatementResult> {
+        let db = &self.db;
+        let mut rows = Vec::new();
+        for c in db.collections()? {
+            let st = db.stats(&c.name)?;
+            rows.push(vec![
+                Value::Text(c.name.clone()),
+                int(st.docs),
+                int(st.segments),
+                int(st.segment_bytes),
+            ]);
+        }
+        Ok(table(&["collection", "docs", "segments", "bytes"], rows))
+    }
+
+    fn show_indexes(&self, coll: &str) -> Result<StatementResult> {
+        let db = &self.db;
+        let rows = db
+            .indexes(coll)?
+            .into_iter()
+            .map(|i| {
+                vec![
+                    Value::Text(i.kind),
+                    Value::Text(i.params),
+                    int(i.segments_indexed),
+                    int(i.segments),
+                    int(i.bytes),
+                    Value::Text(
+                        if i.ready { "ready" } else { "building: CREATE INDEX again to resume" }.into(),
+                    ),
+                ]
+            })
+            .collect();
+        Ok(table(&["kind", "params", "segments_indexed", "segments", "bytes", "state"], rows))
+    }
+
+    fn describe(&self, n: &str) -> Result<StatementResult> {
+        let db = &self.db;
+        let c = db.describe(n)?;
+        let mut rows = vec![
+            vec![Value::Text("id".into()), Value::Text(format!("{:?}", c.id_type).to_uppercase())],
+            vec![
+                Value::Text("tokens".into()),
+                Value::Text(format!("{:?}[{}]", c.vectors.dtype, c.vectors.token_dim)),
+            ],
+        ];
+        for p in &c.vectors.pooled {
+            rows.push(vec![
+                Value::Text(p.name.clone()),
+                Value::Text(format!("{:?}[{}] (pooled)", c.vectors.dtype, p.dim)),
+            ]);
+        }
+        for col in &c.columns {
+            rows.push(vec![
+                Value::Text(col.name.clone()),
+                Value::Text(format!("{:?}", col.ty).to_uppercase()),
+            ]);
+        }
+        if let Some(e) = &c.embedding {
+            rows.push(vec![
+                Value::Text("embedding".into()),
+                Value::Text(format!("model {} over ({})", e.model, e.text_columns.join(", "))),
+            ]);
+        }
+        Ok(table(&["name", "type"], rows))
+    }
+
+    fn insert(&self, coll: &str, rows: Vec<Vec<(String, Value)>>) -> Result<StatementResult> {
+        let db = &self.db;
+        let n = rows.len();
+        let spec = db.describe(coll)?;
+        let docs = rows.into_iter().map(|f| document_from_fields(&spec, f)).collect::<Result<Vec<_>>>()?;
+        if docs.iter().all(|d| d.tokens.is_empty()) && db.describe(coll)?.embedding.is_some() {
+            #[cfg(feature = "embed")]
+            db.insert_text(coll, &docs)?;
+            #[cfg(not(feature = "embed"))]
+            return Err(Error::NotAvailable(
+                "inserting text to embed needs the `embed` cargo feature".into(),
+            ));
+        } else {
+            db.insert(coll, &docs)?;
+        }
+        Ok(StatementResult::message(format!("inserted {n} document{}", if n == 1 { "" } else { "s" })))
+    }
+
+    fn import(&self, coll: &str, path: &str, progress: Progress<'_>) -> Result<StatementResult> {
+        let db = &self.db;
+        if crate::db::import::is_parquet(std::path::Path::new(path))? {
+            return self.import_parquet(coll, path, progress);
+        }
+        let n = db.import_file(coll, path, |n| progress(n, "documents"))?;
+        Ok(StatementResult::message(format!("imported {n} documents into {coll}")))
+    }
+
+    fn delete(&self, coll: &str, filter: Option<Filter>) -> Result<StatementResult> {
+        let db = &self.db;
+        let n = match filter {
+            Some(f) => db.delete_where(coll, &f)?,
+            None => db.delete_where(coll, &Filter::Not(Box::new(Filter::is_null(crate::ID_COLUMN))))?,
+        };
+        Ok(StatementResult::message(format!("deleted {n} document{}", if n == 1 { "" } else { "s" })))
+    }
+
+    fn hopfield(
+        &self,
+        coll: &str,
+        field: &str,
+        vector: &[f32],
+        known: Option<&[bool]>,
+        opts: &[(String, Value)],
+    ) -> Result<StatementResult> {
+        let db = &self.db;
+        check_options(opts, &["beta", "steps", "top_k"], "HOPFIELD")?;
+        let o = HopfieldLookup {
+            params: HopfieldParams {
+                beta: opt_f32(opts, "beta", HopfieldParams::default().beta)?,
+                steps: opt_usize(opts, "steps")?.unwrap_or(1),
+                eps: HopfieldParams::default().eps,
+            },
+            top_k: opt_usize(opts, "top_k")?.unwrap_or(100),
+            filter: None,
+        };
+        let r = match known {
+            None => db.hopfield_recall(coll, field, vector, &o)?,
+            Some(k) => db.hopfield_complete(coll, field, vector, k, &o)?,
+        };
+        let state = serde_json::to_string(&r.state).unwrap_or_default();
+        let rows = r
+            .weights
+            .into_iter()
+            .take(20)
+            .map(|(id, w)| vec![Value::Text(id.to_string()), Value::Real(f64::from(w))])
+            .collect();
+        Ok(StatementResult {
+            columns: vec!["id".into(), "weight".into()],
+            rows,
+            message: Some(format!(
+                "energy {:.6}, steps {}, {}; state {state}",
+                r.energy,
+                r.steps,
+                if r.metastable { "metastable (no memory holds half the weight)" } else { "retrieved" }
+            )),
+        })
+    }
+
+    fn backup(&self, path: &str, progress: Progress<'_>) -> Result<StatementResult> {
+        let db = &self.db;
+        let r = db.backup(path, |done, _| progress((done >> 20) as usize, "MiB"))?;
+        Ok(StatementResult::message(format!(
+            "backed up {} files ({:.1} MiB) to {path}: {:.1} MiB compressed, {:.1} s",
+            r.files,
+            r.bytes as f64 / 1048576.0,
+            r.archive_bytes as f64 / 1048576.0,
+            r.seconds
+        )))
+    }
+
+    fn restore(&self, from: &str, into: &str, progress: Progress<'_>) -> Result<StatementResult> {
+        let r = Database::restore(from, into, |done, _| progress((done >> 20) as usize, "MiB"))?;
+        Ok(StatementResult::message(format!(
+            "restored {} files ({:.1} MiB) from {from} into {into}, every checksum verified, {:.1} s",
+            r.files,
+            r.bytes as f64 / 1048576.0,
+            r.seconds
+        )))
+    }
+
+    fn check(&self) -> Result<StatementResult> {
+        let db = &self.db;
+        let r = db.check()?;
+        let rows = r.problems.iter().map(|p| vec![Value::Text(p.clone())]).collect();
+        Ok(StatementResult {
+            columns: vec!["problem".into()],
+            rows,
+            message: Some(format!(
+                "checked {} segments ({} bytes): {}",
+                r.segments_checked,
+                r.bytes_checked,
+                if r.problems.is_empty() {
+                    "ok".to_string()
+                } else {
+                    format!("{} problems", r.problems.len())
+                }
+            )),
+        })
+    }
+
+    fn stats(&self, c: &str) -> Result<StatementResult> {
+        let db = &self.db;
+        let s = db.stats(c)?;
+        let rows = [
+            ("docs", s.docs),
+            ("pending_docs", s.pending_docs),
+            ("pending_tokens", s.pending_tokens),
+            ("segments", s.segments),
+            ("segment_tokens", s.segment_tokens),
+            ("tombstones", s.tombstones),
+            ("segment_bytes", s.segment_bytes),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(s.index_bytes.iter().map(|(k, v)| (format!("index_bytes:{k}"), *v)))
+        .chain(std::iter::once(("catalog_bytes".to_string(), s.catalog_bytes)))
+        .map(|(k, v)| vec![Value::Text(k), int(v)])
+        .collect();
+        Ok(table(&["stat", "value"], rows))
+    }
+
+    fn create_index(
+        &self,
+        coll: &str,
+        kind: &str,
+        field: Option<String>,
+        opts: &[(String, Value)],
+        progress: Progress<'_>,
+    ) -> Result<StatementResult> {
+        let db = &self.db;
+        let mut build = |spec: crate::IndexSpec| {
+            db.create_index(coll, &spec, &mut |p| progress(p.tokens_done as usize, "tokens indexed"))
+        };
+        let info = match kind {
+            "plaid" => {
+                check_options(opts, &["centroids", "nbits", "sample", "seed"], "a PLAID index")?;
+                let d = PlaidOptions::default();
+                build(crate::IndexSpec::Plaid(PlaidOptions {
+                    centroids: opt_usize(opts, "centroids")?.or(d.centroids),
+                    nbits: opt_usize(opts, "nbits")?.map_or(d.nbits, |b| b as u8),
+                    sample: opt_usize(opts, "sample")?.unwrap_or(d.sample),
+                    seed: opt_usize(opts, "seed")?.map_or(d.seed, |s| s as u64),
+                    ..d
+                }))?
+            }
+            "hnsw" => {
+                check_options(opts, &["m", "ef_construction", "ef_search"], "an HNSW index")?;
+                let field =
+                    field.ok_or_else(|| Error::invalid("HNSW needs a pooled vector: USING hnsw(field)"))?;
+                let d = HnswParams::default();
+                build(crate::IndexSpec::Hnsw {
+                    field,
+                    params: HnswParams {
+                        m: opt_usize(opts, "m")?.unwrap_or(d.m),
+                        ef_construction: opt_usize(opts, "ef_construction")?.unwrap_or(d.ef_construction),
+                        ef_search: opt_usize(opts, "ef_search")?.unwrap_or(d.ef_search),
+                    },
+                })?
+            }
+            "muvera" => {
+                check_options(opts, &["repetitions", "simhash_bits", "seed"], "a MUVERA index")?;
+                let d = MuveraOptions::default();
+                build(crate::IndexSpec::Muvera(MuveraOptions {
+                    repetitions: opt_usize(opts, "repetitions")?.unwrap_or(d.repetitions),
+                    simhash_bits: opt_usize(opts, "simhash_bits")?.unwrap_or(d.simhash_bits),
+                    seed: opt_usize(opts, "seed")?.map_or(d.seed, |s| s as u64),
+                    ..d
+                }))?
+            }
+            #[cfg(feature = "fulltext")]
+            "fulltext" => {
+                check_options(opts, &["columns", "language", "stopwords", "lowercase"], "a full-text index")?;
+                let d = crate::FullTextOptions::default();
+                let get = |k: &str| opts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                let flag = |k: &str, def: bool| match get(k) {
+                    Some(Value::Integer(i)) => i != 0,
+                    _ => def,
+                };
+                let mut columns: Vec<String> = field.into_iter().collect();
+                if let Some(Value::Text(c)) = get("columns") {
+                    columns.extend(c.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+                }
+                db.create_fulltext_index(
+                    coll,
+                    crate::FullTextOptions {
+                        columns,
+                        language: get("language").and_then(|v| text_of(&v)).unwrap_or(d.language),
+                        stopwords: flag("stopwords", d.stopwords),
+                        lowercase: flag("lowercase", d.lowercase),
+                    },
+                )?
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown index type '{other}': use plaid, hnsw(field), muvera or fulltext"
+                )))
+            }
+        };
+        Ok(StatementResult::message(format!(
+            "created index {} on {coll} ({} segments, {} bytes of side files; no segment rewritten)",
+            info.kind, info.segments_indexed, info.bytes
+        )))
+    }
+
+    fn select(
+        &self,
+        coll: &str,
+        items: &[String],
+        req: &SearchRequest,
+        explain: bool,
+    ) -> Result<StatementResult> {
+        let out = self.db.search_explained(coll, req)?;
+        if explain {
+            let mut rows = vec![vec![
+                Value::Text("plan".into()),
+                Value::Text(format!("{:?}", out.plan)),
+                int(out.docs),
+                Value::Real(0.0),
+            ]];
+            for s in &out.stages {
+                rows.push(vec![
+                    Value::Text("stage".into()),
+                    Value::Text(s.name.into()),
+                    int(s.docs),
+                    Value::Real(s.micros as f64 / 1e3),
+                ]);
+            }
+            return Ok(table(&["step", "name", "docs", "ms"], rows));
+        }
+        let spec = self.db.describe(coll)?;
+        let mut columns = Vec::new();
+        for it in items {
+            if it == "*" {
+                columns.push("id".to_string());
+                columns.push("score".to_string());
+                columns.extend(spec.columns.iter().map(|c| c.name.clone()));
+            } else if it.eq_ignore_ascii_case("id") || it.eq_ignore_ascii_case("score") {
+                columns.push(it.to_lowercase());
+            } else {
+                let c =
+                    spec.columns.iter().find(|c| c.name.eq_ignore_ascii_case(it)).ok_or_else(|| {
+                        Error::NotFound { kind: "column", name: format!("{it} in '{coll}'") }
+                    })?;
+                columns.push(c.name.clone());
+            }
+        }
+        let rows = out
+            .hits
+            .into_iter()
+            .map(|h| {
+                columns
+                    .iter()
+                    .map(|c| match c.as_str() {
+                        "id" => match &h.id {
+                            DocId::Int(i) => Value::Integer(*i),
+                            other => Value::Text(other.to_string()),
+                        },
+                        "score" => Value::Real(f64::from(h.score)),
+                        name => {
+                            h.values.iter().find(|(k, _)| k == name).map_or(Value::Null, |(_, v)| v.clone())
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(StatementResult { columns, rows, message: None })
+    }
+
+    /// `EXPORT coll TO 'file.parquet'`: every live document as Apache Parquet.
+    fn export(&self, coll: &str, path: &str, progress: Progress<'_>) -> Result<StatementResult> {
+        let ext = std::path::Path::new(path).extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !ext.eq_ignore_ascii_case("parquet") {
+            return Err(Error::invalid(format!(
+                "EXPORT writes Apache Parquet: name the file *.parquet (got '{path}')"
+            )));
+        }
+        #[cfg(feature = "parquet")]
+        {
+            let r = self.db.export_parquet(coll, path, |done, _| progress(done as usize, "documents"))?;
+            Ok(StatementResult::message(format!(
+                "exported {} documents ({} token vectors) from {coll} to {path}: {:.1} MiB, {} row group{}, {:.1} s",
+                r.docs,
+                r.tokens,
+                r.file_bytes as f64 / 1048576.0,
+                r.row_groups,
+                if r.row_groups == 1 { "" } else { "s" },
+                r.seconds
+            )))
+        }
+        #[cfg(not(feature = "parquet"))]
+        {
+            let _ = (coll, progress);
+            Err(Error::NotAvailable("EXPORT needs the `parquet` cargo feature".into()))
+        }
+    }
+
+    /// `IMPORT INTO coll FROM 'file.parquet'` (recognised by its magic bytes).
+    fn import_parquet(&self, coll: &str, path: &str, progress: Progress<'_>) -> Result<StatementResult> {
+        #[cfg(feature = "parquet")]
+        {
+            let r = self.db.import_parquet(coll, path, |phase, done, _| {
+                progress(
+                    done as usize,
+                    if phase == "checked" { "documents checked" } else { "documents imported" },
+                )
+            })?;
+            let mut msg = format!(
+                "imported {} documents ({}) into {coll}{}, {:.1} s",
+                r.docs,
+                if r.embedded {
+                    "embedded from text".to_string()
+                } else {
+                    format!("{} token vectors", r.tokens)
+                },
+                if r.created { " (created from the spec in the file)" } else { "" },
+                r.seconds
+            );
+            if !r.ignored.is_empty() {
+                msg.push_str(&format!("; ignored columns the collection lacks: {}", r.ignored.join(", ")));
+            }
+            Ok(StatementResult::message(msg))
+        }
+        #[cfg(not(feature = "parquet"))]
+        {
+            let _ = (coll, progress);
+            Err(Error::NotAvailable(format!(
+                "{path} is a Parquet file: importing it needs the `parquet` cargo feature"
+            )))
+        }
+    }
+}
