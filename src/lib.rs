@@ -70,10 +70,10 @@ pub use catalog::SCHEMA_VERSION;
 #[cfg(feature = "fulltext")]
 pub use db::FullTextOptions;
 pub use db::{
-    BackupReport, CheckReport, CollectionStats, Database, DatabaseBuilder, DatabaseInfo, Fusion, HnswParams,
-    HopfieldLookup, HopfieldResult, IndexInfo, IndexProgress, IndexSpec, MuveraOptions, PlaidOptions, Plan,
-    Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
-    DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
+    BackupReport, CalibratedSetting, Calibration, CheckReport, CollectionStats, Database, DatabaseBuilder,
+    DatabaseInfo, Fusion, HnswParams, HopfieldLookup, HopfieldResult, IndexInfo, IndexProgress, IndexSpec,
+    MuveraOptions, PlaidOptions, Plan, PlanRecall, Query, Refine, SearchOutput, SearchRequest, StageStats,
+    AUTO_EXACT_MAX_DOCS, DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
 };
 #[cfg(feature = "parquet")]
 pub use db::{ExportReport, ImportReport};
@@ -82,7 +82,7 @@ pub use filter::{CmpOp, Filter, ID_COLUMN};
 pub use index::hopfield::{HopfieldParams, Recall};
 pub use types::{
     CollectionSpec, ColumnDef, ColumnType, DocId, Document, Dtype, EmbeddingSpec, Hit, IdType, PooledSpec,
-    StoredDocument, Value, VectorSpec, MAX_DIM, MAX_TOKENS_PER_DOC,
+    StoredDocument, Value, VectorSpec, DEFAULT_RECALL_TARGET, MAX_DIM, MAX_TOKENS_PER_DOC,
 };
 
 /// The README's code examples, compiled and run as doc tests.

@@ -223,7 +223,7 @@ impl EmbeddingSpec {
 }
 
 /// Everything needed to create a collection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSpec {
     /// Collection name (same rules as column names).
     pub name: String,
@@ -238,13 +238,29 @@ pub struct CollectionSpec {
     /// In-process embedding from text columns, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<EmbeddingSpec>,
+    /// Recall@10 against exact search that an approximate plan must reach on the
+    /// calibration queries before `Plan::Auto` uses it (`None` =
+    /// [`DEFAULT_RECALL_TARGET`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall_target: Option<f32>,
 }
+
+/// The recall target of a collection that sets none: approximate plans are used by
+/// `Plan::Auto` only with parameters measured to reach recall@10 ≥ 0.95 against exact.
+pub const DEFAULT_RECALL_TARGET: f32 = 0.95;
 
 impl CollectionSpec {
     /// A collection `name` with the given vector layout, text ids and no columns.
     #[must_use]
     pub fn new(name: impl Into<String>, vectors: VectorSpec) -> Self {
-        Self { name: name.into(), id_type: IdType::Text, columns: Vec::new(), vectors, embedding: None }
+        Self {
+            name: name.into(),
+            id_type: IdType::Text,
+            columns: Vec::new(),
+            vectors,
+            embedding: None,
+            recall_target: None,
+        }
     }
 
     /// Compute embeddings from text columns with a model (feature `embed`). Pooled vectors
@@ -279,9 +295,25 @@ impl CollectionSpec {
             .ok_or_else(|| Error::NotFound { kind: "column", name: name.to_string() })
     }
 
+    /// Set the recall target of approximate plans (see [`CollectionSpec::recall_target`]).
+    #[must_use]
+    pub fn recall_target(mut self, target: f32) -> Self {
+        self.recall_target = Some(target);
+        self
+    }
+
+    /// The recall target in force.
+    #[must_use]
+    pub fn target_recall(&self) -> f32 {
+        self.recall_target.unwrap_or(DEFAULT_RECALL_TARGET)
+    }
+
     /// Check names, dimensions and uniqueness.
     pub(crate) fn validate(&self) -> Result<()> {
         check_name("collection", &self.name)?;
+        if self.recall_target.is_some_and(|t| !(t > 0.0 && t <= 1.0)) {
+            return Err(Error::invalid("recall must be in (0, 1], e.g. WITH (recall = 0.95)"));
+        }
         let v = &self.vectors;
         check_dim("token_dim", v.token_dim)?;
         let mut seen = std::collections::HashSet::new();

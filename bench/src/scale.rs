@@ -318,7 +318,9 @@ pub fn run(args: &Args) -> Result<(), String> {
             json!(format!("database MUVERA index {}; 200 candidates per segment, exact rerank", info.params));
     }
     #[cfg(feature = "next-plaid")]
-    next_plaid(n, &queries, &truth, nbits, &mut out)?;
+    if args.get("next-plaid", true)? {
+        next_plaid(n, &queries, &truth, nbits, &mut out)?;
+    }
     report(args, "scale (database PLAID index vs exact MaxSim)", &out);
     Ok(())
 }

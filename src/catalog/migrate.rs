@@ -12,6 +12,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_indexes.sql"),
     include_str!("../../migrations/0004_fulltext.sql"),
     include_str!("../../migrations/0005_side_files.sql"),
+    include_str!("../../migrations/0006_calibration.sql"),
 ];
 
 /// The schema version this build writes.

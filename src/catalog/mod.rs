@@ -53,6 +53,8 @@ pub(crate) struct IndexRow {
     pub file: Option<String>,
     /// `ready`, or `building` while CREATE INDEX has segments left to cover.
     pub state: String,
+    /// The recall calibration (JSON), if measured (schema 6+).
+    pub calibration: Option<String>,
 }
 
 /// The side file of one (segment, index) pair.
@@ -405,10 +407,10 @@ impl Txn<'_> {
         if self.schema < 3 {
             return Ok(Vec::new());
         }
-        let sql = if self.schema >= 5 {
-            "SELECT id, kind, params, file, state FROM indexes WHERE collection_id = ?1 ORDER BY id"
-        } else {
-            "SELECT id, kind, params, NULL, 'ready' FROM indexes WHERE collection_id = ?1 ORDER BY id"
+        let sql = match self.schema {
+            6.. => "SELECT id, kind, params, file, state, calibration FROM indexes WHERE collection_id = ?1 ORDER BY id",
+            5 => "SELECT id, kind, params, file, state, NULL FROM indexes WHERE collection_id = ?1 ORDER BY id",
+            _ => "SELECT id, kind, params, NULL, 'ready', NULL FROM indexes WHERE collection_id = ?1 ORDER BY id",
         };
         let mut st = self.tx.prepare_cached(sql)?;
         let rows = st.query_map([c], |r| {
@@ -418,6 +420,7 @@ impl Txn<'_> {
                 params: r.get(2)?,
                 file: r.get(3)?,
                 state: r.get(4)?,
+                calibration: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -445,6 +448,12 @@ impl Txn<'_> {
     /// Name the per-index state file of index `id`.
     pub fn set_index_file(&self, id: i64, file: &str) -> Result<()> {
         self.tx.execute("UPDATE indexes SET file = ?2 WHERE id = ?1", params![id, file])?;
+        Ok(())
+    }
+
+    /// Record the recall calibration (JSON) of index `id`.
+    pub fn set_index_calibration(&self, id: i64, json: &str) -> Result<()> {
+        self.tx.execute("UPDATE indexes SET calibration = ?2 WHERE id = ?1", params![id, json])?;
         Ok(())
     }
 

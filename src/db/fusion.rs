@@ -86,6 +86,6 @@ impl Database {
         let t = Instant::now();
         let fused = fuse(&lists, fusion, req.limit + 16);
         stages.push(StageStats { name: "fusion", docs: fused.len() as u64, micros: micros(t) });
-        Ok((fused, SearchOutput { hits: Vec::new(), plan: Plan::Hybrid, docs, stages }))
+        Ok((fused, SearchOutput { hits: Vec::new(), plan: Plan::Hybrid, docs, stages, recall: None }))
     }
 }

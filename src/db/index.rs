@@ -402,6 +402,8 @@ impl Database {
         tx.set_index_state(id, "ready")?;
         tx.bump_generation()?;
         tx.commit()?;
+        // Measure what the index is worth before the planner may choose it.
+        self.calibrate_locked(&mut w, collection, &kind)?;
         drop(w);
         self.index_info(collection, &kind)
     }

@@ -2,6 +2,7 @@
 //! collection. Writes live in `write.rs`, reads in `search.rs`.
 
 mod backup;
+mod calibrate;
 mod candidates;
 #[cfg(feature = "embed")]
 mod embed;
@@ -24,6 +25,7 @@ mod write;
 
 pub use crate::index::hnsw::HnswParams;
 pub use backup::BackupReport;
+pub use calibrate::{CalibratedSetting, Calibration};
 #[cfg(feature = "fulltext")]
 pub use fulltext::FullTextOptions;
 pub use hopfield::{HopfieldLookup, HopfieldResult};
@@ -31,7 +33,8 @@ pub use index::{IndexInfo, IndexProgress, IndexSpec, MuveraOptions, PlaidOptions
 #[cfg(feature = "parquet")]
 pub use parquet::{ExportReport, ImportReport};
 pub use query::{
-    Fusion, Plan, Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, MAX_LIMIT,
+    Fusion, Plan, PlanRecall, Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
+    MAX_LIMIT,
 };
 
 use std::collections::{HashMap, HashSet};

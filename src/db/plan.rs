@@ -4,8 +4,10 @@
 
 use std::time::Instant;
 
+use super::calibrate::{CalibratedSetting, Calibration};
 use super::candidates::{gather, CandidateSource, HnswSource, MuveraSource, Parts, PlaidSource};
-use super::query::{Plan, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS};
+use super::index::{MUVERA, PLAID};
+use super::query::{Plan, PlanRecall, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS};
 use super::rerank::{micros, Scorer};
 use super::sidefile::IndexDef;
 use super::snapshot::Snapshot;
@@ -55,10 +57,14 @@ fn usable<S>(req: &SearchRequest, state: Result<Option<S>>) -> Result<Option<S>>
     }
 }
 
+/// Candidates ((segment, local document) pairs to score exactly), the plan that produced
+/// them, and the recall its calibration promises (or that ruled it out).
+pub(super) type Planned = (Vec<(u32, u32)>, Plan, Option<PlanRecall>);
+
 impl Database {
     /// Choose the plan for `scorer` over `snap` and generate its candidates: (segment,
-    /// local document) pairs for exact scoring, and the plan that ran. Stages are appended
-    /// to `stages`.
+    /// local document) pairs for exact scoring, the plan that ran, and the recall its
+    /// calibration promises (or that ruled it out). Stages are appended to `stages`.
     pub(super) fn plan_candidates(
         &self,
         tx: &Txn<'_>,
@@ -67,7 +73,7 @@ impl Database {
         req: &SearchRequest,
         snap: &Snapshot,
         stages: &mut Vec<StageStats>,
-    ) -> Result<(Vec<(u32, u32)>, Plan)> {
+    ) -> Result<Planned> {
         // The plan. PLAID needs a MaxSim query and a PLAID index; HNSW a graph over the
         // queried pooled vector (or, for MaxSim, any pooled vector of the token dimension).
         // Auto also wants enough indexed documents for the index to pay.
@@ -98,6 +104,39 @@ impl Database {
             |(_, parts)| parts.indexed_live(live),
             || format!("PLAID index (CREATE INDEX ON {} USING plaid)", c.spec.name),
         )?;
+        // Calibration: under Auto an index runs only with a setting measured to reach the
+        // recall target; a plan that was asked for uses the calibrated setting when there
+        // is one (explicit knobs in the request win).
+        let target = req.recall.unwrap_or_else(|| c.spec.target_recall());
+        let mut recall: Option<PlanRecall> = None;
+        let mut gate = |kind: &str, present: bool, forced: bool| -> Result<Option<CalibratedSetting>> {
+            if !present {
+                return Ok(None);
+            }
+            let cal: Option<Calibration> =
+                tx.index(c.id, kind)?.and_then(|r| r.calibration).and_then(|j| serde_json::from_str(&j).ok());
+            let Some(cal) = cal else {
+                recall = Some(PlanRecall { target, calibrated: 0.0, used: forced });
+                return Ok(None);
+            };
+            Ok(match cal.choose(target) {
+                // Reaching the target is not enough under Auto: it must also beat exact.
+                Ok(s) if !forced && !cal.pays(s) => {
+                    recall = Some(PlanRecall { target, calibrated: s.recall, used: false });
+                    None
+                }
+                Ok(s) => {
+                    recall = Some(PlanRecall { target, calibrated: s.recall, used: true });
+                    Some(*s)
+                }
+                Err(best) => {
+                    recall = Some(PlanRecall { target, calibrated: best, used: forced });
+                    None
+                }
+            })
+        };
+        let plaid_setting = gate(PLAID, plaid.is_some(), req.plan == Plan::Plaid)?;
+        let plaid = plaid.filter(|_| req.plan == Plan::Plaid || plaid_setting.is_some());
         let muvera = choose_token_index(
             Plan::Muvera,
             req,
@@ -110,6 +149,9 @@ impl Database {
             |(_, parts)| parts.indexed_live(live),
             || format!("MUVERA index (CREATE INDEX ON {} USING muvera)", c.spec.name),
         )?;
+        let muvera_setting =
+            if plaid.is_none() { gate(MUVERA, muvera.is_some(), req.plan == Plan::Muvera)? } else { None };
+        let muvera = muvera.filter(|_| req.plan == Plan::Muvera || muvera_setting.is_some());
         let hnsw = if plaid.is_some() || muvera.is_some() || matches!(req.plan, Plan::Exact | Plan::Plaid) {
             None
         } else {
@@ -143,13 +185,27 @@ impl Database {
             let n = parts.indexed_live(live);
             req.plan == Plan::Hnsw || (n > AUTO_EXACT_MAX_DOCS && n * 10 >= total_live)
         });
-        Ok(if let Some(((p, parts), tokens)) = &plaid {
+        let hnsw_setting = match &hnsw {
+            Some((h, ..)) if plaid.is_none() && muvera.is_none() => {
+                let kind = super::index::hnsw_kind(&c.spec.vectors.pooled[h.pooled].name);
+                gate(&kind, true, req.plan == Plan::Hnsw)?
+            }
+            _ => None,
+        };
+        let hnsw = hnsw.filter(|_| req.plan == Plan::Hnsw || hnsw_setting.is_some());
+        if plaid.is_none() && muvera.is_none() && hnsw.is_none() && recall.is_some_and(|r| r.used) {
+            recall = None;
+        }
+        let (work, plan) = if let Some(((p, parts), tokens)) = &plaid {
             let t = Instant::now();
             let scores = p.codec.query_scores(tokens);
             let mut src = PlaidSource {
                 state: p,
                 scores,
-                params: req.plaid.unwrap_or_else(|| SearchParams::for_k(k)),
+                params: req
+                    .plaid
+                    .or(plaid_setting.map(|s| s.plaid_params()))
+                    .unwrap_or_else(|| SearchParams::for_k(k)),
                 k,
                 centroid_micros: micros(t),
                 sum: StageCounts::default(),
@@ -158,18 +214,19 @@ impl Database {
         } else if let Some(((m, parts), tokens)) = &muvera {
             let mut query = m.encoder.encode_query(tokens);
             crate::vector::normalize(&mut query);
-            let kc = req.candidates.unwrap_or(200).max(k);
-            let ef = req.ef.unwrap_or(m.hnsw.ef_search).max(kc);
+            let kc = req.candidates.or(muvera_setting.map(|s| s.candidates)).unwrap_or(200).max(k);
+            let ef = req.ef.or(muvera_setting.map(|s| s.ef)).unwrap_or(m.hnsw.ef_search).max(kc);
             let mut src = MuveraSource { state: m, query, kc, ef, found: 0, micros: 0 };
             (gather(&mut src, parts, &snap.readers, live, stages), src.plan())
         } else if let Some((h, query, kc, parts)) = hnsw {
-            let ef = req.ef.unwrap_or(h.params.ef_search).max(kc);
+            let ef = req.ef.or(hnsw_setting.map(|s| s.ef)).unwrap_or(h.params.ef_search).max(kc);
             let mut src = HnswSource { state: &h, query, kc, ef, found: 0, micros: 0 };
             (gather(&mut src, &parts, &snap.readers, live, stages), src.plan())
         } else {
             let work =
                 live.iter().enumerate().flat_map(|(si, docs)| docs.iter().map(move |&d| (si as u32, d)));
             (work.collect(), Plan::Exact)
-        })
+        };
+        Ok((work, plan, recall))
     }
 }

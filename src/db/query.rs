@@ -167,6 +167,22 @@ pub struct SearchOutput {
     pub docs: u64,
     /// Per-stage document counts and times, in execution order.
     pub stages: Vec<StageStats>,
+    /// For a calibrated approximate plan (or one the calibration ruled out): the recall
+    /// target and the recall@10 its parameters reached on the calibration queries.
+    pub recall: Option<PlanRecall>,
+}
+
+/// The recall an approximate plan was calibrated to (the data behind `EXPLAIN`'s recall
+/// line).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlanRecall {
+    /// The target (the query's, else the collection's, else 0.95).
+    pub target: f32,
+    /// Recall@10 against exact on the calibration queries of the setting used — or of the
+    /// best setting measured, when none reached the target and the search ran exactly.
+    pub calibrated: f32,
+    /// Whether the approximate plan ran (false: the calibration ruled it out, exact ran).
+    pub used: bool,
 }
 
 /// A search: query, optional filter, limit, plan.
@@ -191,6 +207,9 @@ pub struct SearchRequest {
     pub candidates: Option<usize>,
     /// Hopfield query refinement (MaxSim and dense queries); `None` = off.
     pub refine: Option<Refine>,
+    /// Recall target for `Plan::Auto` (`None` = the collection's): an approximate plan
+    /// runs only with calibrated parameters that reach it.
+    pub recall: Option<f32>,
 }
 
 impl SearchRequest {
@@ -225,6 +244,7 @@ impl SearchRequest {
             ef: None,
             candidates: None,
             refine: None,
+            recall: None,
         }
     }
 
@@ -271,6 +291,12 @@ impl SearchRequest {
     /// Restrict to documents matching `filter`.
     pub fn filter(mut self, filter: Filter) -> Self {
         self.filter = Some(filter);
+        self
+    }
+
+    /// Ask `Plan::Auto` for at least this recall@10 (calibrated; see [`PlanRecall`]).
+    pub fn recall(mut self, target: f32) -> Self {
+        self.recall = Some(target);
         self
     }
 

@@ -76,7 +76,13 @@ impl Database {
             let c = tx.collection(collection)?;
             let (query, refined) = self.prepare(&tx, &c, &req.query, req, true)?;
             if req.limit == 0 {
-                return Ok(SearchOutput { hits: Vec::new(), plan: Plan::Exact, docs: 0, stages: Vec::new() });
+                return Ok(SearchOutput {
+                    hits: Vec::new(),
+                    plan: Plan::Exact,
+                    docs: 0,
+                    stages: Vec::new(),
+                    recall: None,
+                });
             }
             let (top, mut out) = self.run_snapshot(&tx, &c, &query, req)?;
             out.stages.splice(0..0, refined);
@@ -187,7 +193,7 @@ impl Database {
             let found = self.fulltext_search(tx, c, text, req.limit, allowed)?;
             stages.push(StageStats { name: "bm25", docs: found.len() as u64, micros: micros(t) });
             let top = found.into_iter().map(|(row, score)| Scored { score, row }).collect();
-            Ok((top, SearchOutput { hits: Vec::new(), plan: Plan::Bm25, docs, stages }))
+            Ok((top, SearchOutput { hits: Vec::new(), plan: Plan::Bm25, docs, stages, recall: None }))
         }
     }
 
@@ -202,9 +208,9 @@ impl Database {
     ) -> Result<(Vec<Scored>, SearchOutput)> {
         let snap = self.snapshot(tx, c, req)?;
         let mut stages = vec![snap.stage.clone()];
-        let (work, plan) = self.plan_candidates(tx, c, scorer, req, &snap, &mut stages)?;
+        let (work, plan, recall) = self.plan_candidates(tx, c, scorer, req, &snap, &mut stages)?;
         let top = rerank(c, scorer, &snap.readers, &work, &snap.pending, req.limit, &mut stages)?;
-        Ok((top, SearchOutput { hits: Vec::new(), plan, docs: snap.docs as u64, stages }))
+        Ok((top, SearchOutput { hits: Vec::new(), plan, docs: snap.docs as u64, stages, recall }))
     }
 
     pub(super) fn row_vectors(

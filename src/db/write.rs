@@ -504,6 +504,8 @@ impl Database {
         }
         let _ = w.reclaim();
         self.collect_garbage(w, false)?;
+        // The merged segment may answer differently: measure the indexes again.
+        self.calibrate_all(w, collection)?;
         Ok(true)
     }
 }

@@ -367,6 +367,22 @@ impl Session {
                 int(out.docs),
                 Value::Real(0.0),
             ]];
+            if let Some(r) = out.recall {
+                let what = if r.used {
+                    format!("target {:.3}, calibrated recall@10 {:.3}", r.target, r.calibrated)
+                } else if r.calibrated >= r.target {
+                    format!(
+                        "target {:.3} reached (calibrated recall@10 {:.3}) but the index is not faster than exact here: exact",
+                        r.target, r.calibrated
+                    )
+                } else {
+                    format!(
+                        "target {:.3} not reached by the index (best calibrated recall@10 {:.3}): exact",
+                        r.target, r.calibrated
+                    )
+                };
+                rows.push(vec![Value::Text("recall".into()), Value::Text(what), int(0), Value::Real(0.0)]);
+            }
             for s in &out.stages {
                 rows.push(vec![
                     Value::Text("stage".into()),

@@ -36,12 +36,13 @@ pub(super) fn collection_spec(
             "query_maxlen",
             "doc_maxlen",
             "token_pool_factor",
+            "recall",
         ]
         .contains(&k.as_str())
         {
             return Err(Error::invalid(format!(
                 "unknown collection option '{k}': use dim, pooled, dtype, model, embed, id, query_maxlen, \
-                 doc_maxlen, token_pool_factor"
+                 doc_maxlen, token_pool_factor, recall"
             )));
         }
     }
@@ -68,6 +69,9 @@ pub(super) fn collection_spec(
         vectors = vectors.dtype(Dtype::parse(&d)?);
     }
     let mut spec = CollectionSpec::new(name, vectors);
+    if let Some(v) = get("recall") {
+        spec.recall_target = Some(opt_f32(&[("recall".into(), v)], "recall", 0.0)?);
+    }
     for (c, ty) in columns {
         spec = spec.column(c.clone(), *ty);
     }
@@ -112,7 +116,18 @@ pub(super) fn opt_usize(opts: &[(String, Value)], k: &str) -> Result<Option<usiz
 pub(super) fn search_options(req: &mut SearchRequest, opts: &[(String, Value)]) -> Result<()> {
     check_options(
         opts,
-        &["plan", "candidates", "ef", "refine", "beta", "alpha", "top_k", "refine_masks", "fusion_k"],
+        &[
+            "plan",
+            "candidates",
+            "ef",
+            "recall",
+            "refine",
+            "beta",
+            "alpha",
+            "top_k",
+            "refine_masks",
+            "fusion_k",
+        ],
         "SELECT",
     )?;
     let get = |k: &str| opts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -132,6 +147,13 @@ pub(super) fn search_options(req: &mut SearchRequest, opts: &[(String, Value)]) 
     }
     req.candidates = opt_usize(opts, "candidates")?;
     req.ef = opt_usize(opts, "ef")?;
+    if get("recall").is_some() {
+        let r = opt_f32(opts, "recall", 0.0)?;
+        if !(r > 0.0 && r <= 1.0) {
+            return Err(Error::invalid("recall must be in (0, 1], e.g. WITH (recall = 0.99)"));
+        }
+        req.recall = Some(r);
+    }
     if let Some(k) = get("fusion_k") {
         let Query::Hybrid { fusion, .. } = &mut req.query else {
             return Err(Error::invalid("fusion_k applies to hybrid(…) only"));

@@ -385,8 +385,11 @@ impl CrashModel {
                 }
             }
             let doc = crash_doc(*id, ver);
-            let hits =
-                db.search("c", &SearchRequest::maxsim(doc.tokens).limit(1)).map_err(|e| e.to_string())?;
+            // Exact: this checks what is stored; the index is checked by `check_plaid`
+            // (once the collection outgrows AUTO_EXACT_MAX_DOCS, Auto may pick PLAID,
+            // which is approximate by design).
+            let req = SearchRequest::maxsim(doc.tokens).limit(1).plan(crate::Plan::Exact);
+            let hits = db.search("c", &req).map_err(|e| e.to_string())?;
             if hits.first().map(|h| &h.id) != Some(&DocId::Int(*id)) {
                 return Err(format!("doc {id} is not found by its own tokens: {hits:?}"));
             }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per topic.
 
 mod backup;
+mod calibration;
 #[cfg(feature = "embed")]
 mod colbert;
 mod common;

@@ -248,8 +248,15 @@ fn muvera_index_finds_maxsim_candidates() {
     for _ in 0..20 {
         let q = query(&mut rng, &docs);
         let exact = db.search("c", &SearchRequest::maxsim(q.clone()).plan(Plan::Exact)).unwrap();
-        let auto = db.search_explained("c", &SearchRequest::maxsim(q.clone())).unwrap();
-        assert_eq!(auto.plan, Plan::Muvera, "no PLAID index, 3,000 indexed documents");
+        // Auto uses MUVERA only at its calibrated recall and when it beats exact here.
+        let chosen = db.search_explained("c", &SearchRequest::maxsim(q.clone())).unwrap();
+        let r = chosen.recall.expect("calibrated at build");
+        assert_eq!(chosen.plan == Plan::Muvera, r.used, "{r:?}");
+        assert!(!r.used || r.calibrated >= r.target, "{r:?}");
+        let auto = db
+            .search_explained("c", &SearchRequest::maxsim(q.clone()).plan(Plan::Muvera).candidates(200))
+            .unwrap();
+        assert_eq!(auto.plan, Plan::Muvera);
         let names: Vec<&str> = auto.stages.iter().map(|s| s.name).collect();
         assert_eq!(names, ["filter", "muvera", "exact"]);
         // Each of the 5 segments (index builds no longer merge them) hands over 200.

@@ -19,7 +19,7 @@ CREATE TABLE indexes (
     kind          TEXT    NOT NULL,
     params        TEXT    NOT NULL,
     data          BLOB    NOT NULL,
-    created_at    INTEGER NOT NULL, file TEXT, state TEXT NOT NULL DEFAULT 'ready',
+    created_at    INTEGER NOT NULL, file TEXT, state TEXT NOT NULL DEFAULT 'ready', calibration TEXT,
     UNIQUE (collection_id, kind)
 );
 CREATE TABLE meta (
