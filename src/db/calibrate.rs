@@ -74,7 +74,8 @@ pub struct Calibration {
     /// when the setting that reaches the target is not faster.
     #[serde(default)]
     pub exact_micros: f64,
-    /// Settings in ascending cost, as measured (the ladder stops once one reaches 0.995).
+    /// Settings in ascending cost, as measured (the ladder stops once one reaches 0.995 or
+    /// takes twice as long as exact search).
     pub settings: Vec<CalibratedSetting>,
 }
 
@@ -275,7 +276,9 @@ impl Database {
                 .fold(1.0, f32::min);
             s.micros = t.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64;
             settings.push(s);
-            if s.recall >= 0.995 {
+            // Enough recall, or already slower than exact: higher settings cannot be
+            // chosen by `Plan::Auto` (and only cost build time to measure).
+            if s.recall >= 0.995 || s.micros > 2.0 * exact_micros {
                 break;
             }
         }

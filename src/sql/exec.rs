@@ -346,10 +346,14 @@ impl Session {
                 )))
             }
         };
-        Ok(StatementResult::message(format!(
-            "created index {} on {coll} ({} segments, {} bytes of side files; no segment rewritten)",
-            info.kind, info.segments_indexed, info.bytes
-        )))
+        Ok(StatementResult::message(if info.kind == "fulltext" {
+            format!("created index fulltext on {coll} ({} bytes)", info.bytes)
+        } else {
+            format!(
+                "created index {} on {coll} ({} segments, {} bytes of side files; no segment rewritten)",
+                info.kind, info.segments_indexed, info.bytes
+            )
+        }))
     }
 
     fn select(
