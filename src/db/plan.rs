@@ -109,12 +109,24 @@ impl Database {
         // is one (explicit knobs in the request win).
         let target = req.recall.unwrap_or_else(|| c.spec.target_recall());
         let mut recall: Option<PlanRecall> = None;
+        // The index rows (for their calibrations) are read once, and only when an index
+        // is in play.
+        let index_rows = std::cell::OnceCell::new();
         let mut gate = |kind: &str, present: bool, forced: bool| -> Result<Option<CalibratedSetting>> {
             if !present {
                 return Ok(None);
             }
-            let cal: Option<Calibration> =
-                tx.index(c.id, kind)?.and_then(|r| r.calibration).and_then(|j| serde_json::from_str(&j).ok());
+            let cal: Option<Calibration> = match index_rows.get() {
+                Some(rows) => rows,
+                None => {
+                    let rows = tx.indexes(c.id)?;
+                    index_rows.get_or_init(|| rows)
+                }
+            }
+            .iter()
+            .find(|r| r.kind == kind)
+            .and_then(|r| r.calibration.as_deref())
+            .and_then(|j| serde_json::from_str(j).ok());
             let Some(cal) = cal else {
                 recall = Some(PlanRecall { target, calibrated: 0.0, used: forced });
                 return Ok(None);

@@ -75,7 +75,9 @@ impl IndexDef {
     /// Bytes of this index's embedded sections in the v2 segment `r`.
     pub fn legacy_bytes(&self, r: &SegmentReader) -> u64 {
         let tags: &[u32] = match self {
-            IndexDef::Plaid(_) => &[5, 6, 7, 8],
+            IndexDef::Plaid(_) => {
+                &[plaid::tags::RESIDUALS, plaid::tags::CODES, plaid::tags::IVF_OFFSETS, plaid::tags::IVF_DOCS]
+            }
             IndexDef::Hnsw(_) => &[hnsw::GRAPH_TAG],
             IndexDef::Muvera(_) => &[muvera::tags::FDE, muvera::tags::GRAPH],
         };
@@ -322,6 +324,10 @@ pub(crate) fn write_side_file(
     Ok(SideFileRow { segment_id: seg, index_id: ix.id(), file, bytes: bytes as i64 })
 }
 
+/// The one section of a per-index state file (`plaid::tags::CODEC`,
+/// `muvera::tags::ENCODER`: both 1).
+const STATE_TAG: u32 = plaid::tags::CODEC;
+
 /// Write a per-index state file (`ix<n>.<ext>` in the collection's directory) holding
 /// `state` as section 1; returns its path relative to the root.
 pub(crate) fn write_state_file(inner: &Inner, c: i64, n: i64, ext: &str, state: &[u8]) -> Result<String> {
@@ -330,7 +336,7 @@ pub(crate) fn write_state_file(inner: &Inner, c: i64, n: i64, ext: &str, state: 
     let file = format!("segments/{c}/ix{n}.{ext}");
     let header = ContainerHeader { kind: container::kind_tag(ext), owner_id: 0, owner_sum: 0, index_id: 0 };
     container::write_container(&inner.root.join(&file), &header, |w| {
-        w.begin(plaid::tags::CODEC)?;
+        w.begin(STATE_TAG)?;
         w.put(state)
     })?;
     Ok(file)
@@ -340,7 +346,7 @@ pub(crate) fn write_state_file(inner: &Inner, c: i64, n: i64, ext: &str, state: 
 pub(crate) fn read_state_file(inner: &Inner, file: &str) -> Result<Vec<u8>> {
     let path = inner.root.join(file);
     let c = Container::open(&path)?;
-    c.section::<u8>(plaid::tags::CODEC, true)?
+    c.section::<u8>(STATE_TAG, true)?
         .map(<[u8]>::to_vec)
         .ok_or_else(|| Error::corruption(&path, "index state section missing"))
 }
