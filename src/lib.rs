@@ -70,10 +70,11 @@ pub use catalog::SCHEMA_VERSION;
 #[cfg(feature = "fulltext")]
 pub use db::FullTextOptions;
 pub use db::{
-    BackupReport, CalibratedSetting, Calibration, CheckReport, CollectionStats, Database, DatabaseBuilder,
-    DatabaseInfo, Fusion, HnswParams, HopfieldLookup, HopfieldResult, IndexInfo, IndexProgress, IndexSpec,
-    MuveraOptions, PlaidOptions, Plan, PlanRecall, Query, Refine, SearchOutput, SearchRequest, StageStats,
-    AUTO_EXACT_MAX_DOCS, DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
+    BackupReport, CalibratedSetting, Calibration, CheckReport, CodecInfo, CollectionStats, Database,
+    DatabaseBuilder, DatabaseInfo, Fusion, HnswParams, HopfieldLookup, HopfieldResult, IndexInfo,
+    IndexProgress, IndexSpec, MuveraOptions, PlaidOptions, Plan, PlanRecall, Query, Refine, SearchOutput,
+    SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE,
+    MAX_LIMIT,
 };
 #[cfg(feature = "parquet")]
 pub use db::{ExportReport, ImportReport};

@@ -147,16 +147,40 @@ pub struct VectorSpec {
     /// Pooled vectors stored per document, in this order.
     #[serde(default)]
     pub pooled: Vec<PooledSpec>,
-    /// Storage type of token and pooled vectors.
+    /// Storage type of token and pooled vectors (and of token vectors that wait for the
+    /// codec in a codes-only collection).
     #[serde(default)]
     pub dtype: Dtype,
+    /// Codes-only token storage (`tokens = 'plaid1' | 'plaid2' | 'plaid4'`): the bits per
+    /// residual dimension. Segments then keep a token as its centroid id and residual
+    /// codes and nothing else; `None` = token vectors stored in `dtype`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codes: Option<u8>,
 }
 
 impl VectorSpec {
     /// Token vectors of dimension `token_dim`, stored as f16, no pooled vectors.
     #[must_use]
     pub fn new(token_dim: usize) -> Self {
-        Self { token_dim, pooled: Vec::new(), dtype: Dtype::F16 }
+        Self { token_dim, pooled: Vec::new(), dtype: Dtype::F16, codes: None }
+    }
+
+    /// Store token vectors as PLAID codes with `nbits` (1, 2 or 4) per residual dimension
+    /// instead of vectors (pooled vectors keep `dtype`).
+    #[must_use]
+    pub fn codes(mut self, nbits: u8) -> Self {
+        self.codes = Some(nbits);
+        self
+    }
+
+    /// How token vectors are stored, as spelt in `WITH (tokens = …)`: `f32`, `f16`,
+    /// `plaid1`, `plaid2` or `plaid4`.
+    #[must_use]
+    pub fn token_storage(&self) -> String {
+        match self.codes {
+            Some(b) => format!("plaid{b}"),
+            None => format!("{:?}", self.dtype).to_ascii_lowercase(),
+        }
     }
 
     /// Add a pooled vector `name` of dimension `dim`.
@@ -316,6 +340,11 @@ impl CollectionSpec {
         }
         let v = &self.vectors;
         check_dim("token_dim", v.token_dim)?;
+        if v.codes.is_some_and(|b| ![1, 2, 4].contains(&b)) {
+            return Err(Error::invalid(
+                "codes-only token storage has 1, 2 or 4 bits per dimension: tokens = 'plaid1', 'plaid2' or 'plaid4'",
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for c in &self.columns {
             check_name("column", &c.name)?;

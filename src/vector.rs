@@ -74,3 +74,54 @@ pub fn normalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= n);
 }
+
+/// Token rows as a segment hands them out: borrowed from the map (vectors), or decoded
+/// into memory (codes-only segments).
+#[derive(Debug, Clone)]
+pub enum Rows<'a> {
+    /// Borrowed vectors.
+    Ref(VecRef<'a>),
+    /// Decoded vectors.
+    Owned(Vec<f32>),
+}
+
+impl Rows<'_> {
+    /// The rows as a borrowed vector.
+    #[must_use]
+    pub fn as_ref(&self) -> VecRef<'_> {
+        match self {
+            Rows::Ref(v) => *v,
+            Rows::Owned(v) => VecRef::F32(v),
+        }
+    }
+
+    /// Number of components.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.as_ref().len()
+    }
+
+    /// True when there are no components.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copy (or move) into an f32 vector.
+    #[must_use]
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Rows::Ref(v) => v.to_f32(),
+            Rows::Owned(v) => v.clone(),
+        }
+    }
+
+    /// Into an f32 vector without copying decoded rows.
+    #[must_use]
+    pub fn into_f32(self) -> Vec<f32> {
+        match self {
+            Rows::Ref(v) => v.to_f32(),
+            Rows::Owned(v) => v,
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_fulltext.sql"),
     include_str!("../../migrations/0005_side_files.sql"),
     include_str!("../../migrations/0006_calibration.sql"),
+    include_str!("../../migrations/0007_token_codecs.sql"),
 ];
 
 /// The schema version this build writes.

@@ -39,6 +39,24 @@ pub(crate) struct SegmentRow {
     pub doc_count: i64,
     pub token_count: i64,
     pub bytes: i64,
+    /// Mean 1 − cos of the tokens this segment's flush encoded from vectors (codes-only
+    /// collections; `None` otherwise).
+    pub quant_error: Option<f64>,
+}
+
+/// A token codec of a codes-only collection (`token_codecs`, schema 7).
+#[derive(Debug, Clone)]
+pub(crate) struct CodecRow {
+    pub id: i64,
+    pub collection_id: i64,
+    pub file: String,
+    /// xxh3-64 of the codec bytes (what segments' CODEC_REF records).
+    pub content_sum: u64,
+    pub nbits: u8,
+    pub centroids: i64,
+    pub trained_tokens: i64,
+    /// Mean 1 − cos on held-out training tokens.
+    pub train_error: f64,
 }
 
 /// A search index of a collection (its `data` blob, if any, is read by
@@ -268,7 +286,7 @@ pub(crate) struct Txn<'a> {
 }
 
 /// Segment format recorded in new manifest rows (`storage/format.rs` FORMAT_VERSION).
-const SEGMENT_FORMAT: u32 = 3;
+const SEGMENT_FORMAT: u32 = 4;
 
 /// Oldest catalog schema a read-only handle opens without upgrading it.
 const READ_ONLY_OLDEST_SCHEMA: u32 = 2;
@@ -386,6 +404,9 @@ impl Txn<'_> {
             if let Some(f) = &ix.file {
                 self.retire(f)?;
             }
+        }
+        for codec in self.token_codecs(c.id)? {
+            self.remove_token_codec(&codec)?;
         }
         self.tx.execute("DELETE FROM segments WHERE collection_id = ?1", [c.id])?;
         self.tx.execute("DELETE FROM indexes WHERE collection_id = ?1", [c.id])?;
@@ -653,9 +674,12 @@ impl Txn<'_> {
 impl Txn<'_> {
     /// The manifest of collection `c`, by segment id.
     pub fn segments(&self, c: i64) -> Result<Vec<SegmentRow>> {
-        let mut st = self.tx.prepare_cached(
-            "SELECT id, file, doc_count, token_count, bytes FROM segments WHERE collection_id = ?1 ORDER BY id",
-        )?;
+        let sql = if self.schema >= 7 {
+            "SELECT id, file, doc_count, token_count, bytes, quant_error FROM segments WHERE collection_id = ?1 ORDER BY id"
+        } else {
+            "SELECT id, file, doc_count, token_count, bytes, NULL FROM segments WHERE collection_id = ?1 ORDER BY id"
+        };
+        let mut st = self.tx.prepare_cached(sql)?;
         let rows = st.query_map([c], |r| {
             Ok(SegmentRow {
                 id: r.get(0)?,
@@ -663,14 +687,70 @@ impl Txn<'_> {
                 doc_count: r.get(2)?,
                 token_count: r.get(3)?,
                 bytes: r.get(4)?,
+                quant_error: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The token codecs of collection `c`, oldest first (the last encodes new segments).
+    pub fn token_codecs(&self, c: i64) -> Result<Vec<CodecRow>> {
+        if self.schema < 7 {
+            return Ok(Vec::new());
+        }
+        let mut st = self.tx.prepare_cached(
+            "SELECT id, collection_id, file, content_sum, nbits, centroids, trained_tokens, train_error
+             FROM token_codecs WHERE collection_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([c], |r| {
+            Ok(CodecRow {
+                id: r.get(0)?,
+                collection_id: r.get(1)?,
+                file: r.get(2)?,
+                content_sum: r.get::<_, i64>(3)? as u64,
+                nbits: r.get(4)?,
+                centroids: r.get(5)?,
+                trained_tokens: r.get(6)?,
+                train_error: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Name a published codec file.
+    pub fn add_token_codec(&self, row: &CodecRow) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO token_codecs(id, collection_id, file, content_sum, nbits, centroids, trained_tokens, train_error, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                row.id,
+                row.collection_id,
+                row.file,
+                row.content_sum as i64,
+                row.nbits,
+                row.centroids,
+                row.trained_tokens,
+                row.train_error,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forget codec `row` and retire its file (no segment needs it any more).
+    pub fn remove_token_codec(&self, row: &CodecRow) -> Result<()> {
+        self.retire(&row.file)?;
+        self.tx.execute("DELETE FROM token_codecs WHERE id = ?1", [row.id])?;
+        Ok(())
+    }
+
     /// Every file the manifest names (relative to the database root).
     pub fn manifest_files(&self) -> Result<Vec<String>> {
-        let sql = if self.schema >= 5 {
+        let sql = if self.schema >= 7 {
+            "SELECT file FROM segments UNION ALL SELECT file FROM side_files
+             UNION ALL SELECT file FROM indexes WHERE file IS NOT NULL
+             UNION ALL SELECT file FROM token_codecs"
+        } else if self.schema >= 5 {
             "SELECT file FROM segments UNION ALL SELECT file FROM side_files
              UNION ALL SELECT file FROM indexes WHERE file IS NOT NULL"
         } else {
@@ -684,9 +764,9 @@ impl Txn<'_> {
     /// Add a published segment to the manifest.
     pub fn add_segment(&self, c: i64, s: &SegmentRow) -> Result<()> {
         self.tx.execute(
-            "INSERT INTO segments(id, collection_id, file, doc_count, token_count, bytes, format_version, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![s.id, c, s.file, s.doc_count, s.token_count, s.bytes, SEGMENT_FORMAT, now()],
+            "INSERT INTO segments(id, collection_id, file, doc_count, token_count, bytes, format_version, created_at, quant_error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![s.id, c, s.file, s.doc_count, s.token_count, s.bytes, SEGMENT_FORMAT, now(), s.quant_error],
         )?;
         Ok(())
     }

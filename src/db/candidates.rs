@@ -102,7 +102,13 @@ impl CandidateSource for PlaidSource<'_> {
     }
     fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<u32> {
         // Validated when the part was opened.
-        let Ok(view) = plaid::open_view(&self.state.codec, part.sections(), r.offsets(), false) else {
+        let Ok(view) = plaid::open_view(
+            &self.state.codec,
+            part.sections(),
+            r.offsets(),
+            super::sidefile::segment_codes(&self.state, r),
+            false,
+        ) else {
             return docs.to_vec();
         };
         let mask = allowed_mask(docs, r.doc_count());

@@ -158,20 +158,33 @@ pub(crate) fn hnsw_states(tx: &Txn<'_>, c: &CollectionRow) -> Result<Vec<HnswSta
 pub(crate) struct PlaidState {
     pub id: i64,
     pub codec: Arc<Codec>,
+    /// In a codes-only collection the index shares the token codec (this is its CODEC_REF):
+    /// segments encoded with it get side files with inverted lists only.
+    pub token_ref: Option<[u8; 16]>,
 }
 
 /// The PLAID index of `c` in the snapshot `tx`, with its codec (cached by id: a codec never
 /// changes once committed).
 pub(crate) fn plaid_state(inner: &Inner, tx: &Txn<'_>, c: &CollectionRow) -> Result<Option<PlaidState>> {
     let Some(row) = tx.index(c.id, PLAID)? else { return Ok(None) };
+    if c.spec.vectors.codes.is_some() {
+        let tc = super::codec::current(inner, tx, c)?.ok_or_else(|| {
+            Error::corruption(
+                &crate::catalog::catalog_path(&inner.root),
+                format!("PLAID index {} of a codes-only collection without a token codec", row.id),
+            )
+        })?;
+        let token_ref = Some(crate::storage::segment::TokenCodec::codec_ref(tc.as_ref()));
+        return Ok(Some(PlaidState { id: row.id, codec: tc.codec.clone(), token_ref }));
+    }
     if let Some(codec) = super::lock_or(&inner.codecs)?.get(&row.id) {
-        return Ok(Some(PlaidState { id: row.id, codec: codec.clone() }));
+        return Ok(Some(PlaidState { id: row.id, codec: codec.clone(), token_ref: None }));
     }
     let codec = Arc::new(Codec::from_bytes(&state_bytes(inner, tx, &row)?).map_err(|e| {
         Error::corruption(&crate::catalog::catalog_path(&inner.root), format!("PLAID index {}: {e}", row.id))
     })?);
     super::lock_or(&inner.codecs)?.insert(row.id, codec.clone());
-    Ok(Some(PlaidState { id: row.id, codec }))
+    Ok(Some(PlaidState { id: row.id, codec, token_ref: None }))
 }
 
 /// Every index of `c` that has side files, loaded.
@@ -411,6 +424,10 @@ impl Database {
     /// Record the index (state `building`) with its shared state file; returns its id.
     fn start_index(&self, w: &mut Catalog, c: &CollectionRow, spec: &IndexSpec, kind: &str) -> Result<i64> {
         let state: Option<(&str, Vec<u8>)> = match spec {
+            IndexSpec::Plaid(_) if c.spec.vectors.codes.is_some() => {
+                self.ensure_token_codec(w, c)?;
+                None
+            }
             IndexSpec::Plaid(opts) => {
                 let segs = w.read()?.segments(c.id)?;
                 let readers = segs.iter().map(|s| self.segment(c, s)).collect::<Result<Vec<_>>>()?;
@@ -440,6 +457,45 @@ impl Database {
             if let Some(f) = &file {
                 let _ = std::fs::remove_file(self.inner.root.join(f));
             }
+        }
+        res
+    }
+
+    /// A PLAID index of a codes-only collection uses the collection's token codec: train
+    /// it now from the collection's vector segments when it has none yet.
+    fn ensure_token_codec(&self, w: &mut Catalog, c: &CollectionRow) -> Result<()> {
+        let segs = {
+            let tx = w.read()?;
+            if super::codec::current(&self.inner, &tx, c)?.is_some() {
+                return Ok(());
+            }
+            tx.segments(c.id)?
+        };
+        let readers = segs.iter().map(|s| self.segment(c, s)).collect::<Result<Vec<_>>>()?;
+        let tokens: u64 = readers.iter().map(|r| r.token_count()).sum();
+        if (tokens as usize) < super::codec::MIN_TRAIN_TOKENS {
+            return Err(Error::invalid(format!(
+                "collection '{}' stores {} tokens as codes, and its codec is trained once it has {} \
+                 token vectors ({tokens} so far): insert more before CREATE INDEX … USING plaid \
+                 (exact search works meanwhile)",
+                c.spec.name,
+                c.spec.vectors.token_storage(),
+                super::codec::MIN_TRAIN_TOKENS
+            )));
+        }
+        let sources = super::write::reader_sources(&readers);
+        let refs: Vec<&dyn crate::storage::segment::SegmentSource> =
+            sources.iter().map(|s| s as &dyn crate::storage::segment::SegmentSource).collect();
+        let id = super::write::reserve_segment_id(w)?;
+        let tc = super::codec::train(&self.inner, c, id, &refs)?;
+        let res = (|| {
+            let tx = w.write()?;
+            tx.add_token_codec(&tc.row)?;
+            tx.bump_generation()?;
+            tx.commit()
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(self.inner.root.join(&tc.row.file));
         }
         res
     }

@@ -4,6 +4,7 @@
 mod backup;
 mod calibrate;
 mod candidates;
+mod codec;
 #[cfg(feature = "embed")]
 mod embed;
 #[cfg(feature = "fulltext")]
@@ -26,6 +27,7 @@ mod write;
 pub use crate::index::hnsw::HnswParams;
 pub use backup::BackupReport;
 pub use calibrate::{CalibratedSetting, Calibration};
+pub use codec::CodecInfo;
 #[cfg(feature = "fulltext")]
 pub use fulltext::FullTextOptions;
 pub use hopfield::{HopfieldLookup, HopfieldResult};
@@ -124,6 +126,7 @@ impl DatabaseBuilder {
             parts: Mutex::new(HashMap::new()),
             codecs: Mutex::new(HashMap::new()),
             muveras: Mutex::new(HashMap::new()),
+            token_codecs: Mutex::new(HashMap::new()),
             reaper: Mutex::new(None),
             #[cfg(feature = "embed")]
             encoders: Mutex::new(HashMap::new()),
@@ -195,6 +198,8 @@ struct Inner {
     codecs: Mutex<HashMap<i64, Arc<crate::index::plaid::Codec>>>,
     /// MUVERA encoders by index id (immutable once committed).
     muveras: Mutex<HashMap<i64, Arc<crate::index::muvera::Muvera>>>,
+    /// Token codecs of codes-only collections by codec id (immutable once committed).
+    token_codecs: codec::CodecCache,
     /// The background reaper of a writable handle.
     reaper: Mutex<Option<Reaper>>,
     #[cfg(feature = "embed")]
@@ -362,6 +367,10 @@ impl Database {
             return Ok(r.clone());
         }
         let r = Arc::new(SegmentReader::open(&self.inner.root.join(&s.file), s.id as u64, &c.spec.vectors)?);
+        if r.is_codes() {
+            let rows = self.with_reader(|cat| cat.read()?.token_codecs(c.id))?;
+            codec::attach(&self.inner, &r, &rows)?;
+        }
         lock_or(&self.inner.segments)?.insert(s.id, r.clone());
         Ok(r)
     }
@@ -500,9 +509,11 @@ impl Database {
             for coll in tx.collections()? {
                 let defs = index::index_defs(&self.inner, &tx, &coll);
                 let sides = tx.side_files(coll.id)?;
+                let codecs = tx.token_codecs(coll.id)?;
                 for s in tx.segments(coll.id)? {
                     let path = self.inner.root.join(&s.file);
-                    let opened = SegmentReader::open(&path, s.id as u64, &coll.spec.vectors).map(Arc::new);
+                    let opened = SegmentReader::open(&path, s.id as u64, &coll.spec.vectors)
+                        .and_then(|r| codec::attach(&self.inner, &r, &codecs).map(|()| Arc::new(r)));
                     report.segments_checked += 1;
                     report.bytes_checked += s.bytes as u64;
                     let problem = match &opened {

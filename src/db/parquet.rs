@@ -16,7 +16,9 @@
 //! token vectors are `_tokens`, and a pooled vector named like a scalar column, `id` or
 //! `tokens` is `_pooled_<name>` (column names cannot start with `_`). File metadata `maxsimdb.spec` holds the collection spec (JSON: columns,
 //! vector layout, embedding model and its weights hash), `maxsimdb.format` the layout
-//! version (1) and `maxsimdb.version` the library version.
+//! version (1) and `maxsimdb.version` the library version. A codes-only collection
+//! (`tokens = 'plaid2'` …) exports its token vectors decoded from the codes, and the file
+//! says so in `maxsimdb.tokens_lossy` (importing them re-encodes an approximation).
 //!
 //! Vectors are always written as float32: an f32 collection round-trips bit for bit, and so
 //! does an f16 one (every f16 widens exactly to f32 and narrows back to the same bits on
@@ -59,6 +61,8 @@ use crate::{Error, Result};
 
 /// File metadata key of the collection spec (JSON).
 pub const SPEC_KEY: &str = "maxsimdb.spec";
+/// File metadata key present when the token vectors were decoded from codes (lossy).
+pub const LOSSY_KEY: &str = "maxsimdb.tokens_lossy";
 /// File metadata key of the layout version.
 pub const FORMAT_KEY: &str = "maxsimdb.format";
 /// Field metadata key saying what a column is: `id`, `column`, `tokens` or `pooled`.
@@ -524,11 +528,24 @@ impl Database {
                 .set_dictionary_enabled(false)
                 .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
                 .set_created_by(format!("maxsimdb {}", env!("CARGO_PKG_VERSION")))
-                .set_key_value_metadata(Some(vec![
-                    KeyValue::new(SPEC_KEY.to_string(), spec_json),
-                    KeyValue::new(FORMAT_KEY.to_string(), "1".to_string()),
-                    KeyValue::new("maxsimdb.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-                ]))
+                .set_key_value_metadata(Some({
+                    let mut kv = vec![
+                        KeyValue::new(SPEC_KEY.to_string(), spec_json),
+                        KeyValue::new(FORMAT_KEY.to_string(), "1".to_string()),
+                        KeyValue::new("maxsimdb.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                    ];
+                    if let Some(b) = spec.vectors.codes {
+                        kv.push(KeyValue::new(
+                            LOSSY_KEY.to_string(),
+                            format!(
+                                "token vectors decoded from {} codes (centroid + {b}-bit residual per \
+                                 dimension): an approximation of the vectors that were inserted",
+                                spec.vectors.token_storage()
+                            ),
+                        ));
+                    }
+                    kv
+                }))
                 .build();
             let file = File::create(tmp).at(tmp)?;
             let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(write_err(tmp))?;

@@ -66,7 +66,7 @@ impl Scorer {
 
     fn score_segment(&self, r: &SegmentReader, doc: usize) -> f32 {
         match self {
-            Scorer::MaxSim(q, _) => q.maxsim(r.doc_tokens(doc)),
+            Scorer::MaxSim(q, _) => q.maxsim(r.doc_tokens(doc).as_ref()),
             Scorer::Dense(p, v) => scoring::dot(v, r.pooled(*p, doc)),
         }
     }

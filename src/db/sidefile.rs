@@ -89,17 +89,32 @@ impl IndexDef {
     fn write(&self, r: &SegmentReader, sink: &mut dyn SectionSink) -> Result<()> {
         let n = r.doc_count();
         match self {
-            IndexDef::Plaid(p) => {
-                plaid::write_sections(&p.codec, n, |i| r.doc_tokens(i).to_f32(), r.offsets(), sink)
-            }
+            IndexDef::Plaid(p) => match segment_codes(p, r) {
+                Some((codes, _)) => plaid::write_ivf_sections(&p.codec, codes, r.offsets(), sink),
+                None => plaid::write_sections(&p.codec, n, |i| r.doc_tokens(i).into_f32(), r.offsets(), sink),
+            },
             IndexDef::Hnsw(h) => {
                 hnsw::write_sections(n, |i| r.pooled(h.pooled, i).to_f32(), h.params, h.id as u32, sink)
             }
-            IndexDef::Muvera(m) => {
-                muvera::write_sections(&m.encoder, n, |i| r.doc_tokens(i).to_f32(), m.hnsw, m.id as u32, sink)
-            }
+            IndexDef::Muvera(m) => muvera::write_sections(
+                &m.encoder,
+                n,
+                |i| r.doc_tokens(i).into_f32(),
+                m.hnsw,
+                m.id as u32,
+                sink,
+            ),
         }
     }
+}
+
+/// The codes and residuals of a codes-only segment encoded with the PLAID index's codec
+/// (the collection's token codec): the index then reads them from the segment.
+pub(crate) fn segment_codes<'a>(p: &PlaidState, r: &'a SegmentReader) -> Option<(&'a [u16], &'a [u8])> {
+    if p.token_ref.is_none() || r.codec_ref() != p.token_ref {
+        return None;
+    }
+    Some((r.all_codes()?, r.all_records()?))
 }
 
 impl SectionSink for ContainerWriter {
@@ -273,7 +288,13 @@ pub(crate) fn validate(
             if full {
                 s.u8s(plaid::tags::RESIDUALS, true)?;
             }
-            plaid::open_view(&p.codec, s, r.offsets(), true).map(|_| true)?
+            let seg = segment_codes(p, r);
+            // Searches read the segment's codes; its residuals are verified per block
+            // when reranking reads them (CHECK verifies them all).
+            if seg.is_some() {
+                if full { r.verify_tokens() } else { r.verify_codes() }.map_err(describe)?;
+            }
+            plaid::open_view(&p.codec, s, r.offsets(), seg, true).map(|_| true)?
         }
         IndexDef::Hnsw(_) => hnsw::open_graph(s, id, n, true)?.is_some(),
         IndexDef::Muvera(m) => muvera::open_view(s, id, n, m.encoder.out_dim(), true)?.is_some(),

@@ -10,13 +10,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::codec::{self, Measuring, TokenCodec};
 use super::sidefile::{self, IndexDef};
 use super::{Database, Inner};
-use crate::catalog::{Catalog, CollectionRow, PendingRow, SegmentRow, SideFileRow};
+use crate::catalog::{Catalog, CodecRow, CollectionRow, PendingRow, SegmentRow, SideFileRow};
 use crate::error::IoContext;
 use crate::filter::Filter;
 use crate::storage;
-use crate::storage::segment::{self, SegmentReader, SegmentSource, VecRef};
+use crate::storage::segment::{self, Rows, SegmentReader, SegmentSource, VecRef};
 use crate::types::{DocId, Document, Dtype, Value};
 use crate::validate::{self, Decoded, PreparedDoc};
 use crate::{Error, Result};
@@ -33,15 +34,17 @@ struct MemSource {
     tokens: Vec<Decoded>,
     pooled: Vec<Decoded>,
     dims: Vec<usize>,
+    dim: usize,
 }
 
 impl MemSource {
     fn new<'a>(
         dtype: Dtype,
+        dim: usize,
         dims: Vec<usize>,
         docs: impl Iterator<Item = (u64, &'a [u8], &'a [u8])>,
     ) -> Self {
-        let mut s = Self { rows: Vec::new(), tokens: Vec::new(), pooled: Vec::new(), dims };
+        let mut s = Self { rows: Vec::new(), tokens: Vec::new(), pooled: Vec::new(), dims, dim };
         for (row, t, p) in docs {
             s.rows.push(row);
             s.tokens.push(Decoded::from_bytes(t, dtype));
@@ -58,8 +61,11 @@ impl SegmentSource for MemSource {
     fn row_id(&self, i: usize) -> u64 {
         self.rows[i]
     }
-    fn tokens(&self, i: usize) -> VecRef<'_> {
-        self.tokens[i].as_ref()
+    fn token_count(&self, i: usize) -> usize {
+        self.tokens[i].as_ref().len() / self.dim
+    }
+    fn tokens(&self, i: usize) -> Rows<'_> {
+        Rows::Ref(self.tokens[i].as_ref())
     }
     fn pooled(&self, i: usize, p: usize) -> VecRef<'_> {
         let start: usize = self.dims[..p].iter().sum();
@@ -80,7 +86,12 @@ impl SegmentSource for MergeSource {
     fn row_id(&self, i: usize) -> u64 {
         self.docs[i].0
     }
-    fn tokens(&self, i: usize) -> VecRef<'_> {
+    fn token_count(&self, i: usize) -> usize {
+        let (_, s, d) = self.docs[i];
+        let o = self.readers[s].offsets();
+        (o[d + 1] - o[d]) as usize
+    }
+    fn tokens(&self, i: usize) -> Rows<'_> {
         let (_, s, d) = self.docs[i];
         self.readers[s].doc_tokens(d)
     }
@@ -88,26 +99,133 @@ impl SegmentSource for MergeSource {
         let (_, s, d) = self.docs[i];
         self.readers[s].pooled(p, d)
     }
+    fn codes(&self, i: usize) -> Option<(&[u16], &[u8], [u8; 16])> {
+        let (_, s, d) = self.docs[i];
+        let r = &self.readers[s];
+        let (c, rec) = r.doc_codes(d)?;
+        Some((c, rec, r.codec_ref()?))
+    }
 }
 
 /// A published segment with the side files of its indexes, not yet committed.
 pub(super) struct Published {
     pub seg: SegmentRow,
     pub sides: Vec<SideFileRow>,
+    /// A token codec trained for this segment, committed with it.
+    pub codec: Option<CodecRow>,
 }
 
 impl Published {
     /// Name it all in the catalog (inside the caller's transaction).
     fn add_to(&self, tx: &crate::catalog::Txn<'_>, c: i64) -> Result<()> {
+        if let Some(k) = &self.codec {
+            tx.add_token_codec(k)?;
+        }
         tx.add_segment(c, &self.seg)?;
         self.sides.iter().try_for_each(|f| tx.add_side_file(f))
     }
 
     /// Remove the files again (their commit failed).
     fn unpublish(&self, inner: &Inner) {
-        for f in std::iter::once(&self.seg.file).chain(self.sides.iter().map(|s| &s.file)) {
+        let files = std::iter::once(&self.seg.file)
+            .chain(self.sides.iter().map(|s| &s.file))
+            .chain(self.codec.iter().map(|k| &k.file));
+        for f in files {
             let _ = std::fs::remove_file(inner.root.join(f));
         }
+    }
+}
+
+/// How the next segment of `c` stores its tokens.
+struct Encoding {
+    /// The codec (`None`: token vectors in the collection's dtype).
+    codec: Option<Arc<TokenCodec>>,
+    /// Whether `codec` was trained just now (its row is committed with the segment).
+    fresh: bool,
+}
+
+/// Decide [`Encoding`] for a segment of `c` made from `src`: vectors for a collection
+/// that stores them; else the current codec, or — when there is none and the collection
+/// now has enough tokens (`src` plus vector segments written before, unless `whole`: `src`
+/// is every document, as in compaction) — a codec trained now (`retrain`: train one even
+/// though a codec exists).
+fn encoding_for(
+    inner: &Inner,
+    cat: &mut Catalog,
+    c: &CollectionRow,
+    src: &dyn SegmentSource,
+    whole: bool,
+    retrain: bool,
+) -> Result<Encoding> {
+    if c.spec.vectors.codes.is_none() {
+        return Ok(Encoding { codec: None, fresh: false });
+    }
+    let (current, segs) = {
+        let tx = cat.read()?;
+        (codec::current(inner, &tx, c)?, tx.segments(c.id)?)
+    };
+    if current.is_some() && !retrain {
+        return Ok(Encoding { codec: current, fresh: false });
+    }
+    let mut more: Vec<SegmentReader> = Vec::new();
+    if !whole {
+        for s in &segs {
+            let r = SegmentReader::open(&inner.root.join(&s.file), s.id as u64, &c.spec.vectors)?;
+            if !r.is_codes() {
+                more.push(r);
+            }
+        }
+    }
+    let extra: Vec<ReaderSource<'_>> = more.iter().map(ReaderSource).collect();
+    let mut sources: Vec<&dyn SegmentSource> = vec![src];
+    sources.extend(extra.iter().map(|s| s as &dyn SegmentSource));
+    let total: usize =
+        sources.iter().map(|s| (0..s.doc_count()).map(|i| s.token_count(i)).sum::<usize>()).sum();
+    if total < codec::MIN_TRAIN_TOKENS {
+        return Ok(Encoding { codec: None, fresh: false });
+    }
+    let id = reserve_segment_id(cat)?;
+    Ok(Encoding { codec: Some(codec::train(inner, c, id, &sources)?), fresh: true })
+}
+
+/// A PLAID index of a codes-only collection shares the token codec: a segment written
+/// with a codec trained just now gets side files made with that codec.
+fn with_codec(mut ix: Vec<IndexDef>, enc: &Encoding) -> Vec<IndexDef> {
+    if let (true, Some(k)) = (enc.fresh, &enc.codec) {
+        for d in &mut ix {
+            if let IndexDef::Plaid(p) = d {
+                p.codec = k.codec.clone();
+                p.token_ref = Some(segment::TokenCodec::codec_ref(k.as_ref()));
+            }
+        }
+    }
+    ix
+}
+
+/// Every document of a (vector) segment as a source of training tokens.
+pub(super) struct ReaderSource<'a>(&'a SegmentReader);
+
+/// Readers as segment sources.
+pub(super) fn reader_sources(readers: &[Arc<SegmentReader>]) -> Vec<ReaderSource<'_>> {
+    readers.iter().map(|r| ReaderSource(r)).collect()
+}
+
+impl SegmentSource for ReaderSource<'_> {
+    fn doc_count(&self) -> usize {
+        self.0.doc_count()
+    }
+    fn row_id(&self, i: usize) -> u64 {
+        self.0.row_ids()[i]
+    }
+    fn token_count(&self, i: usize) -> usize {
+        let o = self.0.offsets();
+        (o[i + 1] - o[i]) as usize
+    }
+    fn tokens(&self, i: usize) -> Rows<'_> {
+        self.0.doc_tokens(i)
+    }
+    fn pooled(&self, i: usize, p: usize) -> VecRef<'_> {
+        self.0.pooled(p, i)
     }
 }
 
@@ -119,6 +237,7 @@ fn publish_segment(
     id: i64,
     src: &dyn SegmentSource,
     ix: &[IndexDef],
+    enc: &Encoding,
 ) -> Result<Published> {
     let dir = storage::collection_dir(&inner.root, c.id);
     std::fs::create_dir_all(&dir).at(&dir)?;
@@ -126,29 +245,46 @@ fn publish_segment(
     let tmp = dir.join(format!("{name}.tmp"));
     let dest = dir.join(&name);
     let _ = std::fs::remove_file(&tmp);
-    let written = segment::write_segment(&tmp, id as u64, &c.spec.vectors, src)
-        .and_then(|bytes| storage::publish(&tmp, &dest).map(|()| bytes));
+    let measuring = enc.codec.as_deref().map(Measuring::new);
+    let written = segment::write_segment(
+        &tmp,
+        id as u64,
+        &c.spec.vectors,
+        src,
+        measuring.as_ref().map(|m| m as &dyn segment::TokenCodec),
+    )
+    .and_then(|bytes| storage::publish(&tmp, &dest).map(|()| bytes));
+    let fresh_codec = enc.codec.as_ref().filter(|_| enc.fresh).map(|k| k.row.clone());
     let bytes = match written {
         Ok(b) => b,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
+            if let Some(k) = &fresh_codec {
+                let _ = std::fs::remove_file(inner.root.join(&k.file));
+            }
             return Err(e);
         }
     };
-    let token_count =
-        (0..src.doc_count()).map(|i| src.tokens(i).len() / c.spec.vectors.token_dim).sum::<usize>();
+    let token_count = (0..src.doc_count()).map(|i| src.token_count(i)).sum::<usize>();
     let seg = SegmentRow {
         id,
         file: format!("segments/{}/{name}", c.id),
         doc_count: src.doc_count() as i64,
         token_count: token_count as i64,
         bytes: bytes as i64,
+        quant_error: measuring.as_ref().and_then(Measuring::mean_error),
     };
-    let mut out = Published { seg, sides: Vec::new() };
+    let mut out = Published { seg, sides: Vec::new(), codec: fresh_codec };
     if ix.is_empty() {
         return Ok(out);
     }
-    let sides = SegmentReader::open(&dest, id as u64, &c.spec.vectors).and_then(|r| {
+    let opened = SegmentReader::open(&dest, id as u64, &c.spec.vectors).and_then(|r| {
+        if let Some(k) = &enc.codec {
+            r.attach_codec(k.clone())?;
+        }
+        Ok(r)
+    });
+    let sides = opened.and_then(|r| {
         ix.iter().try_for_each(|d| {
             out.sides.push(sidefile::write_side_file(inner, c, id, &r, d)?);
             Ok(())
@@ -186,11 +322,14 @@ fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Resu
     let dims = c.spec.vectors.pooled.iter().map(|p| p.dim).collect();
     let src = MemSource::new(
         c.spec.vectors.dtype,
+        c.spec.vectors.token_dim,
         dims,
         pending.iter().map(|p| (p.row, p.tokens.as_slice(), p.pooled.as_slice())),
     );
     drop(pending);
-    let new = publish_segment(inner, c, id, &src, &ix)?;
+    let enc = encoding_for(inner, cat, c, &src, false, false)?;
+    let ix = with_codec(ix, &enc);
+    let new = publish_segment(inner, c, id, &src, &ix, &enc)?;
     let commit = (|| {
         let tx = cat.write()?;
         new.add_to(&tx, c.id)?;
@@ -315,12 +454,15 @@ impl Database {
         let dtype = c.spec.vectors.dtype;
         let src = MemSource::new(
             dtype,
+            c.spec.vectors.token_dim,
             dims,
             docs.iter()
                 .enumerate()
                 .map(|(i, d)| (base + 1 + i as u64, d.tokens.as_slice(), d.pooled.as_slice())),
         );
-        let new = publish_segment(&self.inner, c, id, &src, &ix)?;
+        let enc = encoding_for(&self.inner, cat, c, &src, false, false)?;
+        let ix = with_codec(ix, &enc);
+        let new = publish_segment(&self.inner, c, id, &src, &ix, &enc)?;
         drop(src);
         let commit = (|| {
             let tx = cat.write()?;
@@ -461,10 +603,28 @@ impl Database {
         };
         let readers: Vec<Arc<SegmentReader>> =
             segs.iter().map(|s| self.segment(&c, s)).collect::<Result<_>>()?;
+        // Codes-only collections: whether the codec must be trained again, and whether a
+        // segment still holds vectors (written before the codec) or another codec's codes.
+        let current = if c.spec.vectors.codes.is_some() {
+            let tx = w.read()?;
+            codec::current(&self.inner, &tx, &c)?
+        } else {
+            None
+        };
+        let retrain = current.as_ref().is_some_and(|k| codec::needs_retraining(k, &segs));
+        let stale = c.spec.vectors.codes.is_some() && {
+            let want = current.as_deref().map(segment::TokenCodec::codec_ref);
+            let tokens: i64 = segs.iter().map(|s| s.token_count).sum();
+            readers.iter().any(|r| r.codec_ref() != want)
+                && (want.is_some() || tokens >= codec::MIN_TRAIN_TOKENS as i64)
+        };
         // A lone format v2 segment counts as not clean: compaction moves its embedded
         // indexes into side files (the lazy upgrade).
-        let clean =
-            segs.len() <= 1 && dead.iter().all(Vec::is_empty) && readers.iter().all(|r| r.format() >= 3);
+        let clean = segs.len() <= 1
+            && dead.iter().all(Vec::is_empty)
+            && readers.iter().all(|r| r.format() >= 3)
+            && !retrain
+            && !stale;
         if segs.is_empty() || (clean && !force) {
             return Ok(false);
         }
@@ -481,17 +641,33 @@ impl Database {
             );
         }
         docs.sort_unstable_by_key(|d| d.0);
-        let new = if docs.is_empty() {
+        let src = MergeSource { readers, docs };
+        let mut used: Option<i64> = None;
+        let new = if src.docs.is_empty() {
             None
         } else {
+            let enc = encoding_for(&self.inner, w, &c, &src, true, retrain)?;
+            used = enc.codec.as_ref().map(|k| k.row.id);
+            let ix = with_codec(ix, &enc);
             let id = reserve_segment_id(w)?;
-            Some(publish_segment(&self.inner, &c, id, &MergeSource { readers, docs }, &ix)?)
+            Some(publish_segment(&self.inner, &c, id, &src, &ix, &enc)?)
         };
+        drop(src);
         let commit = (|| {
             let tx = w.write()?;
+            if let Some(k) = new.as_ref().and_then(|n| n.codec.as_ref()) {
+                tx.add_token_codec(k)?;
+            }
             tx.replace_segments(c.id, &segs, new.as_ref().map(|n| &n.seg))?;
             if let Some(n) = &new {
                 n.sides.iter().try_for_each(|f| tx.add_side_file(f))?;
+            }
+            // Every segment of the collection is the new one now: codecs it does not
+            // use are needed no more.
+            if let Some(u) = used {
+                for k in tx.token_codecs(c.id)?.iter().filter(|k| k.id != u) {
+                    tx.remove_token_codec(k)?;
+                }
             }
             tx.bump_generation()?;
             tx.commit()

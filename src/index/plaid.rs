@@ -48,6 +48,17 @@ pub struct Codec {
     centroids: Vec<f32>,
     cutoffs: Vec<f32>,
     weights: Vec<f32>,
+    /// Bucket values of every residual byte: 256 × (8 / nbits) floats (fast decoding).
+    byte_lut: Vec<f32>,
+}
+
+/// The bucket values of each possible residual byte, low bits first.
+fn byte_lut(nbits: u8, weights: &[f32]) -> Vec<f32> {
+    let per = 8 / nbits as usize;
+    let mask = (1u16 << nbits) - 1;
+    (0..256u16)
+        .flat_map(|b| (0..per).map(move |j| weights[((b >> (j * nbits as usize)) & mask) as usize]))
+        .collect()
 }
 
 /// Dot product through simsimd's SIMD kernels (a plain iterator sum does not vectorise:
@@ -129,8 +140,9 @@ impl Codec {
         residuals.sort_by(f32::total_cmp);
         let b = 1usize << p.nbits;
         let cutoffs = (1..b).map(|i| quantile(&residuals, i as f64 / b as f64)).collect();
-        let weights = (0..b).map(|i| quantile(&residuals, (i as f64 + 0.5) / b as f64)).collect();
-        Ok(Self { dim, nbits: p.nbits, centroids, cutoffs, weights })
+        let weights: Vec<f32> = (0..b).map(|i| quantile(&residuals, (i as f64 + 0.5) / b as f64)).collect();
+        let byte_lut = byte_lut(p.nbits, &weights);
+        Ok(Self { dim, nbits: p.nbits, centroids, cutoffs, weights, byte_lut })
     }
 
     /// Vector dimension.
@@ -182,6 +194,36 @@ impl Codec {
     pub fn decode(&self, code: u32, bits: &[u8], out: &mut [f32]) {
         self.decode_raw(code, bits, out);
         crate::vector::normalize(out);
+    }
+
+    /// Decode tokens `codes` with their packed residuals `bits` (`residual_bytes` each)
+    /// into `out` (`codes.len() × dim`), normalised: [`Codec::decode`] for many tokens,
+    /// a byte at a time through a 256-entry table when `dim · nbits` is a multiple of 8.
+    pub fn decode_many(&self, codes: &[u16], bits: &[u8], out: &mut [f32]) {
+        let (dim, rb) = (self.dim, self.residual_bytes());
+        let per = 8 / self.nbits as usize;
+        for (t, o) in out.chunks_exact_mut(dim).enumerate().take(codes.len()) {
+            let code = u32::from(codes[t]);
+            let b = &bits[t * rb..(t + 1) * rb];
+            if dim.is_multiple_of(per) {
+                let c = &self.centroids[code as usize * dim..(code as usize + 1) * dim];
+                for ((oc, cc), &byte) in o.chunks_exact_mut(per).zip(c.chunks_exact(per)).zip(b) {
+                    let w = &self.byte_lut[byte as usize * per..(byte as usize + 1) * per];
+                    for ((x, ci), wi) in oc.iter_mut().zip(cc).zip(w) {
+                        *x = ci + wi;
+                    }
+                }
+                crate::vector::normalize(o);
+            } else {
+                self.decode(code, b, o);
+            }
+        }
+    }
+
+    /// Bits per residual dimension.
+    #[must_use]
+    pub fn nbits(&self) -> u8 {
+        self.nbits
     }
 
     /// `centroid + bucket_weights[bits]`, before normalisation.
@@ -351,7 +393,8 @@ impl Codec {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         let (cutoffs, weights) = rest.split_at(nb - 1);
-        Ok(Self { dim, nbits, centroids, cutoffs: cutoffs.to_vec(), weights: weights.to_vec() })
+        let byte_lut = byte_lut(nbits, weights);
+        Ok(Self { dim, nbits, centroids, cutoffs: cutoffs.to_vec(), weights: weights.to_vec(), byte_lut })
     }
 
     /// Encode documents streamed by `doc(i)` (`n` of them, each `n_i × dim` unit rows):
@@ -485,13 +528,7 @@ impl PlaidView<'_> {
         let (dim, rb) = (self.codec.dim, self.codec.residual_bytes());
         let (a, b) = (self.offsets[doc] as usize, self.offsets[doc + 1] as usize);
         let mut out = vec![0f32; (b - a) * dim];
-        for (j, t) in (a..b).enumerate() {
-            self.codec.decode(
-                u32::from(self.codes[t]),
-                &self.residuals[t * rb..(t + 1) * rb],
-                &mut out[j * dim..(j + 1) * dim],
-            );
-        }
+        self.codec.decode_many(&self.codes[a..b], &self.residuals[a * rb..b * rb], &mut out);
         out
     }
 
@@ -885,6 +922,24 @@ pub fn write_sections(
     super::put_le(sink, &ivf_docs, u32::to_le_bytes)
 }
 
+/// The inverted lists only, for a segment that stores its tokens as codes of `codec`
+/// already (`codes`: every token's centroid id; `offsets`: token offsets per document).
+///
+/// # Errors
+/// The sink's errors.
+pub fn write_ivf_sections(
+    codec: &Codec,
+    codes: &[u16],
+    offsets: &[u64],
+    sink: &mut dyn super::SectionSink,
+) -> Result<()> {
+    let (ivf_offsets, ivf_docs) = build_ivf(codes, offsets, codec.num_centroids());
+    sink.begin(tags::IVF_OFFSETS)?;
+    super::put_le(sink, &ivf_offsets, u64::to_le_bytes)?;
+    sink.begin(tags::IVF_DOCS)?;
+    super::put_le(sink, &ivf_docs, u32::to_le_bytes)
+}
+
 /// The PLAID view of one segment's sections `s` (documents with token `offsets`). With
 /// `validate`, the checksums of codes and lists and the structure are checked (the caller
 /// caches that this was done); residuals are not read by searches and are verified by
@@ -896,13 +951,21 @@ pub fn open_view<'a>(
     codec: &'a Codec,
     s: &'a dyn super::Sections,
     offsets: &'a [u64],
+    segment_codes: Option<(&'a [u16], &'a [u8])>,
     validate: bool,
 ) -> std::result::Result<PlaidView<'a>, String> {
     use super::required;
+    // A side file with inverted lists only belongs to a codes-only segment, whose codes
+    // and residuals are the segment's own (`segment_codes`, checked by the segment).
+    let (codes, residuals) = match (s.u16s(tags::CODES, validate)?, segment_codes) {
+        (Some(c), _) => (c, required(tags::RESIDUALS, s.u8s(tags::RESIDUALS, false)?)?),
+        (None, Some((c, r))) => (c, r),
+        (None, None) => return Err(format!("section {} missing", tags::CODES)),
+    };
     let view = PlaidView {
         codec,
-        codes: required(tags::CODES, s.u16s(tags::CODES, validate)?)?,
-        residuals: required(tags::RESIDUALS, s.u8s(tags::RESIDUALS, false)?)?,
+        codes,
+        residuals,
         offsets,
         ivf_offsets: required(tags::IVF_OFFSETS, s.u64s(tags::IVF_OFFSETS, validate)?)?,
         ivf_docs: required(tags::IVF_DOCS, s.u32s(tags::IVF_DOCS, validate)?)?,

@@ -104,7 +104,14 @@ impl Session {
             vec![Value::Text("id".into()), Value::Text(format!("{:?}", c.id_type).to_uppercase())],
             vec![
                 Value::Text("tokens".into()),
-                Value::Text(format!("{:?}[{}]", c.vectors.dtype, c.vectors.token_dim)),
+                Value::Text(match c.vectors.codes {
+                    Some(_) => format!(
+                        "{}[{}] (codes only)",
+                        c.vectors.token_storage().to_uppercase(),
+                        c.vectors.token_dim
+                    ),
+                    None => format!("{:?}[{}]", c.vectors.dtype, c.vectors.token_dim),
+                }),
             ],
         ];
         for p in &c.vectors.pooled {
@@ -371,6 +378,19 @@ impl Session {
                 int(out.docs),
                 Value::Real(0.0),
             ]];
+            let spec = self.db.describe(coll)?;
+            if spec.vectors.codes.is_some() {
+                let what = format!(
+                    "{} codes only: MaxSim runs on vectors decoded from the stored codes{}",
+                    spec.vectors.token_storage(),
+                    if out.plan == crate::Plan::Exact {
+                        " (exact over the stored representation)"
+                    } else {
+                        ""
+                    }
+                );
+                rows.push(vec![Value::Text("tokens".into()), Value::Text(what), int(0), Value::Real(0.0)]);
+            }
             if let Some(r) = out.recall {
                 let what = if r.used {
                     format!("target {:.3}, calibrated recall@10 {:.3}", r.target, r.calibrated)

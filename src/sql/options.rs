@@ -37,12 +37,13 @@ pub(super) fn collection_spec(
             "doc_maxlen",
             "token_pool_factor",
             "recall",
+            "tokens",
         ]
         .contains(&k.as_str())
         {
             return Err(Error::invalid(format!(
                 "unknown collection option '{k}': use dim, pooled, dtype, model, embed, id, query_maxlen, \
-                 doc_maxlen, token_pool_factor, recall"
+                 doc_maxlen, token_pool_factor, recall, tokens"
             )));
         }
     }
@@ -67,6 +68,20 @@ pub(super) fn collection_spec(
     }
     if let Some(d) = get("dtype").and_then(|v| text_of(&v)) {
         vectors = vectors.dtype(Dtype::parse(&d)?);
+    }
+    if let Some(t) = get("tokens").and_then(|v| text_of(&v)) {
+        match t.to_ascii_lowercase().as_str() {
+            "plaid1" => vectors = vectors.codes(1),
+            "plaid2" => vectors = vectors.codes(2),
+            "plaid4" => vectors = vectors.codes(4),
+            other => {
+                vectors = vectors.dtype(Dtype::parse(other).map_err(|_| {
+                    Error::invalid(format!(
+                        "unknown token storage '{t}': use tokens = 'f32', 'f16', 'plaid4', 'plaid2' or 'plaid1'"
+                    ))
+                })?);
+            }
+        }
     }
     let mut spec = CollectionSpec::new(name, vectors);
     if let Some(v) = get("recall") {

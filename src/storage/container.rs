@@ -7,7 +7,7 @@
 //! offset 0                                                     all integers little-endian
 //! ┌──────────────────────── header (64 bytes) ───────────────────────────┐
 //! │ 0  magic       [u8; 8] = "MSDBSID\x1a"                                │
-//! │ 8  format      u32     = 3 (FORMAT_VERSION)                           │
+//! │ 8  format      u32     = FORMAT_VERSION (3 or later)                  │
 //! │ 12 header_len  u32     = 64                                           │
 //! │ 16 kind        [u8; 8] owner's tag, e.g. "plaid\0\0\0" (opaque here)  │
 //! │ 24 owner_id    u64     segment id (0 for per-index files)             │

@@ -6,18 +6,24 @@
 //! │ 0  magic        [u8; 8] = "MSDBSEG\x1a"                               │
 //! │ 8  format       u32     = FORMAT_VERSION                              │
 //! │ 12 header_len   u32     = 64                                          │
-//! │ 16 dtype        u8      (0 = f32, 1 = f16)   17..20 reserved (0)      │
+//! │ 16 dtype        u8      (0 = f32, 1 = f16, 2 = codes)                  │
+//! │ 17 pooled_dtype u8      (codes: dtype of POOLED; else 0)  18..20 (0)   │
 //! │ 20 token_dim    u32                                                    │
 //! │ 24 doc_count    u64                                                    │
 //! │ 32 token_count  u64                                                    │
 //! │ 40 segment_id   u64                                                    │
-//! │ 48 pooled_count u32     52 reserved u32 (0)                            │
+//! │ 48 pooled_count u32     52 record_len u32 (codes: bytes per token; 0)  │
 //! │ 56 checksum     u64     xxh3-64 of bytes 0..56                         │
 //! └────────────────────────────────────────────────────────────────────────┘
 //! sections, each starting on a 64-byte boundary (zero padding between):
 //!   ROW_IDS       u64 × doc_count          internal row ids, strictly increasing
 //!   TOKEN_OFFSETS u64 × (doc_count + 1)    offsets[0] = 0, strictly increasing, last = token_count
 //!   TOKENS        dtype × token_count × token_dim
+//!                 (dtype 2, v4: record_len opaque bytes per token — a residual code)
+//!   v4, dtype 2 only:
+//!   TOKEN_CODES   u16 × token_count        centroid id per token
+//!   CODEC_REF     u64 codec id | u64 codec content checksum (16 bytes): the codec the
+//!                 codes need (`db/codec.rs` resolves it; storage never decodes)
 //!   POOLED[i]     dtype × doc_count × dim_i          (one per pooled vector, spec order)
 //!   TOKEN_BLOCK_SUMS u64 × ⌈TOKENS bytes / 64 KiB⌉    xxh3-64 of each 64 KiB block of
 //!                                                      TOKENS (v2+: searches verify only
@@ -45,6 +51,9 @@
 //!   [`super::container`] file), built and dropped without rewriting the segment. A v3
 //!   build reads v1 and v2 segments (the embedded index sections of a v2 segment stay
 //!   usable until compaction rewrites it as v3); older builds refuse v3 files by version.
+//! - v4: codes-only token storage: dtype 2, `record_len` in the header, TOKEN_CODES and
+//!   CODEC_REF sections; dense segments keep the v3 layout. Side files and state files
+//!   are unchanged. A v4 build reads v1–v3; older builds refuse v4 by version.
 
 use crate::{Error, Result};
 use std::path::Path;
@@ -54,7 +63,7 @@ pub const MAGIC: [u8; 8] = *b"MSDBSEG\x1a";
 /// Magic in the last 8 bytes.
 pub const END_MAGIC: [u8; 8] = *b"MSDBEND\x1a";
 /// Version written by this build.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Oldest version this build reads.
 pub const OLDEST_SUPPORTED_FORMAT_VERSION: u32 = 1;
 /// Header length.
@@ -82,6 +91,10 @@ pub enum SectionKind {
     Pooled = 4,
     /// xxh3-64 per [`TOKEN_BLOCK`] bytes of the TOKENS section.
     TokenBlockSums = 10,
+    /// Centroid id per token, u16 (codes-only segments).
+    TokenCodes = 13,
+    /// The codec a codes-only segment needs: id and content checksum (16 bytes).
+    CodecRef = 14,
 }
 
 /// Bytes of TOKENS covered by one TOKEN_BLOCK_SUMS entry.
@@ -100,6 +113,8 @@ impl SectionKind {
             3 => Some(Self::Tokens),
             4 => Some(Self::Pooled),
             10 => Some(Self::TokenBlockSums),
+            13 => Some(Self::TokenCodes),
+            14 => Some(Self::CodecRef),
             _ => None,
         }
     }
@@ -113,6 +128,8 @@ impl SectionKind {
             Self::Tokens => "TOKENS",
             Self::Pooled => "POOLED",
             Self::TokenBlockSums => "TOKEN_BLOCK_SUMS",
+            Self::TokenCodes => "TOKEN_CODES",
+            Self::CodecRef => "CODEC_REF",
         }
     }
 }
@@ -140,7 +157,15 @@ pub struct Header {
     pub segment_id: u64,
     /// Number of pooled sections.
     pub pooled_count: u32,
+    /// Bytes per token of a codes-only segment's TOKENS section (0 for vectors).
+    pub record_len: u32,
+    /// Storage type tag of the POOLED sections of a codes-only segment (0 otherwise: the
+    /// pooled vectors use `dtype`).
+    pub pooled_dtype: u8,
 }
+
+/// Header `dtype` tag of a codes-only segment.
+pub const DTYPE_CODES: u8 = 2;
 
 /// One entry of the section table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,11 +209,13 @@ impl Header {
         b[8..12].copy_from_slice(&self.format.to_le_bytes());
         b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         b[16] = self.dtype;
+        b[17] = self.pooled_dtype;
         b[20..24].copy_from_slice(&self.token_dim.to_le_bytes());
         b[24..32].copy_from_slice(&self.doc_count.to_le_bytes());
         b[32..40].copy_from_slice(&self.token_count.to_le_bytes());
         b[40..48].copy_from_slice(&self.segment_id.to_le_bytes());
         b[48..52].copy_from_slice(&self.pooled_count.to_le_bytes());
+        b[52..56].copy_from_slice(&self.record_len.to_le_bytes());
         let sum = xxhash_rust::xxh3::xxh3_64(&b[0..56]);
         b[56..64].copy_from_slice(&sum.to_le_bytes());
         b
@@ -218,11 +245,13 @@ impl Header {
         Ok(Self {
             format,
             dtype: b[16],
+            pooled_dtype: b[17],
             token_dim: u32_at(b, 20),
             doc_count: u64_at(b, 24),
             token_count: u64_at(b, 32),
             segment_id: u64_at(b, 40),
             pooled_count: u32_at(b, 48),
+            record_len: u32_at(b, 52),
         })
     }
 }
@@ -337,6 +366,8 @@ mod tests {
             token_count: 99,
             segment_id: 3,
             pooled_count: 2,
+            record_len: 0,
+            pooled_dtype: 0,
         };
         let mut file = h.encode().to_vec();
         file.extend_from_slice(&encode_footer(&[], HEADER_LEN as u64));

@@ -13,7 +13,7 @@ use super::container::ContainerWriter;
 use super::format::{self, Header, SectionEntry, SectionKind};
 use super::mmap::{self, MappedFile, Pod};
 use crate::types::{Dtype, VectorSpec};
-pub use crate::vector::VecRef;
+pub use crate::vector::{Rows, VecRef};
 use crate::{Error, Result};
 
 /// Documents to write into a segment, in ascending row-id order. Iterated once per section.
@@ -22,10 +22,32 @@ pub trait SegmentSource {
     fn doc_count(&self) -> usize;
     /// Internal row id of document `i`.
     fn row_id(&self, i: usize) -> u64;
+    /// Number of token vectors of document `i`.
+    fn token_count(&self, i: usize) -> usize;
     /// Token matrix of document `i` (row-major).
-    fn tokens(&self, i: usize) -> VecRef<'_>;
+    fn tokens(&self, i: usize) -> Rows<'_>;
     /// Pooled vector `p` of document `i`.
     fn pooled(&self, i: usize, p: usize) -> VecRef<'_>;
+    /// Document `i` already encoded — (centroid ids, records, codec reference) — when the
+    /// source holds codes; a writer with the same codec copies them instead of
+    /// re-encoding (which would lose precision twice).
+    fn codes(&self, _i: usize) -> Option<(&[u16], &[u8], [u8; 16])> {
+        None
+    }
+}
+
+/// A token codec as storage sees it: a u16 code plus `record_len` opaque bytes per token.
+/// `db/codec.rs` implements it over the PLAID residual codec; storage never decodes
+/// by itself.
+pub trait TokenCodec: Send + Sync + std::fmt::Debug {
+    /// What codes-only segments record in CODEC_REF: codec id, content checksum.
+    fn codec_ref(&self) -> [u8; 16];
+    /// Bytes per token besides its code.
+    fn record_len(&self) -> usize;
+    /// Encode `rows` (row-major, unit rows): append one code and one record per row.
+    fn encode(&self, rows: &[f32], codes: &mut Vec<u16>, records: &mut Vec<u8>);
+    /// Decode tokens `codes` with their `records` into `out` (`codes.len() × dim`).
+    fn decode(&self, codes: &[u16], records: &[u8], out: &mut [f32]);
 }
 
 /// Streams a segment to `path` (a temporary name); see [`super::publish`].
@@ -53,8 +75,40 @@ impl SegmentWriter {
     }
 }
 
-/// Write `src` as a complete, fsynced segment file at `path` (which must not exist).
-/// Returns the file size.
+/// The TOKEN_BLOCK_SUMS of a TOKENS section written in pieces.
+#[derive(Default)]
+struct BlockSums {
+    block: Vec<u8>,
+    sums: Vec<u64>,
+}
+
+impl BlockSums {
+    fn feed(&mut self, mut rest: &[u8]) {
+        while !rest.is_empty() {
+            let take = rest.len().min(format::TOKEN_BLOCK - self.block.len());
+            self.block.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.block.len() == format::TOKEN_BLOCK {
+                self.sums.push(xxhash_rust::xxh3::xxh3_64(&self.block));
+                self.block.clear();
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if !self.block.is_empty() {
+            self.sums.push(xxhash_rust::xxh3::xxh3_64(&self.block));
+        }
+        self.sums.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+}
+
+/// Tokens encoded per call of [`TokenCodec::encode`] (one batched assignment).
+const ENCODE_BATCH_TOKENS: usize = 8192;
+
+/// Write `src` as a complete, fsynced segment file at `path` (which must not exist): token
+/// vectors in `spec.dtype`, or, with `codec`, codes only (format v4, dtype 2). Returns the
+/// file size.
 ///
 /// # Errors
 /// I/O errors; on error the partial file is left for the caller to remove.
@@ -63,17 +117,21 @@ pub fn write_segment(
     segment_id: u64,
     spec: &VectorSpec,
     src: &dyn SegmentSource,
+    codec: Option<&dyn TokenCodec>,
 ) -> Result<u64> {
     let n = src.doc_count();
-    let token_count: u64 = (0..n).map(|i| (src.tokens(i).len() / spec.token_dim) as u64).sum();
+    let dim = spec.token_dim;
+    let token_count: u64 = (0..n).map(|i| src.token_count(i) as u64).sum();
     let header = Header {
         format: format::FORMAT_VERSION,
-        dtype: spec.dtype.tag(),
-        token_dim: spec.token_dim as u32,
+        dtype: if codec.is_some() { format::DTYPE_CODES } else { spec.dtype.tag() },
+        token_dim: dim as u32,
         doc_count: n as u64,
         token_count,
         segment_id,
         pooled_count: spec.pooled.len() as u32,
+        record_len: codec.map_or(0, |c| c.record_len() as u32),
+        pooled_dtype: if codec.is_some() { spec.dtype.tag() } else { 0 },
     };
     let mut w = SegmentWriter::create(path, &header)?;
     w.section(SectionKind::RowIds, 0, |put| (0..n).try_for_each(|i| put(&src.row_id(i).to_le_bytes())))?;
@@ -81,36 +139,69 @@ pub fn write_segment(
         let mut acc = 0u64;
         put(&acc.to_le_bytes())?;
         (0..n).try_for_each(|i| {
-            acc += (src.tokens(i).len() / spec.token_dim) as u64;
+            acc += src.token_count(i) as u64;
             put(&acc.to_le_bytes())
         })
     })?;
     let mut buf = Vec::new();
-    let (mut block, mut sums) = (Vec::with_capacity(format::TOKEN_BLOCK), Vec::new());
-    w.section(SectionKind::Tokens, 0, |put| {
-        (0..n).try_for_each(|i| {
+    let mut sums = BlockSums::default();
+    let mut codes: Vec<u16> = Vec::new();
+    w.section(SectionKind::Tokens, 0, |put| match codec {
+        None => (0..n).try_for_each(|i| {
             buf.clear();
-            src.tokens(i).encode_into(spec.dtype, &mut buf);
-            let mut rest = buf.as_slice();
-            while !rest.is_empty() {
-                let take = rest.len().min(format::TOKEN_BLOCK - block.len());
-                block.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if block.len() == format::TOKEN_BLOCK {
-                    sums.push(xxhash_rust::xxh3::xxh3_64(&block));
-                    block.clear();
+            src.tokens(i).as_ref().encode_into(spec.dtype, &mut buf);
+            sums.feed(&buf);
+            put(&buf)
+        }),
+        Some(codec) => {
+            codes.reserve(token_count as usize);
+            let mine = codec.codec_ref();
+            let mut batch: Vec<f32> = Vec::new();
+            let mut encode = |batch: &mut Vec<f32>,
+                              codes: &mut Vec<u16>,
+                              sums: &mut BlockSums,
+                              put: &mut dyn FnMut(&[u8]) -> Result<()>| {
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                buf.clear();
+                codec.encode(batch, codes, &mut buf);
+                batch.clear();
+                sums.feed(&buf);
+                put(&buf)
+            };
+            for i in 0..n {
+                match src.codes(i) {
+                    Some((c, r, of)) if of == mine => {
+                        encode(&mut batch, &mut codes, &mut sums, put)?;
+                        codes.extend_from_slice(c);
+                        sums.feed(r);
+                        put(r)?;
+                    }
+                    _ => {
+                        batch.extend(src.tokens(i).into_f32());
+                        if batch.len() >= ENCODE_BATCH_TOKENS * dim {
+                            encode(&mut batch, &mut codes, &mut sums, put)?;
+                        }
+                    }
                 }
             }
-            put(&buf)
-        })
+            encode(&mut batch, &mut codes, &mut sums, put)
+        }
     })?;
-    if !block.is_empty() {
-        sums.push(xxhash_rust::xxh3::xxh3_64(&block));
+    if codes.len() as u64 != token_count * u64::from(codec.is_some()) {
+        return Err(Error::invalid("the token codec returned a wrong number of codes"));
     }
-    drop(block);
-    w.section(SectionKind::TokenBlockSums, 0, |put| {
-        put(&sums.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
-    })?;
+    w.section(SectionKind::TokenBlockSums, 0, |put| put(&sums.finish()))?;
+    if let Some(codec) = codec {
+        w.section(SectionKind::TokenCodes, 0, |put| {
+            codes
+                .chunks(1 << 16)
+                .try_for_each(|c| put(&c.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+        })?;
+        drop(codes);
+        w.section(SectionKind::CodecRef, 0, |put| put(&codec.codec_ref()))?;
+    }
     for p in 0..spec.pooled.len() {
         w.section(SectionKind::Pooled, p as u32, |put| {
             (0..n).try_for_each(|i| {
@@ -136,8 +227,12 @@ pub struct SegmentReader {
     path: PathBuf,
     file: MappedFile,
     header: Header,
+    /// Storage type of the vectors (TOKENS of a dense segment, POOLED of every segment).
     dtype: Dtype,
     dim: usize,
+    /// Codes-only segments: TOKEN_CODES, the codec reference, and the codec attached by
+    /// the database ([`SegmentReader::attach_codec`]).
+    codes: Option<CodesPart>,
     rows: Range<usize>,
     offsets: Range<usize>,
     tokens: Section,
@@ -147,6 +242,14 @@ pub struct SegmentReader {
     pooled: Vec<(Section, usize)>,
     /// Index sections embedded by format v2 (opaque here; `index/` reads them).
     legacy: Vec<Section>,
+}
+
+#[derive(Debug)]
+struct CodesPart {
+    codes: Section,
+    codec_ref: [u8; 16],
+    record_len: usize,
+    codec: OnceLock<std::sync::Arc<dyn TokenCodec>>,
 }
 
 fn range(e: &SectionEntry) -> Range<usize> {
@@ -169,9 +272,14 @@ impl SegmentReader {
         if header.segment_id != segment_id {
             return Err(bad(format!("segment id {} != manifest id {segment_id}", header.segment_id)));
         }
-        let dtype = Dtype::from_tag(header.dtype).ok_or_else(|| bad("unknown dtype".into()))?;
+        let is_codes = header.dtype == format::DTYPE_CODES && header.format >= 4;
+        let dtype = Dtype::from_tag(if is_codes { header.pooled_dtype } else { header.dtype })
+            .ok_or_else(|| bad("unknown dtype".into()))?;
         if dtype != spec.dtype || header.token_dim as usize != spec.token_dim {
             return Err(bad("dtype or token dimension differs from the collection spec".into()));
+        }
+        if is_codes && (spec.codes.is_none() || header.record_len == 0) {
+            return Err(bad("codes-only segment in a collection that stores token vectors".into()));
         }
         let legacy: Vec<Section> = entries
             .iter()
@@ -187,7 +295,7 @@ impl SegmentReader {
         }
         let block_sums = entries.iter().find(|e| e.kind == SectionKind::TokenBlockSums as u32).copied();
         if header.pooled_count as usize != spec.pooled.len()
-            || own != 3 + spec.pooled.len() + usize::from(block_sums.is_some())
+            || own != 3 + spec.pooled.len() + usize::from(block_sums.is_some()) + 2 * usize::from(is_codes)
         {
             return Err(bad("pooled section count differs from the collection spec".into()));
         }
@@ -212,8 +320,28 @@ impl SegmentReader {
         let offs_e = find(SectionKind::TokenOffsets, 0)?;
         expect_len(&offs_e, n.checked_add(1).and_then(|m| m.checked_mul(8)))?;
         let tok_e = find(SectionKind::Tokens, 0)?;
-        let per_tok = u64::from(header.token_dim) * size;
+        let per_tok =
+            if is_codes { u64::from(header.record_len) } else { u64::from(header.token_dim) * size };
         expect_len(&tok_e, header.token_count.checked_mul(per_tok))?;
+        let codes = if is_codes {
+            let codes_e = find(SectionKind::TokenCodes, 0)?;
+            expect_len(&codes_e, header.token_count.checked_mul(2))?;
+            let ref_e = find(SectionKind::CodecRef, 0)?;
+            expect_len(&ref_e, Some(16))?;
+            if xxhash_rust::xxh3::xxh3_128(&bytes[range(&ref_e)]) != ref_e.checksum {
+                return Err(bad("checksum mismatch in section CODEC_REF".into()));
+            }
+            let mut codec_ref = [0u8; 16];
+            codec_ref.copy_from_slice(&bytes[range(&ref_e)]);
+            Some(CodesPart {
+                codes: Section { entry: codes_e, verified: OnceLock::new() },
+                codec_ref,
+                record_len: header.record_len as usize,
+                codec: OnceLock::new(),
+            })
+        } else {
+            None
+        };
         let mut pooled = Vec::new();
         for (i, p) in spec.pooled.iter().enumerate() {
             let e = find(SectionKind::Pooled, i as u32)?;
@@ -240,6 +368,7 @@ impl SegmentReader {
             header,
             dtype,
             dim: spec.token_dim,
+            codes,
             rows: range(&rows_e),
             offsets: range(&offs_e),
             tokens: Section { entry: tok_e, verified: OnceLock::new() },
@@ -310,18 +439,92 @@ impl SegmentReader {
         self.slice(self.offsets.clone())
     }
 
-    /// All token vectors of the segment (row-major).
+    /// All token vectors of a dense segment (row-major); empty for a codes-only one.
     pub fn all_tokens(&self) -> VecRef<'_> {
+        if self.codes.is_some() {
+            return VecRef::F32(&[]);
+        }
         self.vec_ref(range(&self.tokens.entry))
     }
 
-    /// Token matrix of document `i`.
-    pub fn doc_tokens(&self, i: usize) -> VecRef<'_> {
+    /// Token matrix of document `i`: borrowed from the map, or decoded by the attached
+    /// codec in a codes-only segment.
+    pub fn doc_tokens(&self, i: usize) -> Rows<'_> {
         let offs = self.offsets();
-        let (a, b) = (offs[i] as usize * self.dim, offs[i + 1] as usize * self.dim);
+        let (a, b) = (offs[i] as usize, offs[i + 1] as usize);
+        match &self.codes {
+            None => {
+                let base = self.tokens.entry.offset as usize;
+                let s = self.dtype.size() * self.dim;
+                Rows::Ref(self.vec_ref(base + a * s..base + b * s))
+            }
+            Some(cp) => {
+                let mut out = vec![0f32; (b - a) * self.dim];
+                // `Database::segment` attaches the codec before it hands the reader out.
+                debug_assert!(cp.codec.get().is_some(), "codes-only segment read without its codec");
+                if let (Some(codec), Some((codes, records))) = (cp.codec.get(), self.doc_codes(i)) {
+                    codec.decode(codes, records, &mut out);
+                }
+                Rows::Owned(out)
+            }
+        }
+    }
+
+    /// Whether token vectors are stored as codes (format v4, dtype 2).
+    pub fn is_codes(&self) -> bool {
+        self.codes.is_some()
+    }
+
+    /// The codec reference of a codes-only segment (codec id, content checksum).
+    pub fn codec_ref(&self) -> Option<[u8; 16]> {
+        self.codes.as_ref().map(|c| c.codec_ref)
+    }
+
+    /// Attach the codec named by [`SegmentReader::codec_ref`] (once).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] when `codec` is not the one the segment names or its record
+    /// length differs.
+    pub fn attach_codec(&self, codec: std::sync::Arc<dyn TokenCodec>) -> Result<()> {
+        let Some(cp) = &self.codes else { return Ok(()) };
+        if codec.codec_ref() != cp.codec_ref || codec.record_len() != cp.record_len {
+            return Err(Error::corruption(&self.path, "the segment was encoded with another token codec"));
+        }
+        let _ = cp.codec.set(codec);
+        Ok(())
+    }
+
+    /// The attached codec of a codes-only segment.
+    pub fn codec(&self) -> Option<&std::sync::Arc<dyn TokenCodec>> {
+        self.codes.as_ref().and_then(|c| c.codec.get())
+    }
+
+    /// Every token's code (codes-only segments).
+    pub fn all_codes(&self) -> Option<&[u16]> {
+        self.codes.as_ref().map(|c| self.slice(range(&c.codes.entry)))
+    }
+
+    /// Every token's record (codes-only segments).
+    pub fn all_records(&self) -> Option<&[u8]> {
+        self.codes.as_ref().map(|_| self.slice(range(&self.tokens.entry)))
+    }
+
+    /// Codes and records of document `i` (codes-only segments).
+    pub fn doc_codes(&self, i: usize) -> Option<(&[u16], &[u8])> {
+        let cp = self.codes.as_ref()?;
+        let offs = self.offsets();
+        let (a, b) = (offs[i] as usize, offs[i + 1] as usize);
+        let codes: &[u16] = self.slice(range(&cp.codes.entry));
         let base = self.tokens.entry.offset as usize;
-        let s = self.dtype.size();
-        self.vec_ref(base + a * s..base + b * s)
+        Some((&codes[a..b], &self.file.bytes()[base + a * cp.record_len..base + b * cp.record_len]))
+    }
+
+    /// Verify TOKEN_CODES (cached; a no-op for dense segments).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] on a checksum mismatch.
+    pub fn verify_codes(&self) -> Result<()> {
+        self.codes.as_ref().map_or(Ok(()), |c| self.verify(&c.codes))
     }
 
     /// Pooled vector `p` of document `i`.
@@ -354,6 +557,7 @@ impl SegmentReader {
     /// # Errors
     /// [`Error::Corruption`] on a checksum mismatch.
     pub fn verify_tokens(&self) -> Result<()> {
+        self.verify_codes()?;
         self.verify(&self.tokens)
     }
 
@@ -365,12 +569,14 @@ impl SegmentReader {
     /// [`Error::Corruption`] naming the block on a mismatch.
     pub fn verify_doc_tokens(&self, docs: &[u32]) -> Result<()> {
         let Some((sums_sec, states)) = &self.token_blocks else { return self.verify_tokens() };
+        self.verify_codes()?;
         if self.tokens.verified.get() == Some(&true) {
             return Ok(());
         }
         self.verify(sums_sec)?;
         let sums: &[u64] = self.slice(range(&sums_sec.entry));
-        let (offs, row) = (self.offsets(), (self.dim * self.dtype.size()) as u64);
+        let row = self.codes.as_ref().map_or(self.dim * self.dtype.size(), |c| c.record_len) as u64;
+        let offs = self.offsets();
         let mut need: Vec<usize> = Vec::new();
         for &d in docs {
             let (a, b) = (offs[d as usize] * row, offs[d as usize + 1] * row);

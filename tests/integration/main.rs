@@ -2,6 +2,7 @@
 
 mod backup;
 mod calibration;
+mod codes;
 #[cfg(feature = "embed")]
 mod colbert;
 mod common;

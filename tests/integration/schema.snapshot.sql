@@ -39,7 +39,7 @@ CREATE TABLE segments (
     bytes          INTEGER NOT NULL,
     format_version INTEGER NOT NULL,
     created_at     INTEGER NOT NULL
-);
+, quant_error REAL);
 CREATE INDEX segments_by_collection ON segments(collection_id);
 CREATE TABLE side_files (
     segment_id INTEGER NOT NULL,
@@ -51,3 +51,15 @@ CREATE TABLE side_files (
 ) WITHOUT ROWID;
 CREATE INDEX side_files_by_index ON side_files(index_id);
 CREATE TABLE sqlite_sequence(name,seq);
+CREATE TABLE token_codecs (
+    id             INTEGER PRIMARY KEY,
+    collection_id  INTEGER NOT NULL,
+    file           TEXT    NOT NULL,
+    content_sum    INTEGER NOT NULL,
+    nbits          INTEGER NOT NULL,
+    centroids      INTEGER NOT NULL,
+    trained_tokens INTEGER NOT NULL,
+    train_error    REAL    NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+CREATE INDEX token_codecs_by_collection ON token_codecs(collection_id);
