@@ -106,7 +106,7 @@ impl CandidateSource for PlaidSource<'_> {
             &self.state.codec,
             part.sections(),
             r.offsets(),
-            super::sidefile::segment_codes(&self.state, r),
+            super::sidefile::segment_codes(self.state, r),
             false,
         ) else {
             return docs.to_vec();

@@ -216,10 +216,10 @@ pub(super) fn train(
     for s in sources {
         for i in 0..s.doc_count() {
             let n = s.token_count(i);
-            if (at..at + n).any(|t| t % stride == 0) {
+            if (at..at + n).any(|t| t.is_multiple_of(stride)) {
                 let rows = s.tokens(i).into_f32();
                 for (t, x) in rows.chunks_exact(dim).enumerate() {
-                    if (at + t) % stride == 0 {
+                    if (at + t).is_multiple_of(stride) {
                         sample.extend_from_slice(x);
                     }
                 }
