@@ -72,8 +72,23 @@ pub fn run(args: &Args) -> Result<(), String> {
     let reuse = path.join("catalog.sqlite").exists();
     let db = Database::open(&path).map_err(e)?;
     let mut index_s = 0.0;
+    // `--tokens plaid2` (plaid1, plaid4): codes-only token storage (the codec is trained
+    // from the collection's first 262,144 tokens; VACUUM then encodes the f16 segments
+    // written before it existed).
+    let storage = args.opt("tokens").unwrap_or("f16").to_string();
+    let codes: Option<u8> = match storage.as_str() {
+        "f16" => None,
+        "plaid1" => Some(1),
+        "plaid2" => Some(2),
+        "plaid4" => Some(4),
+        other => return Err(format!("--tokens {other}: use f16, plaid1, plaid2 or plaid4")),
+    };
     if !reuse {
-        let spec = CollectionSpec::new("beir", VectorSpec::new(0).pooled("model", 0).dtype(Dtype::F16))
+        let mut vectors = VectorSpec::new(0).pooled("model", 0).dtype(Dtype::F16);
+        if let Some(b) = codes {
+            vectors = vectors.codes(b);
+        }
+        let spec = CollectionSpec::new("beir", vectors)
             .column("title", ColumnType::Text)
             .column("text", ColumnType::Text)
             .embedding(EmbeddingSpec::new(model.clone(), &["title", "text"]));
@@ -97,16 +112,28 @@ pub fn run(args: &Args) -> Result<(), String> {
         })
         .map_err(e)?;
         db.flush("beir").map_err(e)?;
+        if codes.is_some() {
+            db.compact("beir").map_err(e)?;
+        }
         index_s = started.elapsed().as_secs_f64();
         eprintln!();
     }
     let stats = db.stats("beir").map_err(e)?;
+    let mut extra = serde_json::Map::new();
+    extra.insert("tokens".into(), json!(storage));
+    extra.insert(
+        "segment_bytes_per_token".into(),
+        json!(stats.segment_bytes as f64 / stats.segment_tokens.max(1) as f64),
+    );
+    if let Some(k) = db.token_codec("beir").map_err(e)? {
+        extra.insert("codec_centroids".into(), json!(k.centroids));
+        extra.insert("codec_train_error".into(), json!(k.train_error));
+    }
 
     // Indexes the modes need (built once; a reused database keeps them).
     let has = |kind: &str| -> Result<bool, String> {
         Ok(db.indexes("beir").map_err(e)?.iter().any(|i| i.kind == kind))
     };
-    let mut extra = serde_json::Map::new();
     let wants = |m: &str| modes.iter().any(|x| x == m);
     if wants("plaid") && !has("plaid")? {
         let t = Instant::now();

@@ -16,6 +16,12 @@
 //! also builds the database's MUVERA index ([`Database::create_muvera_index`], default
 //! options: FDEs in an HNSW graph per segment) and measures [`Plan::Muvera`] (200
 //! candidates reranked exactly) against the same truth.
+//!
+//! `--tokens plaid2` (or `plaid1`, `plaid4`) stores the tokens as codes only (the
+//! collection's codec, trained at the first flush; the PLAID index shares it). The truth is
+//! then exact MaxSim over the original f32 vectors, regenerated from the seed and scored
+//! streaming (never stored), and `exact_codes_recall_at_10` says what exact search over
+//! the stored codes keeps of it.
 
 use std::time::Instant;
 
@@ -117,6 +123,16 @@ pub fn run(args: &Args) -> Result<(), String> {
     let nbits: u8 = args.get("nbits", 2)?;
     let centroids: usize = args.get("centroids", 4096)?;
     let with_muvera = args.get("muvera", false)?;
+    let storage: String = args.get("tokens", "f16".to_string())?;
+    let codes: Option<u8> = match storage.as_str() {
+        "f16" => None,
+        "plaid1" => Some(1),
+        "plaid2" => Some(2),
+        "plaid4" => Some(4),
+        other => return Err(format!("--tokens {other}: use f16, plaid1, plaid2 or plaid4")),
+    };
+    let nbits = codes.unwrap_or(nbits);
+    let batch: usize = args.get("batch", 2000)?;
     let k = 10;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path: std::path::PathBuf =
@@ -131,13 +147,12 @@ pub fn run(args: &Args) -> Result<(), String> {
     let t = Instant::now();
     let mut tokens = 0usize;
     if !reuse {
-        db.create_collection(&CollectionSpec::new(
-            "scale",
-            VectorSpec::new(DIM).pooled("mean", DIM).dtype(Dtype::F16),
-        ))
-        .map_err(e)?;
+        let mut vectors = VectorSpec::new(DIM).pooled("mean", DIM).dtype(Dtype::F16);
+        if let Some(b) = codes {
+            vectors = vectors.codes(b);
+        }
+        db.create_collection(&CollectionSpec::new("scale", vectors)).map_err(e)?;
     }
-    let batch = 2000;
     let mut gen = Corpus::new(n, 17);
     let mut done = 0;
     while done < n {
@@ -167,15 +182,20 @@ pub fn run(args: &Args) -> Result<(), String> {
             db.insert("scale", &batch_docs).map_err(e)?;
         }
         done = (done + batch).min(n);
-        eprint!("\rgenerated + inserted {done}/{n} documents ({:.0} s)", t.elapsed().as_secs_f64());
+        eprint!(
+            "\rgenerated + inserted {done}/{n} documents ({:.0} s, peak RSS {:.0} MB)",
+            t.elapsed().as_secs_f64(),
+            peak_rss_mb()
+        );
     }
     db.flush("scale").map_err(e)?;
     let ingest_s = t.elapsed().as_secs_f64();
     eprintln!("\n{n} documents, {tokens} token vectors");
 
-    // Exact truth.
+    // Exact truth: the database's exact search (f16), or for codes, exact over the
+    // original f32 vectors.
     let t = Instant::now();
-    let truth: Vec<Vec<String>> = queries
+    let exact_db: Vec<Vec<String>> = queries
         .iter()
         .map(|q| {
             let hits = db.search("scale", &SearchRequest::maxsim(q.clone()).limit(k).plan(Plan::Exact))?;
@@ -184,7 +204,19 @@ pub fn run(args: &Args) -> Result<(), String> {
         .collect::<maxsimdb::Result<_>>()
         .map_err(e)?;
     let exact_ms = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
-    eprintln!("exact: {exact_ms:.0} ms/query");
+    eprintln!("exact ({storage}): {exact_ms:.0} ms/query");
+    let truth = if codes.is_some() { f32_truth(n, &queries, k)? } else { exact_db.clone() };
+    let recall_of = |got: &[Vec<String>]| -> f64 {
+        got.iter()
+            .zip(&truth)
+            .map(|(g, w)| g.iter().filter(|id| w.contains(id)).count() as f64 / k as f64)
+            .sum::<f64>()
+            / nq as f64
+    };
+    let exact_codes_recall = recall_of(&exact_db);
+    if codes.is_some() {
+        eprintln!("exact over {storage} codes: recall@10 {exact_codes_recall:.3} against exact over f32");
+    }
 
     // Dense (pooled-vector) query latency with no index: the baseline for the same figure
     // once the PLAID index exists (an index must not slow other query kinds down).
@@ -286,7 +318,10 @@ pub fn run(args: &Args) -> Result<(), String> {
         "docs": n,
         "token_vectors": tokens,
         "generator": "clustered topics, see bench/src/scale.rs",
-        "method": format!("database PLAID index nbits={nbits} centroids={} ncells={} ndocs={} t_cs={}; exact rerank on stored f16 vectors", info.centroids, params.ncells, params.ndocs, params.centroid_threshold),
+        "method": format!("database PLAID index nbits={nbits} centroids={} ncells={} ndocs={} t_cs={}; exact rerank on {}", info.centroids, params.ncells, params.ndocs, params.centroid_threshold, if codes.is_some() { format!("decoded {storage} codes (codes-only storage)") } else { "stored f16 vectors".into() }),
+        "tokens": storage,
+        "truth": if codes.is_some() { "exact MaxSim over the original f32 vectors" } else { "exact MaxSim over the stored f16 vectors" },
+        "exact_codes_recall_at_10": exact_codes_recall,
         "recall_at_10_vs_exact": recall / nq as f64,
         "p50_ms": pct(&mut lat.clone(), 0.5),
         "p99_ms": pct(&mut lat, 0.99),
@@ -340,6 +375,41 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     report(args, "scale (database PLAID index vs exact MaxSim)", &out);
     Ok(())
+}
+
+/// Exact top-`k` of every query over the original f32 vectors, regenerated from the seed
+/// and scored streaming (one document in memory per worker at a time).
+fn f32_truth(n: usize, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<String>>, String> {
+    use maxsimdb::scoring::{DocRef, PreparedQuery};
+    use rayon::prelude::*;
+    let t = Instant::now();
+    let prepared: Vec<PreparedQuery> = queries
+        .iter()
+        .map(|q| PreparedQuery::new(q, DIM, None))
+        .collect::<maxsimdb::Result<_>>()
+        .map_err(|e| e.to_string())?;
+    let mut gen = Corpus::new(n, 17);
+    let mut best: Vec<Vec<(f32, usize)>> = vec![Vec::new(); queries.len()];
+    let chunk = 4096;
+    let mut done = 0;
+    while done < n {
+        let docs: Vec<Vec<f32>> = (done..(done + chunk).min(n)).map(|_| gen.next_doc()).collect();
+        let scores: Vec<Vec<f32>> =
+            docs.par_iter().map(|d| prepared.iter().map(|q| q.maxsim(DocRef::F32(d))).collect()).collect();
+        for (j, s) in scores.iter().enumerate() {
+            for (qi, &v) in s.iter().enumerate() {
+                best[qi].push((v, done + j));
+            }
+        }
+        for b in &mut best {
+            b.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            b.truncate(k);
+        }
+        done += docs.len();
+        eprint!("\rf32 truth: {done}/{n} documents ({:.0} s)", t.elapsed().as_secs_f64());
+    }
+    eprintln!();
+    Ok(best.into_iter().map(|b| b.into_iter().map(|(_, d)| format!("d{d}")).collect()).collect())
 }
 
 /// Run next-plaid on the same vectors (regenerated from the same seed, as f32) through the

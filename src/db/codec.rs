@@ -4,8 +4,10 @@
 //!
 //! Life cycle, all decided here:
 //! - **Training.** A flush (or a bulk batch, or VACUUM) of a codes-only collection that has
-//!   no codec yet trains one once the collection holds at least [`MIN_TRAIN_TOKENS`] token
-//!   vectors (the batch plus any vector segments written before): k-means on at most
+//!   no codec yet trains one once the collection holds at least
+//!   [`DatabaseBuilder::codec_min_tokens`](super::DatabaseBuilder::codec_min_tokens)
+//!   token vectors (default 262,144: one full training sample; the batch plus any vector
+//!   segments written before, all original vectors): k-means on at most
 //!   [`CodecParams::sample`](crate::index::plaid::CodecParams) tokens drawn evenly from
 //!   them, `K = 2^⌊log₂(16·√N)⌋` centroids for `N` tokens (PLAID's rule, capped at 65,536:
 //!   codes are u16). Before that, segments store f16 vectors; VACUUM re-encodes them.
@@ -16,12 +18,13 @@
 //! - **Drift and re-training.** Each flush measures the quantisation error of what it
 //!   encodes (mean `1 − cos(x, decode(encode(x)))` over a sample of its tokens) into
 //!   `segments.quant_error`. VACUUM trains a new codec when the token-weighted error of the
-//!   segments encoded since training exceeds [`RETRAIN_DRIFT`] × the codec's held-out
-//!   training error, or when the collection has grown to [`RETRAIN_GROWTH`] × the tokens
-//!   the codec was trained on (the centroid rule would then pick ≥ 4× the centroids); it
-//!   rewrites every segment with the new codec (document ids and row ids unchanged) and
-//!   retires the old one. Codes copied between segments of the same codec are copied
-//!   byte for byte, never decoded and re-encoded.
+//!   segments encoded since training exceeds [`RETRAIN_DRIFT`] × the codec's training
+//!   error (the data moved away from what the centroids describe); it rewrites every
+//!   segment with the new codec (document ids and row ids unchanged) and retires the old
+//!   one. Re-training starts from decoded codes (the original vectors are not kept), so
+//!   it costs a second quantisation of the older data: it is worth it only on drift. Codes
+//!   copied between segments of the same codec are copied byte for byte, never decoded
+//!   and re-encoded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,12 +36,8 @@ use crate::storage::container::{self, Container, ContainerHeader};
 use crate::storage::segment::{self, SegmentReader, SegmentSource};
 use crate::{Error, Result};
 
-/// Fewest token vectors a codec is trained on (fewer: segments keep f16 vectors).
-pub const MIN_TRAIN_TOKENS: usize = 4096;
 /// VACUUM re-trains when new data's quantisation error exceeds this × the training error.
 pub const RETRAIN_DRIFT: f64 = 1.25;
-/// VACUUM re-trains when the collection holds this × the tokens the codec was trained on.
-pub const RETRAIN_GROWTH: i64 = 16;
 /// Every this-many-th token encoded is decoded again to measure the quantisation error.
 const ERROR_SAMPLE_STRIDE: usize = 7;
 /// Kind tag and section of a codec state file.
@@ -77,7 +76,7 @@ impl segment::TokenCodec for TokenCodec {
     }
     fn encode(&self, rows: &[f32], codes: &mut Vec<u16>, records: &mut Vec<u8>) {
         let dim = self.codec.dim();
-        let assigned = crate::index::plaid::assign(self.codec.centroids(), dim, rows);
+        let assigned = self.codec.assign_many(rows);
         use rayon::prelude::*;
         let bits: Vec<u8> = rows
             .par_chunks(dim)
@@ -280,10 +279,6 @@ fn mean_error(codec: &Codec, xs: &[f32], dim: usize) -> f64 {
 /// Whether VACUUM should train a new codec for `c` (see the module docs): the segments
 /// `segs` with their measured errors, `codec` the current one.
 pub(super) fn needs_retraining(codec: &TokenCodec, segs: &[crate::catalog::SegmentRow]) -> bool {
-    let tokens: i64 = segs.iter().map(|s| s.token_count).sum();
-    if tokens >= RETRAIN_GROWTH * codec.row.trained_tokens.max(1) {
-        return true;
-    }
     let (mut e, mut n) = (0f64, 0f64);
     for s in segs {
         if let Some(q) = s.quant_error {
@@ -317,7 +312,8 @@ pub struct CodecInfo {
 
 impl super::Database {
     /// The codec a codes-only collection encodes new segments with (`None`: the collection
-    /// stores vectors, or has not had [`MIN_TRAIN_TOKENS`] token vectors yet).
+    /// stores vectors, or has not had enough token vectors yet:
+    /// [`super::DatabaseBuilder::codec_min_tokens`]).
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown collection; [`Error::Corruption`] for a damaged

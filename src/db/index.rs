@@ -473,14 +473,14 @@ impl Database {
         };
         let readers = segs.iter().map(|s| self.segment(c, s)).collect::<Result<Vec<_>>>()?;
         let tokens: u64 = readers.iter().map(|r| r.token_count()).sum();
-        if (tokens as usize) < super::codec::MIN_TRAIN_TOKENS {
+        if (tokens as usize) < self.inner.opts.codec_min_tokens {
             return Err(Error::invalid(format!(
                 "collection '{}' stores {} tokens as codes, and its codec is trained once it has {} \
                  token vectors ({tokens} so far): insert more before CREATE INDEX … USING plaid \
                  (exact search works meanwhile)",
                 c.spec.name,
                 c.spec.vectors.token_storage(),
-                super::codec::MIN_TRAIN_TOKENS
+                self.inner.opts.codec_min_tokens
             )));
         }
         let sources = super::write::reader_sources(&readers);

@@ -53,6 +53,8 @@ use crate::{Error, Result};
 
 /// Default number of pending token vectors that triggers an automatic flush.
 pub const DEFAULT_FLUSH_THRESHOLD_TOKENS: usize = 262_144;
+/// Default token count at which a codes-only collection trains its codec.
+pub const DEFAULT_CODEC_MIN_TOKENS: usize = 262_144;
 /// Default time a retired segment file is kept for readers of older snapshots.
 pub const DEFAULT_RETIRE_GRACE: Duration = Duration::from_secs(60);
 
@@ -65,6 +67,7 @@ pub struct DatabaseBuilder {
     flush_threshold_tokens: usize,
     retire_grace: Duration,
     flush_on_close: bool,
+    codec_min_tokens: usize,
 }
 
 impl DatabaseBuilder {
@@ -87,6 +90,14 @@ impl DatabaseBuilder {
     /// (default [`DEFAULT_RETIRE_GRACE`]).
     pub fn retire_grace(mut self, d: Duration) -> Self {
         self.retire_grace = d;
+        self
+    }
+
+    /// A codes-only collection trains its codec once it holds this many token vectors
+    /// (default [`DEFAULT_CODEC_MIN_TOKENS`], one full training sample); until then its
+    /// segments store f16 vectors, which VACUUM encodes later.
+    pub fn codec_min_tokens(mut self, n: usize) -> Self {
+        self.codec_min_tokens = n.max(1);
         self
     }
 
@@ -318,6 +329,7 @@ impl Database {
             flush_threshold_tokens: DEFAULT_FLUSH_THRESHOLD_TOKENS,
             retire_grace: DEFAULT_RETIRE_GRACE,
             flush_on_close: true,
+            codec_min_tokens: DEFAULT_CODEC_MIN_TOKENS,
         }
     }
 

@@ -181,7 +181,7 @@ fn encoding_for(
     sources.extend(extra.iter().map(|s| s as &dyn SegmentSource));
     let total: usize =
         sources.iter().map(|s| (0..s.doc_count()).map(|i| s.token_count(i)).sum::<usize>()).sum();
-    if total < codec::MIN_TRAIN_TOKENS {
+    if total < inner.opts.codec_min_tokens {
         return Ok(Encoding { codec: None, fresh: false });
     }
     let id = reserve_segment_id(cat)?;
@@ -616,7 +616,7 @@ impl Database {
             let want = current.as_deref().map(segment::TokenCodec::codec_ref);
             let tokens: i64 = segs.iter().map(|s| s.token_count).sum();
             readers.iter().any(|r| r.codec_ref() != want)
-                && (want.is_some() || tokens >= codec::MIN_TRAIN_TOKENS as i64)
+                && (want.is_some() || tokens >= self.inner.opts.codec_min_tokens as i64)
         };
         // A lone format v2 segment counts as not clean: compaction moves its embedded
         // indexes into side files (the lazy upgrade).

@@ -37,13 +37,32 @@ pub struct Outcomes {
 
 /// Build the database the sweep damages: 240 documents in two segments plus pending
 /// rows, deletes, an HNSW index on the pooled vectors, PLAID and MUVERA indexes (side
-/// files per segment, and their state files) and (feature `fulltext`) a full-text index.
+/// files per segment, and their state files) and (feature `fulltext`) a full-text index;
+/// and a codes-only collection (`tokens = 'plaid2'`: codec file, two codes segments, a
+/// PLAID index over the shared codes).
 ///
 /// # Errors
 /// Database errors.
 pub fn build_base(path: &Path) -> crate::Result<()> {
-    let db = Database::builder(path).flush_threshold_tokens(1 << 20).retire_grace(Duration::ZERO).open()?;
+    let db = Database::builder(path)
+        .flush_threshold_tokens(1 << 20)
+        .retire_grace(Duration::ZERO)
+        .codec_min_tokens(256)
+        .open()?;
     crash_setup(&db)?;
+    // A codes-only collection (its codec file, codes segments, a PLAID index whose side
+    // files hold inverted lists only).
+    db.create_collection(
+        &crate::CollectionSpec::new("k", crate::VectorSpec::new(super::CRASH_DIM).codes(2))
+            .id_type(crate::IdType::Integer),
+    )?;
+    for (lo, hi) in [(1, 120), (121, 160)] {
+        let docs: Vec<_> =
+            (lo..=hi).map(|i| crate::Document::new(DocId::Int(i)).tokens(crash_doc(i, 0).tokens)).collect();
+        db.insert("k", &docs)?;
+        db.flush("k")?;
+    }
+    db.create_plaid_index("k", PlaidOptions::default())?;
     for (lo, hi) in [(1, 120), (121, 220)] {
         db.insert("c", &(lo..=hi).map(|i| crash_doc(i, 0)).collect::<Vec<_>>())?;
         db.flush("c")?;
@@ -78,6 +97,13 @@ fn fingerprint(db: &Database) -> crate::Result<String> {
             out += &format!("{};", h.id);
         }
         out += &format!("get {:?};", db.get("c", &DocId::Int(id))?.map(|d| d.tokens.len()));
+        if id <= 160 {
+            for h in db.search("k", &SearchRequest::maxsim(d.tokens.clone()).limit(5))? {
+                out += &format!("k {} {:.4};", h.id, h.score);
+            }
+            out +=
+                &format!("k get {:?};", db.get("k", &DocId::Int(id))?.map(|d| d.tokens.iter().sum::<f32>()));
+        }
     }
     out += &format!("docs {}", db.stats("c")?.docs);
     Ok(out)
@@ -160,7 +186,12 @@ fn side_kind(name: &str) -> Option<String> {
     if !name.starts_with("segments") || ext == "seg" || ext == "tmp" {
         return None;
     }
-    Some(if stem.starts_with("ix") { format!("state {ext}") } else { format!("side {ext}") })
+    // `ix<n>.<kind>`: an index's state; `codec<n>.tokens`: a codes-only collection's codec.
+    Some(if stem.starts_with("ix") || stem.starts_with("codec") {
+        format!("state {ext}")
+    } else {
+        format!("side {ext}")
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

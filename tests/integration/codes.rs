@@ -44,8 +44,10 @@ fn codes_spec(nbits: u8) -> CollectionSpec {
     CollectionSpec::new("c", VectorSpec::new(D).codes(nbits))
 }
 
+/// The codec is trained at 4,096 tokens here (the default waits for a full training
+/// sample of 262,144).
 fn open(dir: &tempfile::TempDir) -> Database {
-    Database::open(dir.path().join("codes.msdb")).unwrap()
+    Database::builder(dir.path().join("codes.msdb")).codec_min_tokens(4096).open().unwrap()
 }
 
 fn maxsim(q: &[f32], d: &[f32]) -> f32 {

@@ -169,6 +169,9 @@ fn every_artefact_damaged_is_detected_or_harmless_never_a_panic() {
         "side muvera table+trailer",
         "state plaid section 1",
         "state muvera header",
+        "state tokens section 1",
+        "segment TOKEN_CODES",
+        "segment CODEC_REF",
         "fulltext",
         "catalog",
     ] {
