@@ -208,18 +208,25 @@ pub(super) fn train(
     let params = CodecParams { nbits, ..CodecParams::default() };
     let total: usize =
         sources.iter().map(|s| (0..s.doc_count()).map(|i| s.token_count(i)).sum::<usize>()).sum();
-    // Every `stride`-th token, so that at most `params.sample` train the codec.
+    // Every `stride`-th token trains the codec (at most `params.sample` of them); up to
+    // 4,096 of the others, evenly spread, measure its error out of sample.
     let stride = total.div_ceil(params.sample).max(1);
+    let held_every = (total / 4096).max(1);
+    let train_at = |t: usize| t.is_multiple_of(stride);
+    let held_at = |t: usize| stride > 1 && !t.is_multiple_of(stride) && (t + 1).is_multiple_of(held_every);
     let mut sample: Vec<f32> = Vec::with_capacity(total.div_ceil(stride) * dim);
+    let mut held: Vec<f32> = Vec::new();
     let mut at = 0usize;
     for s in sources {
         for i in 0..s.doc_count() {
             let n = s.token_count(i);
-            if (at..at + n).any(|t| t.is_multiple_of(stride)) {
+            if (at..at + n).any(|t| train_at(t) || held_at(t)) {
                 let rows = s.tokens(i).into_f32();
                 for (t, x) in rows.chunks_exact(dim).enumerate() {
-                    if (at + t).is_multiple_of(stride) {
+                    if train_at(at + t) {
                         sample.extend_from_slice(x);
+                    } else if held_at(at + t) {
+                        held.extend_from_slice(x);
                     }
                 }
             }
@@ -229,9 +236,8 @@ pub(super) fn train(
     let centroids =
         (1usize << ((16.0 * (total.max(1) as f64).sqrt()).log2().floor() as u32)).min(MAX_CENTROIDS);
     let codec = Codec::train(&sample, dim, CodecParams { centroids: Some(centroids), ..params })?;
-    // Held-out error: the codec was fitted on the sample; the training tokens that were
-    // not in it (or, when all were, the sample itself) measure it.
-    let train_error = mean_error(&codec, &sample, dim);
+    // Out of sample when some tokens did not train it (else in sample).
+    let train_error = mean_error(&codec, if held.is_empty() { &sample } else { &held }, dim);
     let bytes = codec.to_bytes();
     let file = format!("segments/{}/codec{id}.{KIND}", c.id);
     let dir = crate::storage::collection_dir(&inner.root, c.id);

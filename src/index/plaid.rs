@@ -992,7 +992,10 @@ mod tests {
         let dim = 32;
         let docs = corpus(&mut rng, 600, dim);
         let all: Vec<f32> = docs.iter().flatten().copied().collect();
-        let centroids = rng.unit_vectors(2048, dim);
+        // Centroids as the codec trains them (k-means on the data).
+        let codec =
+            Codec::train(&all, dim, CodecParams { centroids: Some(2048), ..CodecParams::default() }).unwrap();
+        let centroids = codec.centroids().to_vec();
         let a = Assigner::new(&centroids, dim);
         assert_eq!(a.members.iter().map(|m| m.0.len()).sum::<usize>(), 2048, "every centroid in one cell");
         let got = a.assign(&all);
