@@ -215,7 +215,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             .zip(&truth)
             .map(|(g, w)| g.iter().filter(|id| w.contains(id)).count() as f64 / k as f64)
             .sum::<f64>()
-            / nq as f64
+            / got.len().max(1) as f64
     };
     let exact_codes_recall = recall_of(&exact_db);
     if codes.is_some() {

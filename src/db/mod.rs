@@ -116,6 +116,25 @@ impl DatabaseBuilder {
     pub fn open(self) -> Result<Database> {
         let root = self.path.clone();
         let cat_path = catalog::catalog_path(&root);
+        if root.is_file() {
+            return Err(Error::invalid(format!(
+                "{} is a file, not a database directory (a maxsimdb database is a directory: \
+                 give a new path, e.g. {}.msdb)",
+                root.display(),
+                root.display()
+            )));
+        }
+        // An existing directory with other files and no catalog is not ours to adopt.
+        // (A lone LOCK is what a crash between creating the directory and the catalog
+        // leaves behind.)
+        let foreign = |d: std::fs::ReadDir| d.flatten().any(|e| e.file_name() != "LOCK");
+        if !cat_path.exists() && std::fs::read_dir(&root).is_ok_and(foreign) {
+            return Err(Error::invalid(format!(
+                "{} is a directory that holds other files and no maxsimdb catalog: refusing to \
+                 turn it into a database (give a new or empty directory)",
+                root.display()
+            )));
+        }
         let lock = if self.read_only {
             if !cat_path.exists() {
                 return Err(Error::NotFound { kind: "database", name: root.display().to_string() });

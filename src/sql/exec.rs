@@ -202,6 +202,7 @@ impl Session {
             .map(|(id, w)| vec![Value::Text(id.to_string()), Value::Real(f64::from(w))])
             .collect();
         Ok(StatementResult {
+            status: None,
             columns: vec!["id".into(), "weight".into()],
             rows,
             message: Some(format!(
@@ -240,6 +241,7 @@ impl Session {
         let r = db.check()?;
         let rows = r.problems.iter().map(|p| vec![Value::Text(p.clone())]).collect();
         Ok(StatementResult {
+            status: (!r.problems.is_empty()).then_some(crate::ErrorCode::Corruption),
             columns: vec!["problem".into()],
             rows,
             message: Some(format!(
@@ -453,7 +455,7 @@ impl Session {
                     .collect()
             })
             .collect();
-        Ok(StatementResult { columns, rows, message: None })
+        Ok(StatementResult { columns, rows, message: None, status: None })
     }
 
     /// `EXPORT coll TO 'file.parquet'`: every live document as Apache Parquet.

@@ -44,6 +44,10 @@ pub struct StatementResult {
     pub rows: Vec<Vec<Value>>,
     /// A one-line summary (`inserted 3 documents`), if any.
     pub message: Option<String>,
+    /// Set when the statement ran but found a condition its caller must not take for
+    /// success: `CHECK` that found damage says [`crate::ErrorCode::Corruption`] (the shell
+    /// exits with it after printing the problems).
+    pub status: Option<crate::ErrorCode>,
 }
 
 impl StatementResult {

@@ -198,7 +198,12 @@ pub(super) fn check_options(opts: &[(String, Value)], allowed: &[&str], what: &s
 }
 
 pub(super) fn table(columns: &[&str], rows: Vec<Vec<Value>>) -> StatementResult {
-    StatementResult { columns: columns.iter().map(|s| (*s).to_string()).collect(), rows, message: None }
+    StatementResult {
+        columns: columns.iter().map(|s| (*s).to_string()).collect(),
+        rows,
+        message: None,
+        status: None,
+    }
 }
 
 pub(super) fn int(v: u64) -> Value {

@@ -248,3 +248,27 @@ fn a_huge_parameter_number_is_an_error_not_an_allocation() {
         MAX_PARAMS
     );
 }
+
+/// A path that is a regular file, or a non-empty directory without a catalog, is refused
+/// (and left untouched) instead of being adopted as a database.
+#[test]
+fn a_file_or_a_foreign_directory_is_not_adopted_as_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let e = maxsimdb::Database::open(&file).unwrap_err();
+    assert!(e.to_string().contains("is a file, not a database directory"), "{e}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+    let foreign = dir.path().join("photos");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("a.jpg"), "x").unwrap();
+    let e = maxsimdb::Database::open(&foreign).unwrap_err();
+    assert!(e.to_string().contains("no maxsimdb catalog"), "{e}");
+    let names: Vec<_> = std::fs::read_dir(&foreign).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(names.len(), 1, "nothing written: {names:?}");
+    // An empty directory is fine, and so is reopening a database.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    drop(maxsimdb::Database::open(&empty).unwrap());
+    drop(maxsimdb::Database::open(&empty).unwrap());
+}

@@ -331,3 +331,33 @@ fn index_side_files_through_the_shell() {
     let r = ok(&db, "DROP INDEX plaid ON v; STATS v");
     assert_eq!(stat(&r[1], "index_bytes:plaid"), None, "{}", r[1]);
 }
+
+/// `CHECK` that finds damage prints the problems in full and exits with the corruption
+/// code (6), on writable and read-only handles; a clean CHECK exits 0.
+#[test]
+fn check_that_finds_damage_exits_with_the_corruption_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("k.msdb");
+    ok(&db, "CREATE COLLECTION docs WITH (dim = 2)");
+    ok(&db, "INSERT INTO docs (id, tokens) VALUES ('a', '[[1,0],[0,1]]'), ('b', '[[0.6,0.8]]')");
+    ok(&db, "FLUSH docs");
+    assert!(run(&db, "CHECK").0.status.success());
+    let seg = std::fs::read_dir(db.join("segments"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // A byte of the token vectors (after the 64-byte header and the small sections).
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+    for args in [&["--format", "json"][..], &["--read-only", "--format", "json"][..]] {
+        let out = bin().arg(&db).args(args).args(["-c", "CHECK"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("checksum mismatch"), "{text}");
+    }
+}

@@ -54,6 +54,8 @@ struct Shell {
     session: Session,
     format: Format,
     timer: bool,
+    /// The first non-success status a statement reported (CHECK that found damage).
+    status: Option<maxsimdb::ErrorCode>,
 }
 
 fn main() -> ExitCode {
@@ -96,7 +98,7 @@ fn main() -> ExitCode {
         Ok(db) => db,
         Err(e) => return fail(&e),
     };
-    let mut shell = Shell { session: Session::new(db), format, timer: false };
+    let mut shell = Shell { session: Session::new(db), format, timer: false, status: None };
     let input = if let Some(c) = command {
         c
     } else if let Some(f) = file {
@@ -118,7 +120,8 @@ fn main() -> ExitCode {
         s
     };
     match shell.run(&input) {
-        Ok(()) => ExitCode::SUCCESS,
+        // CHECK printed its problems; the exit status says damage was found.
+        Ok(()) => shell.status.map_or(ExitCode::SUCCESS, |c| ExitCode::from(c as u8)),
         Err(e) => fail(&e),
     }
 }
@@ -164,6 +167,7 @@ impl Shell {
             if progress_tty {
                 eprint!("\r\x1b[K");
             }
+            self.status = self.status.or(r.status);
             self.print(&r);
         });
         result?;
