@@ -361,3 +361,47 @@ fn check_that_finds_damage_exits_with_the_corruption_code() {
         assert!(text.contains("checksum mismatch"), "{text}");
     }
 }
+
+/// Bytes that are not UTF-8: a database path may hold them (paths are bytes); a `-c`
+/// argument or a `-f` file with them is a usage error naming where, never a panic; `-i
+/// --format json` keeps standard output pure JSON Lines (the banner goes to stderr).
+#[test]
+fn non_utf8_input_is_refused_clearly_and_the_banner_stays_off_stdout() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.msdb");
+    let db = dir.path().join(latin1);
+    let out = bin()
+        .arg(&db)
+        .args(["--format", "json", "-c", "CREATE COLLECTION c WITH (dim = 2)"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(db.join("catalog.sqlite").exists());
+    let bad = std::ffi::OsStr::from_bytes(b"SHOW COLLECTIONS WHERE x = '\xe9'");
+    let out = bin().arg(&db).arg("-c").arg(bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid UTF-8"));
+    let script = dir.path().join("s.sql");
+    std::fs::write(&script, b"SHOW COLLECTIONS;\nSELECT '\xe9';\n").unwrap();
+    let out = bin().arg(&db).arg("-f").arg(&script).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("not valid UTF-8"), "{err}");
+    let mut child = bin()
+        .arg(&db)
+        .args(["-i", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("MAXSIMDB_HISTORY", "")
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"SHOW COLLECTIONS;\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.trim().is_empty());
+    for l in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<J>(l).unwrap_or_else(|e| panic!("not JSON on stdout: {l}: {e}"));
+    }
+}

@@ -59,7 +59,30 @@ struct Shell {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The database path may be any bytes (as paths are on Unix); every other argument
+    // must be UTF-8 text.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut os_path: Option<std::ffi::OsString> = None;
+    let mut args: Vec<String> = Vec::with_capacity(raw.len());
+    let mut prev_takes_value = false;
+    for a in raw {
+        match a.into_string() {
+            Ok(s) => {
+                prev_takes_value = matches!(s.as_str(), "-c" | "-f" | "--format" | "-m");
+                args.push(s);
+            }
+            Err(a) if !prev_takes_value && os_path.is_none() => {
+                os_path = Some(a);
+                args.push("\u{0}path".into());
+            }
+            Err(a) => {
+                return usage_error(&format!(
+                    "argument {} is not valid UTF-8: statements and options must be UTF-8 text",
+                    a.to_string_lossy()
+                ))
+            }
+        }
+    }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
@@ -86,7 +109,8 @@ fn main() -> ExitCode {
             "--read-only" => read_only = true,
             "-i" | "--interactive" => force_interactive = true,
             other if other.starts_with('-') => return usage_error(&format!("unknown option {other}")),
-            other if path.is_none() => path = Some(other.to_string()),
+            "\u{0}path" if path.is_none() => path = os_path.clone().map(std::path::PathBuf::from),
+            other if path.is_none() => path = Some(std::path::PathBuf::from(other)),
             other => return usage_error(&format!("unexpected argument {other}")),
         }
     }
@@ -102,8 +126,16 @@ fn main() -> ExitCode {
     let input = if let Some(c) = command {
         c
     } else if let Some(f) = file {
-        match std::fs::read_to_string(&f) {
-            Ok(s) => s,
+        match std::fs::read(&f) {
+            Ok(b) => match String::from_utf8(b) {
+                Ok(s) => s,
+                Err(e) => {
+                    let bad = e.utf8_error().valid_up_to();
+                    let line = e.as_bytes()[..bad].iter().filter(|&&c| c == b'\n').count() + 1;
+                    eprintln!("error: {f} line {line}: not valid UTF-8 (byte {bad}); save the file as UTF-8");
+                    return ExitCode::from(2);
+                }
+            },
             Err(e) => {
                 eprintln!("error: cannot read {f}: {e}");
                 return ExitCode::from(10);
@@ -172,7 +204,7 @@ impl Shell {
         });
         result?;
         if self.timer {
-            eprintln!("time: {:.3} s", start.elapsed().as_secs_f64());
+            eprintln!("time: {:.6} s", start.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -194,8 +226,11 @@ impl Shell {
         if let Some(h) = &history {
             let _ = rl.load_history(h);
         }
-        println!("maxsimdb {} — .help for help, .quit to leave", env!("CARGO_PKG_VERSION"));
+        // The banner goes to standard error: standard output carries only results (JSON
+        // Lines stay parseable with -i --format json).
+        eprintln!("maxsimdb {} — .help for help, .quit to leave", env!("CARGO_PKG_VERSION"));
         let mut buf = String::new();
+        let mut failures = 0;
         loop {
             let prompt = if buf.is_empty() { "maxsimdb> " } else { "     ...> " };
             let line = match rl.readline(prompt) {
@@ -204,8 +239,18 @@ impl Shell {
                     buf.clear();
                     continue;
                 }
-                Err(_) => break,
+                Err(rustyline::error::ReadlineError::Eof) => break,
+                // E.g. a byte that is not UTF-8 (a Latin-1 é): say so, drop the line, go on.
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("error: {e}: the line was dropped (the shell reads UTF-8 text)");
+                    if failures >= 3 {
+                        return ExitCode::from(10);
+                    }
+                    continue;
+                }
             };
+            failures = 0;
             if buf.is_empty() && line.trim_start().starts_with('.') {
                 let _ = rl.add_history_entry(line.as_str());
                 if !self.meta(line.trim()) {
