@@ -405,3 +405,38 @@ fn non_utf8_input_is_refused_clearly_and_the_banner_stays_off_stdout() {
         serde_json::from_str::<J>(l).unwrap_or_else(|e| panic!("not JSON on stdout: {l}: {e}"));
     }
 }
+
+/// Meta commands work in `-c`, `-f` and piped scripts, on lines of their own between
+/// statements (as sqlite3 and duckdb take them).
+#[test]
+fn meta_commands_work_in_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.msdb");
+    ok(&db, "CREATE COLLECTION alpha WITH (dim = 2); CREATE COLLECTION beta WITH (dim = 3)");
+    let out = bin().arg(&db).args(["-c", ".help"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".schema"));
+    // `.mode csv` switches the output of the statements after it.
+    let script = dir.path().join("m.sql");
+    std::fs::write(&script, "SHOW COLLECTIONS;\n.mode csv\nSHOW COLLECTIONS;\n").unwrap();
+    let out = bin().arg(&db).args(["--format", "json", "-f"]).arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with('{'), "{text}");
+    assert!(text.contains("collection,"), "csv header after .mode csv: {text}");
+    // Piped: .schema prints every collection under its name.
+    let mut child = bin()
+        .arg(&db)
+        .args(["--format", "table"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b".tables\n.schema\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("-- collection alpha") && text.contains("-- collection beta"), "{text}");
+}

@@ -151,7 +151,7 @@ fn main() -> ExitCode {
         }
         s
     };
-    match shell.run(&input) {
+    match shell.run_script(&input) {
         // CHECK printed its problems; the exit status says damage was found.
         Ok(()) => shell.status.map_or(ExitCode::SUCCESS, |c| ExitCode::from(c as u8)),
         Err(e) => fail(&e),
@@ -186,6 +186,36 @@ fn complete(buf: &str) -> bool {
 }
 
 impl Shell {
+    /// Run a script (`-c`, `-f`, standard input): statements, and meta commands on lines
+    /// of their own between statements, as the interactive shell takes them.
+    fn run_script(&mut self, input: &str) -> maxsimdb::Result<()> {
+        let is_meta = |l: &str| l.trim_start().starts_with('.');
+        if !input.lines().any(is_meta) {
+            return self.run(input);
+        }
+        let mut buf = String::new();
+        for line in input.lines() {
+            if buf.trim().is_empty() && is_meta(line) {
+                buf.clear();
+                if !self.meta(line.trim()) {
+                    return Ok(());
+                }
+                continue;
+            }
+            buf.push_str(line);
+            buf.push('\n');
+            if complete(&buf) {
+                self.run(&buf)?;
+                buf.clear();
+            }
+        }
+        if buf.trim().is_empty() {
+            Ok(())
+        } else {
+            self.run(&buf)
+        }
+    }
+
     fn run(&mut self, sql: &str) -> maxsimdb::Result<()> {
         let start = Instant::now();
         let progress_tty = std::io::stderr().is_terminal();
@@ -290,6 +320,10 @@ impl Shell {
                 Some(c) => self.run(&format!("DESCRIBE \"{}\"", c.replace('"', ""))),
                 None => self.session.database().collections().map(|cs| {
                     for c in cs {
+                        // Each collection's table under its name.
+                        if self.format == Format::Table {
+                            println!("-- collection {}", c.name);
+                        }
                         let _ = self.run(&format!("DESCRIBE \"{}\"", c.name));
                     }
                 }),
