@@ -128,6 +128,26 @@ fn files_under(root: &Path, dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Check a segment or container file's checksums; a damaged one stops the backup with
+/// an error naming it and what to do.
+fn verify_before_copy(path: &Path) -> Result<()> {
+    let res = if path.extension().is_some_and(|e| e == "seg") {
+        crate::storage::segment::verify_file(path)
+    } else {
+        crate::storage::container::Container::open(path).and_then(|c| c.verify_all())
+    };
+    res.map_err(|e| match e {
+        Error::Corruption { path, detail } => Error::Corruption {
+            path,
+            detail: format!(
+                "{detail}; BACKUP refuses to copy a damaged file (run CHECK to list the damage; restore an \
+                 older backup, or DROP and re-create the index the file belongs to)"
+            ),
+        },
+        other => other,
+    })
+}
+
 fn hex(v: u128) -> String {
     format!("{v:032x}")
 }
@@ -217,9 +237,11 @@ impl Database {
         let schema_version = snap.schema();
         let manifest = snap.read()?.manifest_files()?;
         drop(snap);
-        // 3. Every segment the snapshot names, opened now.
+        // 3. Every segment (and side file, state file, codec) the snapshot names, opened
+        // now and verified by its own checksums: a backup never copies damage silently.
         for rel in &manifest {
             sources.push(open_source(root, rel)?);
+            verify_before_copy(&root.join(rel))?;
         }
         let catalog_len = std::fs::metadata(snapshot).at(snapshot)?.len();
         sources.insert(

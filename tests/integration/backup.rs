@@ -146,3 +146,41 @@ fn backup_and_restore_statements() {
     ));
     assert!(matches!(err, Err(Error::Corruption { .. })), "{err:?}");
 }
+
+/// A backup verifies what it copies: a damaged segment or index side file stops it with
+/// a corruption error naming the file, and no archive is left; the undamaged database
+/// backs up and restores.
+#[test]
+fn backup_refuses_to_copy_a_damaged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.msdb");
+    let (db, _) = small_db(&path);
+    db.create_hnsw_index("c", "mean", HnswParams::default()).unwrap();
+    drop(db);
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(path.join("segments"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.path()))
+        .collect();
+    for ext in ["seg", "hnsw"] {
+        let victim = files.iter().find(|p| p.extension().is_some_and(|e| e == ext)).unwrap();
+        let original = std::fs::read(victim).unwrap();
+        let mut bad = original.clone();
+        let at = bad.len() / 2;
+        bad[at] ^= 0x08;
+        std::fs::write(victim, &bad).unwrap();
+        let db = Database::open(&path).unwrap();
+        let dest = dir.path().join(format!("{ext}.msdb.zst"));
+        let err = db.backup(&dest, |_, _| {}).unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }), "{ext}: {err}");
+        let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.to_string().contains(&name) && err.to_string().contains("BACKUP refuses"), "{err}");
+        assert!(!dest.exists(), "no archive of a damaged database");
+        drop(db);
+        std::fs::write(victim, &original).unwrap();
+    }
+    let db = Database::open(&path).unwrap();
+    let dest = dir.path().join("ok.msdb.zst");
+    db.backup(&dest, |_, _| {}).unwrap();
+    Database::restore(&dest, dir.path().join("r.msdb"), |_, _| {}).unwrap();
+}
