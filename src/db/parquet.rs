@@ -19,6 +19,8 @@
 //! version (1) and `maxsimdb.version` the library version. A codes-only collection
 //! (`tokens = 'plaid2'` …) exports its token vectors decoded from the codes, and the file
 //! says so in `maxsimdb.tokens_lossy` (importing them re-encodes an approximation).
+//! `maxsimdb.content_xxh3` ([`CONTENT_KEY`]) checksums every row's id and vectors; import
+//! verifies it for files that carry it.
 //!
 //! Vectors are always written as float32: an f32 collection round-trips bit for bit, and so
 //! does an f16 one (every f16 widens exactly to f32 and narrows back to the same bits on
@@ -61,6 +63,30 @@ use crate::{Error, Result};
 
 /// File metadata key of the collection spec (JSON).
 pub const SPEC_KEY: &str = "maxsimdb.spec";
+/// File metadata key of the content checksum: xxh3-128 over every row's id, token
+/// vectors and pooled vectors (spec order), as written; import verifies it.
+pub const CONTENT_KEY: &str = "maxsimdb.content_xxh3";
+
+/// The running content checksum of [`CONTENT_KEY`].
+#[derive(Default)]
+struct ContentSum(xxhash_rust::xxh3::Xxh3);
+
+impl ContentSum {
+    fn add(&mut self, id: &DocId, tokens: &[f32], pooled: &[f32]) {
+        let id = id.to_string();
+        self.0.update(&(id.len() as u64).to_le_bytes());
+        self.0.update(id.as_bytes());
+        for v in [tokens, pooled] {
+            self.0.update(&(v.len() as u64).to_le_bytes());
+            v.iter().for_each(|x| self.0.update(&x.to_le_bytes()));
+        }
+    }
+
+    fn hex(&self) -> String {
+        format!("{:032x}", self.0.digest128())
+    }
+}
+
 /// File metadata key present when the token vectors were decoded from codes (lossy).
 pub const LOSSY_KEY: &str = "maxsimdb.tokens_lossy";
 /// File metadata key of the layout version.
@@ -552,6 +578,7 @@ impl Database {
             let dim = spec.vectors.token_dim;
             let pooled_dims: usize = spec.vectors.pooled.iter().map(|p| p.dim).sum();
             let (mut after, mut done, mut ntok) = (0u64, 0u64, 0u64);
+            let mut content = ContentSum::default();
             progress(0, total);
             loop {
                 let rows = tx.scan(&c, after, EXPORT_BATCH)?;
@@ -577,11 +604,15 @@ impl Database {
                     tokens.push(t);
                     pooled.push(p);
                 }
+                for ((id, t), p) in ids.iter().zip(&tokens).zip(&pooled) {
+                    content.add(id, t, p);
+                }
                 let b = export_batch(&schema, spec, &ids, &values, &tokens, &pooled)?;
                 w.write(&b).map_err(write_err(tmp))?;
                 done += ids.len() as u64;
                 progress(done, total);
             }
+            w.append_key_value_metadata(KeyValue::new(CONTENT_KEY.to_string(), content.hex()));
             let meta = w.finish().map_err(write_err(tmp))?;
             w.inner().sync_all().at(tmp)?;
             Ok(ExportReport {
@@ -688,6 +719,12 @@ impl Database {
             |b: ParquetRecordBatchReaderBuilder<File>| b.with_batch_size(256).build().map_err(read_err(path));
         let embed_text = layout.tokens.is_none();
         // Pass 1: decode and validate everything; ids must be new and unique.
+        let want_sum = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == CONTENT_KEY).and_then(|k| k.value.clone()));
+        let mut content = ContentSum::default();
         let mut seen = HashSet::new();
         let mut row = 0u64;
         for b in batches(builder)? {
@@ -706,11 +743,40 @@ impl Database {
                     crate::validate::document(spec, d).map_err(at)?;
                 }
             }
+            for d in &docs {
+                let pooled: Vec<f32> = spec
+                    .vectors
+                    .pooled
+                    .iter()
+                    .flat_map(|p| {
+                        d.pooled
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case(&p.name))
+                            .map_or(&[][..], |(_, v)| v)
+                    })
+                    .copied()
+                    .collect();
+                content.add(&d.id, &d.tokens, &pooled);
+            }
             if let Some(id) = self.first_existing(&spec.name, &ids)? {
                 return Err(Error::AlreadyExists { kind: "document", name: format!("{id} (in {shown})") });
             }
             row += b.num_rows() as u64;
             progress("checked", row, total);
+        }
+        // A file we wrote carries the checksum of its ids and vectors: a flipped byte that
+        // Parquet's own decoding let through (it writes no page checksums) is caught here.
+        if let Some(want) = want_sum {
+            if content.hex() != want {
+                return Err(Error::corruption(
+                    path,
+                    format!(
+                        "the ids and vectors read back differ from what was exported ({CONTENT_KEY} \
+                         {want}, read {}): the file is damaged; export it again",
+                        content.hex()
+                    ),
+                ));
+            }
         }
         // Pass 2: insert, a segment's worth of tokens per batch.
         let limit = self.inner.opts.flush_threshold_tokens.max(1);

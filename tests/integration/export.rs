@@ -463,3 +463,48 @@ print("pyarrow read", len(rows), "rows,", sum(len(r["tokens"]) for r in rows.val
     assert!(out.status.success(), "pyarrow check failed:\n{text}");
     assert!(text.contains("pyarrow read 38 rows"), "{text}");
 }
+
+/// A flipped byte anywhere in a file we exported never imports silently with changed
+/// vectors: Parquet's decoding or the content checksum in the file's metadata
+/// (`maxsimdb.content_xxh3`, verified before anything is inserted) refuses it.
+#[test]
+fn damaged_exports_never_import_changed_vectors() {
+    let (dir, db) = tempdb();
+    let ids = populated(&db, Dtype::F32);
+    let before = all_docs(&db, "c", &ids);
+    let file = dir.path().join("c.parquet");
+    db.export_parquet("c", &file, |_, _| {}).unwrap();
+    let original = std::fs::read(&file).unwrap();
+    let mut rng = Rng::new(3);
+    let (mut refused, mut same) = (0, 0);
+    for n in 0..60 {
+        let mut bad = original.clone();
+        // The data pages: past the 4-byte magic, before the footer.
+        let at = 4 + rng.below((original.len() * 3 / 4) as u64) as usize;
+        bad[at] ^= 1 + rng.below(255) as u8;
+        let f = dir.path().join(format!("bad{n}.parquet"));
+        std::fs::write(&f, &bad).unwrap();
+        let coll = format!("r{n}");
+        match db.import_parquet(&coll, &f, |_, _, _| {}) {
+            Err(_) => {
+                refused += 1;
+                assert!(db.describe(&coll).is_err(), "nothing created");
+            }
+            Ok(_) => {
+                let after = all_docs(&db, &coll, &ids);
+                assert_eq!(after.len(), before.len());
+                for (id, d) in &before {
+                    assert_eq!(
+                        bits(&after[id].tokens),
+                        bits(&d.tokens),
+                        "byte {at}: vectors of {id} changed silently"
+                    );
+                }
+                same += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "{refused} refused, {same} identical");
+    // The undamaged file still imports.
+    db.import_parquet("ok", &file, |_, _, _| {}).unwrap();
+}
