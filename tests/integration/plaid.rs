@@ -301,7 +301,10 @@ fn muvera_index_finds_maxsim_candidates() {
     let hit = db.search("c", &SearchRequest::maxsim(own).plan(Plan::Muvera)).unwrap();
     assert_eq!(hit[0].id.to_string(), "d3007");
     db.create_plaid_index("c", opts()).unwrap();
-    assert_eq!(db.search_explained("c", &SearchRequest::maxsim(q.clone())).unwrap().plan, Plan::Plaid);
+    // Auto prefers PLAID to MUVERA (whether it beats exact search depends on the times
+    // the calibration measured on this machine, so that part is not asserted).
+    let auto = db.search_explained("c", &SearchRequest::maxsim(q.clone())).unwrap();
+    assert!(matches!(auto.plan, Plan::Plaid | Plan::Exact), "{:?}", auto.plan);
     let before = db.search("c", &SearchRequest::maxsim(q.clone()).plan(Plan::Muvera)).unwrap();
 
     // Reopen: matrices and sections persist, the answer is the same.
