@@ -360,6 +360,16 @@ fn check_that_finds_damage_exits_with_the_corruption_code() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("checksum mismatch"), "{text}");
     }
+    // The table view prints the problem whole (its last column is never cut).
+    let out = bin().arg(&db).args(["--format", "table", "-c", "CHECK"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = String::from_utf8_lossy(
+        &bin().arg(&db).args(["--format", "json", "-c", "CHECK"]).output().unwrap().stdout,
+    )
+    .to_string();
+    let v: J = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    let problem = v["rows"][0]["problem"].as_str().unwrap().to_string();
+    assert!(problem.len() > 60 && text.contains(&problem), "{text}");
 }
 
 /// Bytes that are not UTF-8: a database path may hold them (paths are bytes); a `-c`

@@ -365,13 +365,23 @@ impl Shell {
                             w[i] = w[i].max(c.chars().count()).min(60);
                         }
                     }
+                    // Cells wider than 60 characters are cut with an ellipsis, except in
+                    // the last column, which nothing follows (CHECK problems, messages).
+                    let last = w.len().saturating_sub(1);
                     let line = |cells: &[String]| -> String {
                         cells
                             .iter()
                             .zip(&w)
-                            .map(|(c, &w)| {
-                                let c: String = c.chars().take(w).collect();
-                                format!("{c:<w$}")
+                            .enumerate()
+                            .map(|(i, (c, &w))| {
+                                if i == last {
+                                    c.clone()
+                                } else if c.chars().count() > w {
+                                    let cut: String = c.chars().take(w.saturating_sub(1)).collect();
+                                    format!("{cut}…")
+                                } else {
+                                    format!("{c:<w$}")
+                                }
                             })
                             .collect::<Vec<_>>()
                             .join(" | ")
