@@ -173,6 +173,24 @@ impl VectorSpec {
         self
     }
 
+    /// Set how token vectors are stored from its spelling in `WITH (tokens = …)`: `f32`,
+    /// `f16` (vectors in that dtype), `plaid4`, `plaid2`, `plaid1` (codes only).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the accepted spellings.
+    pub fn with_token_storage(self, name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "plaid1" => Ok(self.codes(1)),
+            "plaid2" => Ok(self.codes(2)),
+            "plaid4" => Ok(self.codes(4)),
+            other => Ok(self.dtype(Dtype::parse(other).map_err(|_| {
+                Error::invalid(format!(
+                    "unknown token storage '{name}': use tokens = 'f32', 'f16', 'plaid4', 'plaid2' or 'plaid1'"
+                ))
+            })?)),
+        }
+    }
+
     /// How token vectors are stored, as spelt in `WITH (tokens = …)`: `f32`, `f16`,
     /// `plaid1`, `plaid2` or `plaid4`.
     #[must_use]

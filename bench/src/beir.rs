@@ -76,13 +76,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     // from the collection's first 262,144 tokens; VACUUM then encodes the f16 segments
     // written before it existed).
     let storage = args.opt("tokens").unwrap_or("f16").to_string();
-    let codes: Option<u8> = match storage.as_str() {
-        "f16" => None,
-        "plaid1" => Some(1),
-        "plaid2" => Some(2),
-        "plaid4" => Some(4),
-        other => return Err(format!("--tokens {other}: use f16, plaid1, plaid2 or plaid4")),
-    };
+    let codes = crate::token_codes(&storage)?;
     if !reuse {
         let mut vectors = VectorSpec::new(0).pooled("model", 0).dtype(Dtype::F16);
         if let Some(b) = codes {

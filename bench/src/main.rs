@@ -55,6 +55,17 @@ impl Args {
     }
 }
 
+/// The `--tokens` option of the `scale` and `beir` suites: `f16` (vectors) or
+/// `plaid1|2|4` (codes only), as the collection option spells it.
+pub fn token_codes(storage: &str) -> Result<Option<u8>, String> {
+    if storage.eq_ignore_ascii_case("f32") {
+        return Err(
+            "--tokens f32: the suites store f16 vectors or codes (f16, plaid1, plaid2, plaid4)".into()
+        );
+    }
+    maxsimdb::VectorSpec::new(1).with_token_storage(storage).map(|v| v.codes).map_err(|e| e.to_string())
+}
+
 /// Print a table of (name, value) rows, then the JSON object if asked.
 pub fn report(args: &Args, title: &str, obj: &serde_json::Value) {
     println!("== {title} ==");

@@ -124,13 +124,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let centroids: usize = args.get("centroids", 4096)?;
     let with_muvera = args.get("muvera", false)?;
     let storage: String = args.get("tokens", "f16".to_string())?;
-    let codes: Option<u8> = match storage.as_str() {
-        "f16" => None,
-        "plaid1" => Some(1),
-        "plaid2" => Some(2),
-        "plaid4" => Some(4),
-        other => return Err(format!("--tokens {other}: use f16, plaid1, plaid2 or plaid4")),
-    };
+    let codes = crate::token_codes(&storage)?;
     let nbits = codes.unwrap_or(nbits);
     let batch: usize = args.get("batch", 2000)?;
     let k = 10;

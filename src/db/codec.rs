@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use super::Inner;
 use crate::catalog::{CodecRow, CollectionRow, Txn};
-use crate::index::plaid::{Codec, CodecParams, MAX_CENTROIDS};
+use crate::index::plaid::{Codec, CodecParams};
 use crate::storage::container::{self, Container, ContainerHeader};
 use crate::storage::segment::{self, SegmentReader, SegmentSource};
 use crate::{Error, Result};
@@ -75,14 +75,7 @@ impl segment::TokenCodec for TokenCodec {
         self.codec.residual_bytes()
     }
     fn encode(&self, rows: &[f32], codes: &mut Vec<u16>, records: &mut Vec<u8>) {
-        let dim = self.codec.dim();
-        let assigned = self.codec.assign_many(rows);
-        use rayon::prelude::*;
-        let bits: Vec<u8> = rows
-            .par_chunks(dim)
-            .zip(assigned.par_iter())
-            .flat_map_iter(|(x, &c)| self.codec.quantize(c, x))
-            .collect();
+        let (assigned, bits) = self.codec.encode_many(rows);
         records.extend_from_slice(&bits);
         codes.extend(assigned.iter().map(|&c| c as u16));
     }
@@ -233,8 +226,7 @@ pub(super) fn train(
             at += n;
         }
     }
-    let centroids =
-        (1usize << ((16.0 * (total.max(1) as f64).sqrt()).log2().floor() as u32)).min(MAX_CENTROIDS);
+    let centroids = crate::index::plaid::default_centroids(total);
     let codec = Codec::train(&sample, dim, CodecParams { centroids: Some(centroids), ..params })?;
     // Out of sample when some tokens did not train it (else in sample).
     let train_error = mean_error(&codec, if held.is_empty() { &sample } else { &held }, dim);
@@ -285,6 +277,11 @@ fn mean_error(codec: &Codec, xs: &[f32], dim: usize) -> f64 {
 /// Whether VACUUM should train a new codec for `c` (see the module docs): the segments
 /// `segs` with their measured errors, `codec` the current one.
 pub(super) fn needs_retraining(codec: &TokenCodec, segs: &[crate::catalog::SegmentRow]) -> bool {
+    new_data_error(segs).is_some_and(|e| e > RETRAIN_DRIFT * codec.row.train_error.max(1e-6))
+}
+
+/// Token-weighted mean quantisation error of the segments that measured one.
+fn new_data_error(segs: &[crate::catalog::SegmentRow]) -> Option<f64> {
     let (mut e, mut n) = (0f64, 0f64);
     for s in segs {
         if let Some(q) = s.quant_error {
@@ -292,7 +289,7 @@ pub(super) fn needs_retraining(codec: &TokenCodec, segs: &[crate::catalog::Segme
             n += s.token_count as f64;
         }
     }
-    n > 0.0 && e / n > RETRAIN_DRIFT * codec.row.train_error.max(1e-6)
+    (n > 0.0).then(|| e / n)
 }
 
 /// The token codec of a codes-only collection, as [`super::Database::token_codec`]
@@ -334,13 +331,6 @@ impl super::Database {
         })?;
         let Some(row) = rows.last().filter(|_| c.spec.vectors.codes.is_some()) else { return Ok(None) };
         load(&self.inner, row)?;
-        let (mut e, mut n) = (0f64, 0f64);
-        for s in &segs {
-            if let Some(q) = s.quant_error {
-                e += q * s.token_count as f64;
-                n += s.token_count as f64;
-            }
-        }
         let bytes = std::fs::metadata(self.inner.root.join(&row.file)).map_or(0, |m| m.len());
         Ok(Some(CodecInfo {
             id: row.id,
@@ -348,7 +338,7 @@ impl super::Database {
             centroids: row.centroids as usize,
             trained_tokens: row.trained_tokens as u64,
             train_error: row.train_error,
-            new_data_error: (n > 0.0).then(|| e / n),
+            new_data_error: new_data_error(&segs),
             bytes,
         }))
     }

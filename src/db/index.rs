@@ -304,9 +304,7 @@ fn train_codec(c: &CollectionRow, readers: &[Arc<SegmentReader>], opts: PlaidOpt
             }
         }
     }
-    let k = opts.centroids.unwrap_or_else(|| {
-        (1usize << ((16.0 * (total as f64).sqrt()).log2().floor() as u32)).min(MAX_CENTROIDS)
-    });
+    let k = opts.centroids.unwrap_or_else(|| crate::index::plaid::default_centroids(total as usize));
     // The sample above is already the training set.
     Codec::train(&sample, dim, CodecParams { centroids: Some(k), sample: usize::MAX, ..opts })
 }

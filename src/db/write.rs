@@ -167,6 +167,13 @@ fn encoding_for(
     if current.is_some() && !retrain {
         return Ok(Encoding { codec: current, fresh: false });
     }
+    // Without a codec every segment holds vectors: the manifest's token counts say
+    // whether there are enough to train on, before any segment is opened.
+    let src_tokens: usize = (0..src.doc_count()).map(|i| src.token_count(i)).sum();
+    let seg_tokens: usize = if whole { 0 } else { segs.iter().map(|s| s.token_count as usize).sum() };
+    if src_tokens + seg_tokens < inner.opts.codec_min_tokens {
+        return Ok(Encoding { codec: None, fresh: false });
+    }
     let mut more: Vec<SegmentReader> = Vec::new();
     if !whole {
         for s in &segs {
@@ -179,11 +186,6 @@ fn encoding_for(
     let extra: Vec<ReaderSource<'_>> = more.iter().map(ReaderSource).collect();
     let mut sources: Vec<&dyn SegmentSource> = vec![src];
     sources.extend(extra.iter().map(|s| s as &dyn SegmentSource));
-    let total: usize =
-        sources.iter().map(|s| (0..s.doc_count()).map(|i| s.token_count(i)).sum::<usize>()).sum();
-    if total < inner.opts.codec_min_tokens {
-        return Ok(Encoding { codec: None, fresh: false });
-    }
     let id = reserve_segment_id(cat)?;
     Ok(Encoding { codec: Some(codec::train(inner, c, id, &sources)?), fresh: true })
 }

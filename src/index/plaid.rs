@@ -18,6 +18,13 @@ use crate::{Error, Result};
 /// Most centroids a codec may have (codes are stored as u16).
 pub const MAX_CENTROIDS: usize = 1 << 16;
 
+/// PLAID's centroid count for `n` token vectors: `2^⌊log₂(16·√n)⌋`, at most
+/// [`MAX_CENTROIDS`].
+#[must_use]
+pub fn default_centroids(n: usize) -> usize {
+    (1usize << ((16.0 * (n.max(1) as f64).sqrt()).log2().floor() as u32)).min(MAX_CENTROIDS)
+}
+
 /// Codec training parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -246,10 +253,7 @@ impl Codec {
         let heldout = (idx.len() / 20).clamp(1.min(idx.len() - 1), 50_000);
         let (held, train) = idx.split_at(heldout);
         let train = if train.is_empty() { held } else { train };
-        let k = p
-            .centroids
-            .unwrap_or_else(|| 1usize << ((16.0 * (n as f64).sqrt()).log2().floor() as u32))
-            .clamp(1, train.len());
+        let k = p.centroids.unwrap_or_else(|| default_centroids(n)).clamp(1, train.len());
         let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
         let mut centroids: Vec<f32> = train.iter().take(k).flat_map(|&i| row(i).iter().copied()).collect();
         let train_rows: Vec<f32> = train.iter().flat_map(|&i| row(i).iter().copied()).collect();
@@ -324,6 +328,19 @@ impl Codec {
             return assign(&self.centroids, self.dim, xs);
         }
         self.assigner.get_or_init(|| Assigner::new(&self.centroids, self.dim)).assign(xs)
+    }
+
+    /// Encode the rows of `xs`: every row's centroid id, and their packed residuals
+    /// ([`Codec::residual_bytes`] per row, in row order).
+    #[must_use]
+    pub fn encode_many(&self, xs: &[f32]) -> (Vec<u32>, Vec<u8>) {
+        let assigned = self.assign_many(xs);
+        let bits = xs
+            .par_chunks(self.dim)
+            .zip(assigned.par_iter())
+            .flat_map_iter(|(x, &c)| self.quantize(c, x))
+            .collect();
+        (assigned, bits)
     }
 
     /// Encode `x`: (centroid id, packed residual bits).
@@ -587,12 +604,7 @@ impl Codec {
                 flat.extend(doc(i));
                 i += 1;
             }
-            let assigned = self.assign_many(&flat);
-            let bits: Vec<u8> = flat
-                .par_chunks(dim)
-                .zip(assigned.par_iter())
-                .flat_map_iter(|(x, &c)| self.quantize(c, x))
-                .collect();
+            let (assigned, bits) = self.encode_many(&flat);
             put_residuals(&bits)?;
             codes.extend(assigned.iter().map(|&c| c as u16));
         }

@@ -70,18 +70,7 @@ pub(super) fn collection_spec(
         vectors = vectors.dtype(Dtype::parse(&d)?);
     }
     if let Some(t) = get("tokens").and_then(|v| text_of(&v)) {
-        match t.to_ascii_lowercase().as_str() {
-            "plaid1" => vectors = vectors.codes(1),
-            "plaid2" => vectors = vectors.codes(2),
-            "plaid4" => vectors = vectors.codes(4),
-            other => {
-                vectors = vectors.dtype(Dtype::parse(other).map_err(|_| {
-                    Error::invalid(format!(
-                        "unknown token storage '{t}': use tokens = 'f32', 'f16', 'plaid4', 'plaid2' or 'plaid1'"
-                    ))
-                })?);
-            }
-        }
+        vectors = vectors.with_token_storage(&t)?;
     }
     let mut spec = CollectionSpec::new(name, vectors);
     if let Some(v) = get("recall") {
