@@ -69,7 +69,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A write was attempted on a database opened read-only.
-    #[error("database is read-only: open it with Database::open to write")]
+    #[error("database is open read-only: to write, open it without --read-only (Rust: Database::open)")]
     ReadOnly,
     /// The operation needs a feature this build or this collection does not have.
     #[error("not available: {0}")]

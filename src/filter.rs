@@ -216,10 +216,35 @@ impl Filter {
                 let c = column_sql(spec, column, values.first())?;
                 for v in values {
                     column_sql(spec, column, Some(v))?;
-                    params.push(v.clone());
                 }
-                let marks = vec!["?"; values.len()].join(", ");
-                format!("{c} {}IN ({marks})", not(*negated))
+                // A long list of ids or texts is bound as one JSON array (SQLite allows
+                // 32,766 parameters per statement); REAL and JSON values keep one
+                // parameter each, so that they compare exactly as bound.
+                let as_array = values.len() > IN_LIST_INLINE_MAX
+                    && values.iter().all(|v| matches!(v, Value::Integer(_) | Value::Text(_) | Value::Null));
+                if as_array {
+                    let arr: Vec<serde_json::Value> = values
+                        .iter()
+                        .map(|v| match v {
+                            Value::Integer(i) => serde_json::Value::from(*i),
+                            Value::Text(t) => serde_json::Value::from(t.as_str()),
+                            _ => serde_json::Value::Null,
+                        })
+                        .collect();
+                    params.push(Value::Text(serde_json::Value::Array(arr).to_string()));
+                    format!("{c} {}IN (SELECT value FROM json_each(?))", not(*negated))
+                } else {
+                    if values.len() > IN_LIST_PARAMS_MAX {
+                        return Err(Error::invalid(format!(
+                            "IN lists of REAL or JSON values hold at most {IN_LIST_PARAMS_MAX} values (got {}); \
+                             integer and text lists have no limit",
+                            values.len()
+                        )));
+                    }
+                    params.extend(values.iter().cloned());
+                    let marks = vec!["?"; values.len()].join(", ");
+                    format!("{c} {}IN ({marks})", not(*negated))
+                }
             }
             Filter::Like { column, pattern, negated } => {
                 let c = column_sql(spec, column, None)?;
@@ -244,6 +269,13 @@ impl Filter {
     }
 }
 
+/// `IN` lists up to this long are bound value by value.
+const IN_LIST_INLINE_MAX: usize = 256;
+
+/// At most this many REAL or JSON values in one `IN` list (SQLite's parameter limit,
+/// less room for the rest of the filter).
+const IN_LIST_PARAMS_MAX: usize = 30_000;
+
 fn not(negated: bool) -> &'static str {
     if negated {
         "NOT "
@@ -259,6 +291,11 @@ fn join(spec: &CollectionSpec, fs: &[Filter], sep: &str, params: &mut Vec<Value>
     let parts: Result<Vec<String>> =
         fs.iter().map(|f| Ok(format!("({})", f.to_sql(spec, params)?))).collect();
     Ok(parts?.join(sep))
+}
+
+/// The quoted SQL name of `column` (a column of `spec`, or `id`) to order a listing by.
+pub(crate) fn order_column_sql(spec: &CollectionSpec, column: &str) -> Result<String> {
+    column_sql(spec, column, None)
 }
 
 /// The quoted SQL name of `column`, after checking it exists and that `value` (if any)
@@ -277,10 +314,10 @@ fn column_sql(spec: &CollectionSpec, column: &str, value: Option<&Value>) -> Res
     );
     if !ok {
         return Err(Error::invalid(format!(
-            "cannot compare column '{}' ({:?}) with {}",
+            "cannot compare column '{}' ({}) with {}",
             def.name,
-            def.ty,
-            value.map_or("NULL".into(), ToString::to_string)
+            format!("{:?}", def.ty).to_uppercase(),
+            value.map_or("NULL".into(), Value::sql_literal)
         )));
     }
     // Column names are validated identifiers ([A-Za-z][A-Za-z0-9_]*), so quoting is safe.

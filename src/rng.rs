@@ -24,6 +24,13 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// Skip the next `n` draws (of [`Rng::next_u64`]) in O(1): SplitMix64's state is a
+    /// counter, so a generator can be positioned anywhere in its sequence (parallel
+    /// generation of a sequence defined by one stream).
+    pub fn skip(&mut self, n: u64) {
+        self.0 = self.0.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+
     /// Uniform in `[0, n)`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)

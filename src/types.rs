@@ -156,13 +156,19 @@ pub struct VectorSpec {
     /// codes and nothing else; `None` = token vectors stored in `dtype`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codes: Option<u8>,
+    /// Codes-only storage: the codec's centroid count (`WITH (codec_centroids = K)`);
+    /// `None` = PLAID's rule on the tokens the codec is trained from
+    /// ([`crate::index::plaid::default_centroids`]). Set it when a collection will grow
+    /// far past its first flush: the codec is trained once, from the first flush.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec_centroids: Option<usize>,
 }
 
 impl VectorSpec {
     /// Token vectors of dimension `token_dim`, stored as f16, no pooled vectors.
     #[must_use]
     pub fn new(token_dim: usize) -> Self {
-        Self { token_dim, pooled: Vec::new(), dtype: Dtype::F16, codes: None }
+        Self { token_dim, pooled: Vec::new(), dtype: Dtype::F16, codes: None, codec_centroids: None }
     }
 
     /// Store token vectors as PLAID codes with `nbits` (1, 2 or 4) per residual dimension
@@ -170,6 +176,14 @@ impl VectorSpec {
     #[must_use]
     pub fn codes(mut self, nbits: u8) -> Self {
         self.codes = Some(nbits);
+        self
+    }
+
+    /// Codes-only storage: train the codec with `k` centroids (at most 65,536) instead
+    /// of PLAID's rule on the tokens of the first flush.
+    #[must_use]
+    pub fn codec_centroids(mut self, k: usize) -> Self {
+        self.codec_centroids = Some(k);
         self
     }
 
@@ -363,6 +377,19 @@ impl CollectionSpec {
                 "codes-only token storage has 1, 2 or 4 bits per dimension: tokens = 'plaid1', 'plaid2' or 'plaid4'",
             ));
         }
+        if let Some(k) = v.codec_centroids {
+            if v.codes.is_none() {
+                return Err(Error::invalid(
+                    "codec_centroids applies to codes-only storage: add tokens = 'plaid2' (or 'plaid1', 'plaid4')",
+                ));
+            }
+            if !(1..=crate::index::plaid::MAX_CENTROIDS).contains(&k) {
+                return Err(Error::invalid(format!(
+                    "codec_centroids must be between 1 and {} (got {k})",
+                    crate::index::plaid::MAX_CENTROIDS
+                )));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for c in &self.columns {
             check_name("column", &c.name)?;
@@ -500,6 +527,18 @@ impl From<String> for Value {
 impl From<serde_json::Value> for Value {
     fn from(v: serde_json::Value) -> Self {
         Value::Json(v)
+    }
+}
+
+impl Value {
+    /// The value as a SQL literal, for messages: `NULL`, `42`, `3.7`, `'it''s'`.
+    #[must_use]
+    pub fn sql_literal(&self) -> String {
+        match self {
+            Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
+            Value::Json(j) => format!("'{}'", j.to_string().replace('\'', "''")),
+            other => other.to_string(),
+        }
     }
 }
 

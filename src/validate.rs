@@ -95,8 +95,13 @@ pub(crate) fn id(spec: &CollectionSpec, id: &DocId) -> Result<()> {
         }
         (IdType::Text, DocId::Text(_)) | (IdType::Integer, DocId::Int(_)) => Ok(()),
         (want, _) => Err(Error::invalid(format!(
-            "document id {id} has the wrong type: collection '{}' uses {want:?} ids",
-            spec.name
+            "document id {} has the wrong type: collection '{}' has {} ids",
+            match id {
+                DocId::Text(s) => format!("'{}'", s.replace('\'', "''")),
+                DocId::Int(i) => i.to_string(),
+            },
+            spec.name,
+            format!("{want:?}").to_uppercase()
         ))),
     }
 }
@@ -120,7 +125,12 @@ pub(crate) fn values(spec: &CollectionSpec, values: &[(String, Value)]) -> Resul
                     .map_err(|e| Error::invalid(format!("column '{}' expects JSON: {e}", def.name)))?,
             ),
             (ty, v) => {
-                return Err(Error::invalid(format!("column '{}' is {ty:?}; cannot store {v:?}", def.name)))
+                return Err(Error::invalid(format!(
+                    "column '{}' is {}; cannot store {}",
+                    def.name,
+                    format!("{ty:?}").to_uppercase(),
+                    v.sql_literal()
+                )))
             }
         };
         out.push((def.name.clone(), v));

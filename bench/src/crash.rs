@@ -11,6 +11,9 @@ use crate::{report, Args};
 pub fn run(args: &Args) -> Result<(), String> {
     let trials: usize = args.get("trials", 200)?;
     let reset: usize = args.get("reset", 100)?.max(1);
+    // `--tokens plaid4` (or plaid2, plaid1): the workload on a codes-only collection.
+    let tokens: String = args.get("tokens", "f16".to_string())?;
+    crate::token_codes(&tokens)?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut total = maxsimdb::testing::CrashReport::default();
     let mut round = 0u64;
@@ -22,6 +25,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             Command::new(&exe)
                 .args(["crash-child", "--path", &path.display().to_string()])
                 .args(["--seed", &seed.to_string(), "--start", &start.to_string()])
+                .args(["--tokens", &tokens])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -45,6 +49,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut rec: Vec<f64> = total.recovery.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     rec.sort_by(f64::total_cmp);
     let out = json!({
+        "tokens": tokens,
         "trials": total.trials,
         "acked_ops": total.acked_ops,
         "lost_writes": total.failures.len() - total.open_failures,
@@ -68,5 +73,6 @@ pub fn child(args: &Args) -> Result<(), String> {
     let path = args.opt("path").ok_or("--path is required")?;
     let seed = args.get("seed", 1u64)?;
     let start = args.get("start", 1i64)?;
-    maxsimdb::testing::crash_child(path.as_ref(), seed, start).map_err(|e| e.to_string())
+    let codes = crate::token_codes(&args.get("tokens", "f16".to_string())?)?;
+    maxsimdb::testing::crash_child(path.as_ref(), seed, start, codes).map_err(|e| e.to_string())
 }

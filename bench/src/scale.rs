@@ -70,9 +70,36 @@ impl Corpus {
         Self { rng, topics, t, i: 0 }
     }
 
-    fn next_doc(&mut self) -> Vec<f32> {
-        let (rng, t, i) = (&mut self.rng, self.t, self.i);
-        self.i += 1;
+    /// The next `count` documents, generated in parallel and identical to `count` calls of
+    /// a sequential generator: a document takes `3 + len · (1 + 2·d)` draws (its length,
+    /// two secondary topics, then per token a topic draw and `d` Box–Muller normals of two
+    /// draws each), so each document's start in the stream is found by reading its length
+    /// and skipping the rest ([`Rng::skip`]).
+    fn next_batch(&mut self, count: usize) -> Vec<Vec<f32>> {
+        self.next_batch_where(count, |_| true)
+    }
+
+    /// [`Corpus::next_batch`], generating only the documents `keep` selects (by index;
+    /// the others come back empty): a reused database needs only its query documents.
+    fn next_batch_where(&mut self, count: usize, keep: impl Fn(usize) -> bool + Sync) -> Vec<Vec<f32>> {
+        use rayon::prelude::*;
+        let starts: Vec<(usize, Rng)> = (0..count)
+            .map(|j| {
+                let start = self.rng.clone();
+                let len = 32 + self.rng.below(269);
+                self.rng.skip(2 + len * (1 + 2 * DIM as u64));
+                (self.i + j, start)
+            })
+            .collect();
+        self.i += count;
+        let (topics, t) = (&self.topics, self.t);
+        starts
+            .into_par_iter()
+            .map(|(i, mut rng)| if keep(i) { Self::doc(&mut rng, topics, t, i) } else { Vec::new() })
+            .collect()
+    }
+
+    fn doc(rng: &mut Rng, topics: &[f32], t: usize, i: usize) -> Vec<f32> {
         let len = 32 + rng.below(269) as usize;
         let (t1, t2) = (rng.below(t as u64) as usize, rng.below(t as u64) as usize);
         let mut d = Vec::with_capacity(len * DIM);
@@ -85,7 +112,7 @@ impl Corpus {
             } else {
                 t2
             };
-            d.extend(token(rng, &self.topics[tp * DIM..(tp + 1) * DIM], 1.0));
+            d.extend(token(rng, &topics[tp * DIM..(tp + 1) * DIM], 1.0));
         }
         d
     }
@@ -144,13 +171,20 @@ pub fn run(args: &Args) -> Result<(), String> {
         let mut vectors = VectorSpec::new(DIM).pooled("mean", DIM).dtype(Dtype::F16);
         if let Some(b) = codes {
             vectors = vectors.codes(b);
+            // `--codec-centroids K`: the codec's size (default: PLAID's rule on the
+            // tokens of the first flush, i.e. of the first `--batch`).
+            if let Some(k) = args.opt("codec-centroids") {
+                vectors = vectors.codec_centroids(k.parse().map_err(|_| format!("--codec-centroids {k}"))?);
+            }
         }
         db.create_collection(&CollectionSpec::new("scale", vectors)).map_err(e)?;
     }
     let mut gen = Corpus::new(n, 17);
     let mut done = 0;
     while done < n {
-        let docs: Vec<Vec<f32>> = (done..(done + batch).min(n)).map(|_| gen.next_doc()).collect();
+        let count = (done + batch).min(n) - done;
+        let docs: Vec<Vec<f32>> =
+            if reuse { gen.next_batch_where(count, |i| qdocs.contains(&i)) } else { gen.next_batch(count) };
         for (j, d) in docs.iter().enumerate() {
             tokens += d.len() / DIM;
             for (qi, &qd) in qdocs.iter().enumerate() {
@@ -167,11 +201,9 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
         if !reuse {
             let batch_docs: Vec<Document> = docs
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(j, d)| {
-                    Document::new(format!("d{}", done + j)).pooled("mean", mean(d)).tokens(d.clone())
-                })
+                .map(|(j, d)| Document::new(format!("d{}", done + j)).pooled("mean", mean(&d)).tokens(d))
                 .collect();
             db.insert("scale", &batch_docs).map_err(e)?;
         }
@@ -184,6 +216,10 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     db.flush("scale").map_err(e)?;
     let ingest_s = t.elapsed().as_secs_f64();
+    if reuse {
+        let st = db.stats("scale").map_err(e)?;
+        tokens = (st.segment_tokens + st.pending_tokens) as usize;
+    }
     eprintln!("\n{n} documents, {tokens} token vectors");
 
     // Exact truth: the database's exact search (f16), or for codes, exact over the
@@ -242,8 +278,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     let compact_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
+    let had_index = db.indexes("scale").map_err(e)?.iter().any(|i| i.kind == "plaid" && i.ready);
     let info = match db.indexes("scale").map_err(e)?.into_iter().find(|i| i.kind == "plaid") {
-        Some(i) if reuse => i,
+        Some(i) if reuse && i.ready => i,
         _ => db
             .create_index(
                 "scale",
@@ -264,7 +301,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             .map_err(e)?,
     };
     eprintln!();
-    let index_build_s = if reuse { 0.0 } else { t.elapsed().as_secs_f64() };
+    let index_build_s = if had_index { 0.0 } else { t.elapsed().as_secs_f64() };
     let build_s = index_build_s + compact_s;
     let dense_p50_with_plaid = dense_p50(&db)?;
     eprintln!(
@@ -405,7 +442,7 @@ fn f32_truth(n: usize, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<String>
     let chunk = 4096;
     let mut done = 0;
     while done < n {
-        let docs: Vec<Vec<f32>> = (done..(done + chunk).min(n)).map(|_| gen.next_doc()).collect();
+        let docs: Vec<Vec<f32>> = gen.next_batch((done + chunk).min(n) - done);
         let scores: Vec<Vec<f32>> =
             docs.par_iter().map(|d| prepared.iter().map(|q| q.maxsim(DocRef::F32(d))).collect()).collect();
         for (j, s) in scores.iter().enumerate() {
@@ -454,7 +491,17 @@ fn next_plaid(
     let (docs_p, q_p, t_p) =
         (dir.path().join("docs.bin"), dir.path().join("q.bin"), dir.path().join("truth.bin"));
     let mut gen = Corpus::new(n, 17);
-    write_mats(&docs_p, n, Box::new(move || gen.next_doc()))?;
+    let mut batch: std::vec::IntoIter<Vec<f32>> = Vec::new().into_iter();
+    write_mats(
+        &docs_p,
+        n,
+        Box::new(move || {
+            batch.next().unwrap_or_else(|| {
+                batch = gen.next_batch(4096).into_iter();
+                batch.next().unwrap_or_default()
+            })
+        }),
+    )?;
     let mut qi = queries.iter();
     write_mats(&q_p, queries.len(), Box::new(move || qi.next().cloned().unwrap_or_default()))?;
     let mut f = std::fs::File::create(&t_p).map_err(io)?;
@@ -493,4 +540,24 @@ fn next_plaid(
     out["build_speedup_vs_next_plaid"] =
         serde_json::json!(np["next_plaid_build_s"].as_f64().unwrap_or(f64::NAN) / build);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_generation_equals_the_sequential_stream() {
+        let mut seq = Corpus::new(100, 17);
+        let want: Vec<Vec<f32>> = (0..40)
+            .map(|i| {
+                let (rng, topics, t) = (&mut seq.rng, &seq.topics, seq.t);
+                Corpus::doc(rng, topics, t, i)
+            })
+            .collect();
+        let mut par = Corpus::new(100, 17);
+        let mut got = par.next_batch(15);
+        got.extend(par.next_batch(25));
+        assert_eq!(got, want);
+    }
 }

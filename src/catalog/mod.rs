@@ -456,7 +456,7 @@ impl Txn<'_> {
     /// kind exists.
     pub fn add_index(&self, c: i64, kind: &str, params_json: &str) -> Result<i64> {
         if self.index(c, kind)?.is_some() {
-            return Err(Error::AlreadyExists { kind: "index", name: format!("{kind} (drop it first)") });
+            return Err(Error::AlreadyExists { kind: "index", name: kind.to_string() });
         }
         self.tx.execute(
             "INSERT INTO indexes(collection_id, kind, params, data, created_at, state)
@@ -971,6 +971,51 @@ impl Txn<'_> {
             Ok(DocLoc { row: r.get::<_, i64>(0)? as u64, seg: r.get(1)? })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Rows of the live documents passing `filter` (all for `None`), ordered by `order`
+    /// (a column or `id`, descending when set; then by row, i.e. insertion order),
+    /// `offset` skipped, at most `limit` (`None`: all).
+    pub fn list_rows(
+        &self,
+        c: &CollectionRow,
+        filter: Option<&Filter>,
+        order: Option<(&str, bool)>,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> Result<Vec<u64>> {
+        let mut params = Vec::new();
+        let cond = match filter {
+            Some(f) => f.to_sql(&c.spec, &mut params)?,
+            None => "1".to_string(),
+        };
+        let order = match order {
+            Some((col, desc)) => format!(
+                "{} {}, _row",
+                crate::filter::order_column_sql(&c.spec, col)?,
+                if desc { "DESC" } else { "ASC" }
+            ),
+            None => "_row".to_string(),
+        };
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT _row FROM {} WHERE {cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            docs(c.id)
+        );
+        let mut st = self.tx.prepare(&sql)?;
+        let rows = st.query_map(params_from_iter(params.iter()), |r| Ok(r.get::<_, i64>(0)? as u64))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Number of live documents passing `filter` (all for `None`).
+    pub fn count_rows(&self, c: &CollectionRow, filter: Option<&Filter>) -> Result<u64> {
+        let Some(f) = filter else { return self.doc_count(c.id) };
+        let mut params = Vec::new();
+        let cond = f.to_sql(&c.spec, &mut params)?;
+        let sql = format!("SELECT COUNT(*) FROM {} WHERE {cond}", docs(c.id));
+        let n: i64 = self.tx.query_row(&sql, params_from_iter(params.iter()), |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     /// Ids and scalar values of `rows`.

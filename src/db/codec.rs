@@ -7,10 +7,11 @@
 //!   no codec yet trains one once the collection holds at least
 //!   [`DatabaseBuilder::codec_min_tokens`](super::DatabaseBuilder::codec_min_tokens)
 //!   token vectors (default 262,144: one full training sample; the batch plus any vector
-//!   segments written before, all original vectors): k-means on at most
-//!   [`CodecParams::sample`](crate::index::plaid::CodecParams) tokens drawn evenly from
-//!   them, `K = 2^⌊log₂(16·√N)⌋` centroids for `N` tokens (PLAID's rule, capped at 65,536:
-//!   codes are u16). Before that, segments store f16 vectors; VACUUM re-encodes them.
+//!   segments written before, all original vectors): `K = 2^⌊log₂(16·√N)⌋` centroids for
+//!   `N` tokens (PLAID's rule, capped at 65,536: codes are u16), or the collection's
+//!   `codec_centroids`; k-means on `max(262,144, 16·K)` tokens drawn evenly from them
+//!   (all when fewer), with the two-level assignment of `plaid::Assigner` once `K`
+//!   exceeds 4,096. Before that, segments store f16 vectors; VACUUM re-encodes them.
 //! - **Storage.** The codec is a state file `segments/<c>/codec<n>.tokens` (a checksummed
 //!   container), named by `token_codecs` in the same catalog commit as the first segment
 //!   that uses it; every codes-only segment records `(codec id, xxh3-64 of the codec
@@ -198,9 +199,13 @@ pub(super) fn train(
 ) -> Result<Arc<TokenCodec>> {
     let nbits = c.spec.vectors.codes.ok_or_else(|| Error::invalid("the collection stores token vectors"))?;
     let dim = c.spec.vectors.token_dim;
-    let params = CodecParams { nbits, ..CodecParams::default() };
     let total: usize =
         sources.iter().map(|s| (0..s.doc_count()).map(|i| s.token_count(i)).sum::<usize>()).sum();
+    let centroids =
+        c.spec.vectors.codec_centroids.unwrap_or_else(|| crate::index::plaid::default_centroids(total));
+    // At least 16 training tokens per centroid (k-means with fewer fits noise).
+    let defaults = CodecParams::default();
+    let params = CodecParams { nbits, sample: defaults.sample.max(16 * centroids), ..defaults };
     // Every `stride`-th token trains the codec (at most `params.sample` of them); up to
     // 4,096 of the others, evenly spread, measure its error out of sample.
     let stride = total.div_ceil(params.sample).max(1);
@@ -226,7 +231,6 @@ pub(super) fn train(
             at += n;
         }
     }
-    let centroids = crate::index::plaid::default_centroids(total);
     let codec = Codec::train(&sample, dim, CodecParams { centroids: Some(centroids), ..params })?;
     // Out of sample when some tokens did not train it (else in sample).
     let train_error = mean_error(&codec, if held.is_empty() { &sample } else { &held }, dim);
@@ -255,23 +259,29 @@ pub(super) fn train(
     Ok(tc)
 }
 
-/// Mean 1 − cos over (at most 4,096 evenly spaced) rows of `xs`.
+/// Mean 1 − cos over (at most 4,096 evenly spaced) rows of `xs`, encoded as flushes
+/// encode ([`Codec::encode_many`]: for large codebooks the two-level assignment), so
+/// that the training error and the errors flushes measure are comparable (measuring one
+/// with exhaustive assignment and the other with the approximate one made VACUUM see
+/// drift in stationary data).
 fn mean_error(codec: &Codec, xs: &[f32], dim: usize) -> f64 {
     let n = xs.len() / dim;
     let step = n.div_ceil(4096).max(1);
-    let mut y = vec![0f32; dim];
-    let (mut sum, mut m) = (0f64, 0u64);
-    for x in xs.chunks_exact(dim).step_by(step) {
-        let (code, bits) = codec.encode(x);
-        codec.decode(code, &bits, &mut y);
-        sum += f64::from(1.0 - x.iter().zip(&y).map(|(a, b)| a * b).sum::<f32>());
-        m += 1;
+    let rows: Vec<f32> = xs.chunks_exact(dim).step_by(step).flatten().copied().collect();
+    if rows.is_empty() {
+        return 0.0;
     }
-    if m == 0 {
-        0.0
-    } else {
-        sum / m as f64
-    }
+    let (codes, bits) = codec.encode_many(&rows);
+    let codes: Vec<u16> = codes.iter().map(|&c| c as u16).collect();
+    let mut y = vec![0f32; rows.len()];
+    codec.decode_many(&codes, &bits, &mut y);
+    let m = rows.len() / dim;
+    let sum: f64 = rows
+        .chunks_exact(dim)
+        .zip(y.chunks_exact(dim))
+        .map(|(x, y)| f64::from(1.0 - x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>()))
+        .sum();
+    sum / m as f64
 }
 
 /// Whether VACUUM should train a new codec for `c` (see the module docs): the segments

@@ -383,9 +383,12 @@ impl Database {
                 }
             }
             for name in &opts.columns {
-                let col = c.spec.columns.iter().find(|col| col.name.eq_ignore_ascii_case(name)).ok_or_else(
-                    || Error::NotFound { kind: "column", name: format!("{name} in '{collection}'") },
-                )?;
+                let col = c
+                    .spec
+                    .columns
+                    .iter()
+                    .find(|col| col.name.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| Error::NotFound { kind: "column", name: name.to_string() })?;
                 if col.ty != ColumnType::Text {
                     return Err(Error::invalid(format!("column '{name}' is not a text column")));
                 }
@@ -527,7 +530,7 @@ impl Database {
     ) -> Result<Vec<(u64, f32)>> {
         let (row, opts) = fulltext_row(tx, c)?.ok_or_else(|| {
             Error::NotAvailable(format!(
-                "BM25 needs a full-text index on '{}' (Database::create_fulltext_index)",
+                "BM25 needs a full-text index on '{}': CREATE INDEX ON {0} USING fulltext (Rust: Database::create_fulltext_index)",
                 c.spec.name
             ))
         })?;

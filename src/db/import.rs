@@ -111,9 +111,12 @@ fn split_csv(line: &str) -> Vec<String> {
 }
 
 /// The documents of a CSV file's text (header row first).
-fn csv_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<Document>> {
+fn csv_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<(usize, Document)>> {
     let mut lines = text.lines();
     let header = split_csv(lines.next().unwrap_or(""));
+    for h in &header {
+        check_key(spec, path, 1, h)?;
+    }
     let mut docs = Vec::new();
     for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let fields = split_csv(line);
@@ -136,47 +139,105 @@ fn csv_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<D
             };
             (h.clone(), v)
         });
-        docs.push(document_from_fields(spec, typed.collect())?);
+        let d = document_from_fields(spec, typed.collect()).map_err(|e| at_line(path, n + 2, &e))?;
+        docs.push((n + 2, d));
     }
     Ok(docs)
 }
 
-/// The documents of a JSONL file's text; keys that name nothing in `spec` are skipped.
-fn jsonl_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<Document>> {
+/// `file: line N: error` (as the Parquet import names rows).
+fn at_line(path: &Path, line: usize, e: &Error) -> Error {
+    Error::invalid(format!("{}: line {line}: {e}", path.display()))
+}
+
+/// A field name must name something of `spec`: `id` (`_id`), `tokens`, a pooled vector or
+/// a column (a typo like `titel` is an error, not a silently dropped value).
+fn check_key(spec: &CollectionSpec, path: &Path, line: usize, k: &str) -> Result<()> {
+    let known = ["id", "_id", "tokens"].iter().any(|r| r.eq_ignore_ascii_case(k))
+        || spec.columns.iter().any(|c| c.name.eq_ignore_ascii_case(k))
+        || spec.vectors.pooled.iter().any(|p| p.name.eq_ignore_ascii_case(k));
+    if known {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = vec!["id", "tokens"];
+    names.extend(spec.vectors.pooled.iter().map(|p| p.name.as_str()));
+    names.extend(spec.columns.iter().map(|c| c.name.as_str()));
+    Err(Error::invalid(format!(
+        "{}: line {line}: unknown field '{k}': collection '{}' has {}",
+        path.display(),
+        spec.name,
+        names.join(", ")
+    )))
+}
+
+/// The documents of a JSONL file's text, with their line numbers.
+fn jsonl_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<(usize, Document)>> {
     let mut docs = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
             .map_err(|e| Error::invalid(format!("{}: line {}: {e}", path.display(), n + 1)))?;
         let mut fields = Vec::new();
         for (k, v) in obj {
+            check_key(spec, path, n + 1, &k)?;
             let k = if k == "_id" { "id".to_string() } else { k };
-            if spec.columns.iter().any(|c| c.name.eq_ignore_ascii_case(&k))
-                || ["id", "tokens"].contains(&k.as_str())
-                || spec.vectors.pooled.iter().any(|p| p.name == k)
-            {
-                let val = json_value(spec, &k, v);
-                fields.push((k, val));
-            }
+            let val = json_value(spec, &k, v);
+            fields.push((k, val));
         }
-        docs.push(document_from_fields(spec, fields)?);
+        let d = document_from_fields(spec, fields).map_err(|e| at_line(path, n + 1, &e))?;
+        docs.push((n + 1, d));
     }
     Ok(docs)
+}
+
+/// What an import does with a document whose id exists already (`IMPORT … ON CONFLICT
+/// SKIP | REPLACE`; the default is an error, and nothing of the file is imported).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnConflict {
+    /// The import fails, naming the line; nothing is imported.
+    #[default]
+    Error,
+    /// The existing document is kept, the file's is skipped (resume an interrupted import).
+    Skip,
+    /// The file's document replaces the existing one (upsert).
+    Replace,
 }
 
 impl Database {
     /// Import a JSONL (`.jsonl`, one JSON object per line) or CSV (`.csv`, a header row)
     /// file into `collection`: `id`, scalar columns, `tokens` as a JSON matrix and pooled
     /// vectors as JSON arrays — or, for a collection with a model and no `tokens`, the
-    /// text columns, embedded. Documents are inserted in batches of 1,000 (each batch
-    /// atomic); `progress(done)` is called after each. Returns the documents imported.
+    /// text columns, embedded. [`Database::import_file_with`] with [`OnConflict::Error`].
     ///
     /// # Errors
-    /// [`Error::Io`], [`Error::InvalidArgument`] naming the file and line (bad UTF-8, bad
-    /// JSON, a malformed row), and the errors of [`Database::insert`].
+    /// As [`Database::import_file_with`].
     pub fn import_file(
         &self,
         collection: &str,
         path: impl AsRef<Path>,
+        progress: impl FnMut(usize),
+    ) -> Result<usize> {
+        self.import_file_with(collection, path, OnConflict::Error, progress)
+    }
+
+    /// [`Database::import_file`], all or nothing: every line is parsed and validated
+    /// (fields known to the collection, dimensions, values, ids unique in the file and —
+    /// unless `on_conflict` says otherwise — new to the collection) before the first
+    /// document is inserted; then the documents go in in batches of 1,000,
+    /// `progress(done)` after each, and should a batch still fail (I/O), the batches
+    /// already inserted are deleted again. A process killed during the import keeps the
+    /// batches committed so far: run it again with [`OnConflict::Skip`] to finish it. A
+    /// UTF-8 byte-order mark is accepted. Returns the documents inserted or replaced
+    /// (skipped ones not counted).
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::InvalidArgument`] naming the file and line (bad UTF-8, bad
+    /// JSON, an unknown field, a malformed row, a wrong dimension, an id that exists),
+    /// and the errors of [`Database::insert`].
+    pub fn import_file_with(
+        &self,
+        collection: &str,
+        path: impl AsRef<Path>,
+        on_conflict: OnConflict,
         mut progress: impl FnMut(usize),
     ) -> Result<usize> {
         let path = path.as_ref();
@@ -189,14 +250,64 @@ impl Database {
                 path.display()
             ))
         })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let spec = self.describe(collection)?;
-        let docs = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
-            csv_documents(&spec, path, &text)?
+        let mut docs = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            csv_documents(&spec, path, text)?
         } else {
-            jsonl_documents(&spec, path, &text)?
+            jsonl_documents(&spec, path, text)?
         };
+        let embed_text = spec.embedding.is_some() && docs.iter().all(|(_, d)| d.tokens.is_empty());
+        // Validate everything before writing anything.
+        let mut seen = std::collections::HashMap::with_capacity(docs.len());
+        for (line, d) in &docs {
+            if let Some(first) = seen.insert(d.id.clone(), *line) {
+                return Err(at_line(
+                    path,
+                    *line,
+                    &Error::invalid(format!("document id {} is also on line {first}", d.id)),
+                ));
+            }
+            let checked = if embed_text {
+                crate::validate::id(&spec, &d.id)
+                    .and_then(|()| crate::validate::values(&spec, &d.values).map(drop))
+            } else {
+                crate::validate::document(&spec, d).map(drop)
+            };
+            checked.map_err(|e| at_line(path, *line, &e))?;
+        }
+        if on_conflict != OnConflict::Replace {
+            let ids: Vec<Value> = docs
+                .iter()
+                .map(|(_, d)| match &d.id {
+                    DocId::Int(i) => Value::Integer(*i),
+                    DocId::Text(t) => Value::Text(t.clone()),
+                })
+                .collect();
+            let existing: std::collections::HashSet<DocId> = if ids.is_empty() {
+                Default::default()
+            } else {
+                let req =
+                    super::query::ListRequest::new().filter(crate::Filter::is_in(crate::ID_COLUMN, ids));
+                self.list(collection, &req)?.into_iter().map(|h| h.id).collect()
+            };
+            if on_conflict == OnConflict::Error {
+                if let Some((line, d)) = docs.iter().find(|(_, d)| existing.contains(&d.id)) {
+                    return Err(at_line(
+                        path,
+                        *line,
+                        &Error::invalid(format!(
+                            "document {} already exists: nothing was imported (IMPORT … ON CONFLICT SKIP keeps it, ON CONFLICT REPLACE replaces it)",
+                            d.id
+                        )),
+                    ));
+                }
+            }
+            docs.retain(|(_, d)| !existing.contains(&d.id));
+        }
+        let docs: Vec<Document> = docs.into_iter().map(|(_, d)| d).collect();
         let total = docs.len();
-        if spec.embedding.is_some() && docs.iter().all(|d| d.tokens.is_empty()) {
+        if embed_text {
             #[cfg(feature = "embed")]
             return self.import_text(collection, docs, progress);
             #[cfg(not(feature = "embed"))]
@@ -205,7 +316,28 @@ impl Database {
             ));
         }
         for (i, chunk) in docs.chunks(1000).enumerate() {
-            self.insert(collection, chunk)?;
+            let done = if on_conflict == OnConflict::Replace {
+                self.upsert(collection, chunk)
+            } else {
+                self.insert(collection, chunk)
+            };
+            if let Err(e) = done {
+                // All or nothing: take back the batches that went in (a replace cannot
+                // be taken back: what it replaced is gone, and the error says so).
+                if on_conflict != OnConflict::Replace && i > 0 {
+                    let ids: Vec<DocId> = docs[..i * 1000].iter().map(|d| d.id.clone()).collect();
+                    self.delete(collection, &ids)?;
+                    return Err(e);
+                }
+                if i > 0 {
+                    return Err(Error::invalid(format!(
+                        "{}: the import failed after replacing {} documents ({e}); run it again to finish",
+                        path.display(),
+                        i * 1000
+                    )));
+                }
+                return Err(e);
+            }
             progress((i * 1000 + chunk.len()).min(total));
         }
         Ok(total)

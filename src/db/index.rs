@@ -403,7 +403,7 @@ impl Database {
         };
         let id = match existing {
             Some(row) if row.state == "ready" => {
-                return Err(Error::AlreadyExists { kind: "index", name: format!("{kind} on '{collection}'") })
+                return Err(Error::AlreadyExists { kind: "index", name: kind.to_string() })
             }
             Some(row) => row.id,
             None => self.start_index(&mut w, &c, spec, &kind)?,
@@ -550,7 +550,7 @@ impl Database {
         self.indexes(collection)?
             .into_iter()
             .find(|i| i.kind == kind)
-            .ok_or_else(|| Error::NotFound { kind: "index", name: format!("{kind} on '{collection}'") })
+            .ok_or_else(|| Error::NotFound { kind: "index", name: kind.to_string() })
     }
 
     /// Drop the index of kind `kind` (`"plaid"`, `"muvera"`, `"hnsw:<field>"`, `"fulltext"`)

@@ -31,12 +31,13 @@ pub use codec::CodecInfo;
 #[cfg(feature = "fulltext")]
 pub use fulltext::FullTextOptions;
 pub use hopfield::{HopfieldLookup, HopfieldResult};
+pub use import::OnConflict;
 pub use index::{IndexInfo, IndexProgress, IndexSpec, MuveraOptions, PlaidOptions};
 #[cfg(feature = "parquet")]
 pub use parquet::{ExportReport, ImportReport};
 pub use query::{
-    Fusion, Plan, PlanRecall, Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
-    MAX_LIMIT,
+    Fusion, ListRequest, Plan, PlanRecall, Query, Refine, SearchOutput, SearchRequest, StageStats,
+    AUTO_EXACT_MAX_DOCS, MAX_LIMIT,
 };
 
 use std::collections::{HashMap, HashSet};
@@ -55,6 +56,10 @@ use crate::{Error, Result};
 pub const DEFAULT_FLUSH_THRESHOLD_TOKENS: usize = 262_144;
 /// Default token count at which a codes-only collection trains its codec.
 pub const DEFAULT_CODEC_MIN_TOKENS: usize = 262_144;
+
+/// Dropping the last handle flushes a collection once `flush_threshold_tokens /
+/// CLOSE_FLUSH_FRACTION` token vectors are pending.
+const CLOSE_FLUSH_FRACTION: usize = 16;
 /// Default time a retired segment file is kept for readers of older snapshots.
 pub const DEFAULT_RETIRE_GRACE: Duration = Duration::from_secs(60);
 
@@ -101,7 +106,11 @@ impl DatabaseBuilder {
         self
     }
 
-    /// Flush pending vectors when the last handle is dropped (default true).
+    /// Flush pending vectors when the last handle is dropped (default true): each
+    /// collection holding at least 1/16 of the flush threshold pending (16,384 token
+    /// vectors by default; fewer stay pending — durable and searched — so that many short
+    /// sessions, e.g. one shell `-c INSERT` each, do not leave a segment each).
+    /// [`Database::close`] flushes everything.
     pub fn flush_on_close(mut self, yes: bool) -> Self {
         self.flush_on_close = yes;
         self
@@ -249,7 +258,8 @@ impl Drop for Inner {
         // Best effort: committed writes are durable in the catalog whether or not this
         // flush happens; use `Database::close` to see errors.
         if self.opts.flush_on_close {
-            let _ = write::flush_all(self, &mut cat);
+            let min = self.opts.flush_threshold_tokens / CLOSE_FLUSH_FRACTION;
+            let _ = write::flush_all_at_least(self, &mut cat, min);
         }
         // Idle pooled readers first, so that nothing holds the log open.
         if let Ok(mut readers) = self.readers.lock() {

@@ -185,6 +185,53 @@ pub struct PlanRecall {
     pub used: bool,
 }
 
+/// A listing of documents without scoring ([`Database::list`](super::Database::list);
+/// SQL `SELECT … FROM c [WHERE …] [ORDER BY column [DESC]] [LIMIT n [OFFSET m]]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use]
+pub struct ListRequest {
+    /// Only documents passing this filter (`None`: all).
+    pub filter: Option<Filter>,
+    /// Order by this column (or `id`), descending when set; ties, and no order, in
+    /// insertion order.
+    pub order_by: Option<(String, bool)>,
+    /// At most this many documents (`None`: all of them).
+    pub limit: Option<usize>,
+    /// Skip this many first.
+    pub offset: usize,
+}
+
+impl ListRequest {
+    /// Every document, in insertion order.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only documents passing `f`.
+    pub fn filter(mut self, f: Filter) -> Self {
+        self.filter = Some(f);
+        self
+    }
+
+    /// Order by `column` (or `id`), descending when `desc`.
+    pub fn order_by(mut self, column: impl Into<String>, desc: bool) -> Self {
+        self.order_by = Some((column.into(), desc));
+        self
+    }
+
+    /// At most `n` documents.
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Skip the first `n`.
+    pub fn offset(mut self, n: usize) -> Self {
+        self.offset = n;
+        self
+    }
+}
+
 /// A search: query, optional filter, limit, plan.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]

@@ -64,10 +64,18 @@ impl Scorer {
         }
     }
 
-    fn score_segment(&self, r: &SegmentReader, doc: usize) -> f32 {
-        match self {
-            Scorer::MaxSim(q, _) => q.maxsim(r.doc_tokens(doc).as_ref()),
-            Scorer::Dense(p, v) => scoring::dot(v, r.pooled(*p, doc)),
+    /// Score document `doc` of `r` with every scorer (decoding its tokens once), offering
+    /// each score to the scorer's collector.
+    fn score_segment_all(scorers: &[&Scorer], r: &SegmentReader, doc: usize, tops: &mut [TopK]) {
+        let row = r.row_ids()[doc];
+        let tokens = scorers.iter().any(|s| matches!(s, Scorer::MaxSim(..))).then(|| r.doc_tokens(doc));
+        for (s, top) in scorers.iter().zip(tops) {
+            let score = match (s, &tokens) {
+                (Scorer::MaxSim(q, _), Some(t)) => q.maxsim(t.as_ref()),
+                (Scorer::Dense(p, v), _) => scoring::dot(v, r.pooled(*p, doc)),
+                (Scorer::MaxSim(..), None) => unreachable!("tokens are decoded for MaxSim scorers"),
+            };
+            top.push(Scored { score, row });
         }
     }
 
@@ -114,43 +122,63 @@ pub(super) fn rerank(
     stages: &mut Vec<StageStats>,
 ) -> Result<Vec<Scored>> {
     let t_exact = Instant::now();
+    let top = rerank_many(c, &[scorer], readers, work, pending, k)?.pop().unwrap_or_default();
+    stages.push(StageStats {
+        name: "exact",
+        docs: (work.len() + pending.len()) as u64,
+        micros: micros(t_exact),
+    });
+    Ok(top)
+}
+
+/// [`rerank`] for several queries over the same documents in one pass: each document's
+/// tokens are read (for codes-only storage: decoded) once for all of them. The best `k`
+/// of each scorer, in order.
+pub(super) fn rerank_many(
+    c: &CollectionRow,
+    scorers: &[&Scorer],
+    readers: &[std::sync::Arc<SegmentReader>],
+    work: &[(u32, u32)],
+    pending: &[PendingRow],
+    k: usize,
+) -> Result<Vec<Vec<Scored>>> {
     let mut per_segment: Vec<Vec<u32>> = vec![Vec::new(); readers.len()];
     for &(si, d) in work {
         per_segment[si as usize].push(d);
     }
     for (r, docs) in readers.iter().zip(&per_segment) {
         if !docs.is_empty() {
-            scorer.verify(r, docs)?;
+            // Token blocks once for all MaxSim scorers; each dense scorer's pooled section.
+            let first_maxsim = scorers.iter().position(|s| matches!(s, Scorer::MaxSim(..)));
+            for (i, s) in scorers.iter().enumerate() {
+                if matches!(s, Scorer::Dense(..)) || Some(i) == first_maxsim {
+                    s.verify(r, docs)?;
+                }
+            }
         }
     }
-    let seg_top = work
+    let fresh = || scorers.iter().map(|_| TopK::new(k)).collect::<Vec<_>>();
+    let merge = |a: Vec<TopK>, b: Vec<TopK>| a.into_iter().zip(b).map(|(a, b)| a.merge(b)).collect();
+    let seg_tops = work
         .par_chunks(64)
-        .fold(
-            || TopK::new(k),
-            |mut top, chunk| {
-                for &(si, d) in chunk {
-                    let r = &readers[si as usize];
-                    let row = r.row_ids()[d as usize];
-                    top.push(Scored { score: scorer.score_segment(r, d as usize), row });
-                }
-                top
-            },
-        )
-        .reduce(|| TopK::new(k), TopK::merge);
-    let mut top = TopK::new(k);
+        .fold(fresh, |mut tops, chunk| {
+            for &(si, d) in chunk {
+                Scorer::score_segment_all(scorers, &readers[si as usize], d as usize, &mut tops);
+            }
+            tops
+        })
+        .reduce(fresh, merge);
+    let mut tops = fresh();
     let offsets = pooled_offsets(c);
     let dtype = c.spec.vectors.dtype;
     for p in pending {
         let tokens = Decoded::from_bytes(&p.tokens, dtype);
         let pooled = Decoded::from_bytes(&p.pooled, dtype);
-        top.push(Scored { score: scorer.score_pending(tokens.as_ref(), &pooled, &offsets), row: p.row });
+        for (s, top) in scorers.iter().zip(&mut tops) {
+            top.push(Scored { score: s.score_pending(tokens.as_ref(), &pooled, &offsets), row: p.row });
+        }
     }
-    stages.push(StageStats {
-        name: "exact",
-        docs: (work.len() + pending.len()) as u64,
-        micros: micros(t_exact),
-    });
-    Ok(top.merge(seg_top).into_sorted())
+    Ok(merge(tops, seg_tops).into_iter().map(TopK::into_sorted).collect())
 }
 
 /// Where each pooled vector starts in a document's concatenated pooled vectors.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::fusion::validate_fusion;
 use super::query::{Plan, Query, SearchOutput, SearchRequest, StageStats, MAX_LIMIT};
-use super::rerank::{micros, pooled_offsets, rerank, Scorer};
+use super::rerank::{micros, pooled_offsets, rerank, rerank_many, Scorer};
 use super::Database;
 use crate::catalog::{CollectionRow, Txn};
 use crate::scoring::Scored;
@@ -261,6 +261,74 @@ impl Database {
         Ok(out)
     }
 
+    /// Exact top-`k` ids of each of `queries` over the whole collection, in one pass over
+    /// the stored vectors ([`rerank_many`]: each document is read or decoded once for all
+    /// queries). The calibration's truth.
+    pub(super) fn exact_top_ids(
+        &self,
+        collection: &str,
+        queries: &[Query],
+        k: usize,
+    ) -> Result<Vec<Vec<String>>> {
+        self.with_reader(|cat| {
+            let tx = cat.read()?;
+            let c = tx.collection(collection)?;
+            let scorers = queries.iter().map(|q| Scorer::new(&c, q)).collect::<Result<Vec<_>>>()?;
+            let Some(first) = queries.first() else { return Ok(Vec::new()) };
+            let snap = self.snapshot(&tx, &c, &SearchRequest::new(first.clone()).limit(k))?;
+            let work: Vec<(u32, u32)> = snap
+                .live
+                .iter()
+                .enumerate()
+                .flat_map(|(si, docs)| docs.iter().map(move |&d| (si as u32, d)))
+                .collect();
+            let refs: Vec<&Scorer> = scorers.iter().collect();
+            let tops = rerank_many(&c, &refs, &snap.readers, &work, &snap.pending, k)?;
+            let rows: Vec<u64> = tops.iter().flatten().map(|s| s.row).collect();
+            let vals = tx.fetch(&c, &rows)?;
+            Ok(tops
+                .iter()
+                .map(|top| {
+                    top.iter().filter_map(|s| vals.get(&s.row).map(|(id, _)| id.to_string())).collect()
+                })
+                .collect())
+        })
+    }
+
+    /// List documents without scoring: ids and scalar values of the documents passing
+    /// the request's filter, in its order, after its offset, at most its limit (all when
+    /// it has none). `Hit::score` is 0 (nothing is scored).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown collection or order column,
+    /// [`Error::InvalidArgument`] for a filter that does not fit the collection.
+    pub fn list(&self, collection: &str, req: &super::query::ListRequest) -> Result<Vec<Hit>> {
+        self.with_reader(|cat| {
+            let tx = cat.read()?;
+            let c = tx.collection(collection)?;
+            let order = req.order_by.as_ref().map(|(col, desc)| (col.as_str(), *desc));
+            let rows = tx.list_rows(&c, req.filter.as_ref(), order, req.limit, req.offset)?;
+            let mut vals = tx.fetch(&c, &rows)?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| vals.remove(r).map(|(id, values)| Hit { id, score: 0.0, values }))
+                .collect())
+        })
+    }
+
+    /// Number of documents of `collection` passing `filter` (all for `None`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown collection, [`Error::InvalidArgument`] for a
+    /// filter that does not fit it.
+    pub fn count(&self, collection: &str, filter: Option<&crate::Filter>) -> Result<u64> {
+        self.with_reader(|cat| {
+            let tx = cat.read()?;
+            let c = tx.collection(collection)?;
+            tx.count_rows(&c, filter)
+        })
+    }
+
     /// Read back a document: scalar values and its vectors (as f32).
     ///
     /// # Errors
@@ -301,5 +369,47 @@ impl Database {
                 .ok_or_else(|| Error::NotFound { kind: "document", name: id.to_string() })?;
             Ok(Some(StoredDocument { id, values, tokens, pooled }))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::query::{Plan, Query, SearchRequest};
+    use crate::rng::Rng;
+    use crate::{CollectionSpec, Database, Document, VectorSpec};
+
+    /// The calibration's one-pass truth equals exact search run query by query, over
+    /// segments and pending rows, for MaxSim and dense queries mixed.
+    #[test]
+    fn one_pass_exact_equals_exact_search_per_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path().join("x.msdb")).flush_threshold_tokens(300).open().unwrap();
+        db.create_collection(&CollectionSpec::new("c", VectorSpec::new(8).pooled("m", 8))).unwrap();
+        let mut rng = Rng::new(3);
+        for b in 0..5 {
+            let docs: Vec<Document> = (0..40)
+                .map(|i| {
+                    let n = 1 + rng.below(6) as usize;
+                    Document::new(format!("d{b}_{i}"))
+                        .tokens(rng.unit_vectors(n, 8))
+                        .pooled("m", rng.unit_vectors(1, 8))
+                })
+                .collect();
+            db.insert("c", &docs).unwrap();
+        }
+        let mut queries: Vec<Query> =
+            (0..5).map(|i| Query::MaxSim { tokens: rng.unit_vectors(1 + i, 8), mask: None }).collect();
+        queries.push(Query::Dense { field: "m".into(), vector: rng.unit_vectors(1, 8) });
+        let got = db.exact_top_ids("c", &queries, 7).unwrap();
+        assert_eq!(got.len(), queries.len());
+        for (q, ids) in queries.iter().zip(&got) {
+            let want: Vec<String> = db
+                .search("c", &SearchRequest::new(q.clone()).limit(7).plan(Plan::Exact))
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id.to_string())
+                .collect();
+            assert_eq!(ids, &want);
+        }
     }
 }

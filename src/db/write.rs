@@ -347,9 +347,19 @@ fn flush_collection(inner: &Inner, cat: &mut Catalog, c: &CollectionRow) -> Resu
 
 /// Flush every collection (used at close).
 pub(super) fn flush_all(inner: &Inner, cat: &mut Catalog) -> Result<()> {
+    flush_all_at_least(inner, cat, 0)
+}
+
+/// Flush the collections holding at least `min_tokens` pending token vectors (the
+/// others' pending rows stay in the catalog: durable, searched exactly, flushed by a
+/// later write), so that many short sessions do not leave a segment each.
+pub(super) fn flush_all_at_least(inner: &Inner, cat: &mut Catalog, min_tokens: usize) -> Result<()> {
     let colls = cat.read()?.collections()?;
     for c in &colls {
-        flush_collection(inner, cat, c)?;
+        let (_, pending) = cat.read()?.pending_stats(c.id)?;
+        if pending > 0 && pending as usize >= min_tokens {
+            flush_collection(inner, cat, c)?;
+        }
     }
     Ok(())
 }

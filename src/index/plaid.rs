@@ -88,6 +88,9 @@ pub struct Assigner {
     members: Vec<(Vec<u32>, Vec<f32>)>,
 }
 
+/// Rows assigned per pass by [`Assigner::assign`].
+pub const ASSIGN_CHUNK: usize = 65_536;
+
 /// Cells probed per token by [`Assigner`].
 pub const ASSIGN_PROBE: usize = 8;
 
@@ -124,9 +127,14 @@ impl Assigner {
         Self { dim, centres, members }
     }
 
-    /// The (approximately) nearest centroid of each row of `xs`.
+    /// The (approximately) nearest centroid of each row of `xs`, [`ASSIGN_CHUNK`] rows at
+    /// a time (bounded memory: the coarse scores of a chunk are `chunk × G` floats).
     #[must_use]
     pub fn assign(&self, xs: &[f32]) -> Vec<u32> {
+        xs.chunks(ASSIGN_CHUNK * self.dim).flat_map(|c| self.assign_chunk(c)).collect()
+    }
+
+    fn assign_chunk(&self, xs: &[f32]) -> Vec<u32> {
         let dim = self.dim;
         let n = xs.len() / dim;
         let g = self.centres.len() / dim;
@@ -206,6 +214,27 @@ fn scores(centroids: &[f32], dim: usize, xs: &[f32]) -> Vec<f32> {
     out
 }
 
+/// One token of [`Codec::decode_many`]: `out = norm(c + lut[bytes])`, 16 components at a
+/// time (`16 / PER` residual bytes of `PER` components each) with the squared norm summed
+/// in 16 lanes alongside, so that the compiler keeps it all in vector registers.
+#[inline]
+fn decode_row<const PER: usize>(lut: &[f32], c: &[f32], bits: &[u8], out: &mut [f32]) {
+    let mut acc = [0f32; 16];
+    for ((o, cc), bb) in out.chunks_exact_mut(16).zip(c.chunks_exact(16)).zip(bits.chunks_exact(16 / PER)) {
+        let mut w = [0f32; 16];
+        for (j, &byte) in bb.iter().enumerate() {
+            w[j * PER..(j + 1) * PER].copy_from_slice(&lut[byte as usize * PER..(byte as usize + 1) * PER]);
+        }
+        for i in 0..16 {
+            let x = cc[i] + w[i];
+            o[i] = x;
+            acc[i] += x * x;
+        }
+    }
+    let inv = 1.0 / acc.iter().sum::<f32>().sqrt().max(1e-12);
+    out.iter_mut().for_each(|x| *x *= inv);
+}
+
 /// The bucket values of each possible residual byte, low bits first.
 fn byte_lut(nbits: u8, weights: &[f32]) -> Vec<f32> {
     let per = 8 / nbits as usize;
@@ -258,7 +287,13 @@ impl Codec {
         let mut centroids: Vec<f32> = train.iter().take(k).flat_map(|&i| row(i).iter().copied()).collect();
         let train_rows: Vec<f32> = train.iter().flat_map(|&i| row(i).iter().copied()).collect();
         for _ in 0..p.iterations {
-            let assign: Vec<u32> = assign(&centroids, dim, &train_rows);
+            // Large codebooks: the two-level search (`Assigner`), rebuilt from this
+            // iteration's centroids, instead of `n × K` dot products.
+            let assign: Vec<u32> = if k > EXHAUSTIVE_ASSIGN_MAX {
+                Assigner::new(&centroids, dim).assign(&train_rows)
+            } else {
+                assign(&centroids, dim, &train_rows)
+            };
             let mut sums = vec![0f32; k * dim];
             let mut counts = vec![0usize; k];
             for (&i, &c) in train.iter().zip(&assign) {
@@ -279,7 +314,11 @@ impl Codec {
         // Centroids are kept at f16 precision, the precision they are persisted with.
         centroids.iter_mut().for_each(|c| *c = half::f16::from_f32(*c).to_f32());
         let held_rows: Vec<f32> = held.iter().flat_map(|&i| row(i).iter().copied()).collect();
-        let held_codes = assign(&centroids, dim, &held_rows);
+        let held_codes = if k > EXHAUSTIVE_ASSIGN_MAX {
+            Assigner::new(&centroids, dim).assign(&held_rows)
+        } else {
+            assign(&centroids, dim, &held_rows)
+        };
         let mut residuals: Vec<f32> = held
             .iter()
             .zip(&held_codes)
@@ -376,24 +415,23 @@ impl Codec {
     pub fn decode_many(&self, codes: &[u16], bits: &[u8], out: &mut [f32]) {
         let (dim, rb) = (self.dim, self.residual_bytes());
         let per = 8 / self.nbits as usize;
+        let mut w16 = [0f32; 16];
+        w16[..self.weights.len()].copy_from_slice(&self.weights);
         for (t, o) in out.chunks_exact_mut(dim).enumerate().take(codes.len()) {
-            let code = u32::from(codes[t]);
+            let code = codes[t] as usize;
             let b = &bits[t * rb..(t + 1) * rb];
-            if dim.is_multiple_of(per) {
-                let c = &self.centroids[code as usize * dim..(code as usize + 1) * dim];
-                for ((oc, cc), &byte) in o.chunks_exact_mut(per).zip(c.chunks_exact(per)).zip(b) {
-                    let w = &self.byte_lut[byte as usize * per..(byte as usize + 1) * per];
-                    for ((x, ci), wi) in oc.iter_mut().zip(cc).zip(w) {
-                        *x = ci + wi;
-                    }
+            let c = &self.centroids[code * dim..(code + 1) * dim];
+            if crate::scoring::decode_residual(&w16, u32::from(self.nbits), c, b, o) {
+                continue;
+            }
+            if dim.is_multiple_of(16) {
+                match per {
+                    4 => decode_row::<4>(&self.byte_lut, c, b, o),
+                    2 => decode_row::<2>(&self.byte_lut, c, b, o),
+                    _ => decode_row::<8>(&self.byte_lut, c, b, o),
                 }
-                // The squared norm through the SIMD dot kernel (a plain sum is one
-                // dependent add per dimension), then one multiply per component.
-                let n2 = dot(o, o);
-                let inv = 1.0 / n2.sqrt().max(1e-12);
-                o.iter_mut().for_each(|x| *x *= inv);
             } else {
-                self.decode(code, b, o);
+                self.decode(code as u32, b, o);
             }
         }
     }
@@ -963,6 +1001,32 @@ mod tests {
                 .unwrap();
         let refs: Vec<&[f32]> = docs.iter().map(Vec::as_slice).collect();
         (PlaidIndex::build(codec, &refs), docs, rng)
+    }
+
+    #[test]
+    fn batched_decoding_equals_decoding_one_token_at_a_time() {
+        // dim 32 takes the 16-lane path; dim 20 the per-token fallback.
+        for dim in [32, 20] {
+            let mut rng = Rng::new(5);
+            let docs = corpus(&mut rng, 40, dim);
+            let all: Vec<f32> = docs.iter().flatten().copied().collect();
+            for nbits in [1, 2, 4] {
+                let p = CodecParams { nbits, centroids: Some(16), ..CodecParams::default() };
+                let codec = Codec::train(&all, dim, p).unwrap();
+                let (codes, bits) = codec.encode_many(&all);
+                let codes: Vec<u16> = codes.iter().map(|&c| c as u16).collect();
+                let mut many = vec![0f32; all.len()];
+                codec.decode_many(&codes, &bits, &mut many);
+                let rb = codec.residual_bytes();
+                let mut one = vec![0f32; dim];
+                for (t, got) in many.chunks_exact(dim).enumerate() {
+                    codec.decode(u32::from(codes[t]), &bits[t * rb..(t + 1) * rb], &mut one);
+                    for (a, b) in got.iter().zip(&one) {
+                        assert!((a - b).abs() < 1e-5, "dim {dim} nbits {nbits} token {t}: {a} vs {b}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -21,6 +21,29 @@ use crate::{Error, Result};
 
 pub use crate::vector::VecRef as DocRef;
 
+/// One residual-coded token decoded with AVX-512 (see `x86_64::decode_residual_avx512`);
+/// false, with `out` untouched, when this CPU (or [`Isa::detect`]) has no AVX-512 or
+/// `out.len()` is not a multiple of 16.
+pub(crate) fn decode_residual(
+    weights: &[f32; 16],
+    nbits: u32,
+    c: &[f32],
+    bits: &[u8],
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx512 && out.len().is_multiple_of(16) && matches!(nbits, 1 | 2 | 4) {
+        // SAFETY: AVX-512F was detected at run time.
+        #[expect(unsafe_code, reason = "calls an AVX-512 kernel after run-time detection")]
+        unsafe {
+            x86_64::decode_residual_avx512(weights, nbits, c, bits, out);
+        }
+        return true;
+    }
+    let _ = (weights, nbits, c, bits, out);
+    false
+}
+
 /// Instruction sets the kernels can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {

@@ -195,3 +195,76 @@ kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps
 );
+
+/// Decode one residual-coded token (PLAID's codec, ALGORITHMS.md §2.2):
+/// `out = norm(c + weights[bucket_k])`, where bucket `k` is the `nbits`-bit field at bit
+/// `k · nbits` of `bits` (little-endian). 16 components per step: their `16 · nbits` bits
+/// are loaded as one integer, split into 16 lanes by a variable shift and a mask, and the
+/// lanes index the (at most 16) bucket values with one permute; the squared norm is
+/// accumulated alongside. `out.len()` (= `c.len()`) must be a multiple of 16 and
+/// `nbits` one of 1, 2, 4.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn decode_residual_avx512(
+    weights: &[f32; 16],
+    nbits: u32,
+    c: &[f32],
+    bits: &[u8],
+    out: &mut [f32],
+) {
+    let steps = out.len() / 16;
+    let bytes = 2 * nbits as usize;
+    assert!(c.len() >= steps * 16 && bits.len() >= steps * bytes, "decode: short centroid or residual");
+    // SAFETY: AVX-512F is enabled by the caller's contract; every load and store stays
+    // inside `c`, `out` (`steps · 16` floats, asserted) and `weights`.
+    unsafe {
+        let w = _mm512_loadu_ps(weights.as_ptr());
+        let mask = _mm512_set1_epi32((1 << nbits) - 1);
+        let shifts = if nbits == 4 {
+            _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
+        } else {
+            let n = nbits as i32;
+            _mm512_setr_epi32(
+                0,
+                n,
+                2 * n,
+                3 * n,
+                4 * n,
+                5 * n,
+                6 * n,
+                7 * n,
+                8 * n,
+                9 * n,
+                10 * n,
+                11 * n,
+                12 * n,
+                13 * n,
+                14 * n,
+                15 * n,
+            )
+        };
+        let mut acc = _mm512_setzero_ps();
+        for i in 0..steps {
+            let mut raw = [0u8; 8];
+            raw[..bytes].copy_from_slice(&bits[i * bytes..(i + 1) * bytes]);
+            let v = u64::from_le_bytes(raw);
+            let lo = _mm512_set1_epi32(v as u32 as i32);
+            let lanes = if nbits == 4 {
+                _mm512_inserti64x4::<1>(lo, _mm256_set1_epi32((v >> 32) as u32 as i32))
+            } else {
+                lo
+            };
+            let idx = _mm512_and_si512(_mm512_srlv_epi32(lanes, shifts), mask);
+            let x = _mm512_add_ps(_mm512_loadu_ps(c.as_ptr().add(i * 16)), _mm512_permutexvar_ps(idx, w));
+            _mm512_storeu_ps(out.as_mut_ptr().add(i * 16), x);
+            acc = _mm512_fmadd_ps(x, x, acc);
+        }
+        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(acc).sqrt().max(1e-12));
+        for i in 0..steps {
+            let p = out.as_mut_ptr().add(i * 16);
+            _mm512_storeu_ps(p, _mm512_mul_ps(_mm512_loadu_ps(p), inv));
+        }
+    }
+}

@@ -5,47 +5,72 @@ use super::*;
 /// A parsed statement.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Statement {
-    CreateCollection(CollectionSpec),
-    DropCollection(String),
+    CreateCollection {
+        spec: CollectionSpec,
+        if_not_exists: bool,
+    },
+    DropCollection {
+        name: String,
+        if_exists: bool,
+    },
     CreateIndex {
         coll: String,
         kind: String,
         field: Option<String>,
         opts: Vec<(String, Value)>,
+        if_not_exists: bool,
     },
     DropIndex {
         coll: String,
         kind: String,
+        if_exists: bool,
     },
     ShowCollections,
     ShowIndexes(String),
     Describe(String),
+    /// `replace`: `INSERT OR REPLACE` (upsert).
     Insert {
         coll: String,
         rows: Vec<Vec<(String, Value)>>,
+        replace: bool,
     },
     Import {
         coll: String,
         path: String,
+        on_conflict: crate::OnConflict,
     },
     Export {
         coll: String,
         path: String,
     },
+    /// `filter: None`: every document (as `DELETE` without `WHERE`).
     Update {
         coll: String,
         sets: Vec<(String, Value)>,
-        filter: Filter,
+        filter: Option<Filter>,
     },
     Delete {
         coll: String,
         filter: Option<Filter>,
     },
+    /// A search (`ORDER BY` a score function); `offset` hits skipped.
     Select {
         coll: String,
         items: Vec<String>,
         req: SearchRequest,
+        offset: usize,
         explain: bool,
+    },
+    /// A listing: no score function.
+    List {
+        coll: String,
+        items: Vec<String>,
+        req: ListRequest,
+    },
+    /// `SELECT COUNT(*) FROM coll [WHERE …]`.
+    Count {
+        coll: String,
+        filter: Option<Filter>,
     },
     /// `known` is `Some` when the cue has unknown (null) components: completion.
     Hopfield {

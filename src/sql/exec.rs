@@ -6,35 +6,65 @@ impl Session {
     pub(super) fn run(&self, s: Statement, progress: Progress<'_>) -> Result<StatementResult> {
         let db = &self.db;
         Ok(match s {
-            Statement::CreateCollection(spec) => {
+            Statement::CreateCollection { spec, if_not_exists } => {
+                if if_not_exists && db.describe(&spec.name).is_ok() {
+                    return Ok(StatementResult::message(format!(
+                        "collection {} already exists (unchanged)",
+                        spec.name
+                    )));
+                }
                 db.create_collection(&spec)?;
                 StatementResult::message(format!("created collection {}", spec.name))
             }
-            Statement::DropCollection(n) => {
-                db.drop_collection(&n)?;
-                StatementResult::message(format!("dropped collection {n}"))
+            Statement::DropCollection { name, if_exists } => {
+                if if_exists && db.describe(&name).is_err() {
+                    return Ok(StatementResult::message(format!("no collection {name} (nothing dropped)")));
+                }
+                db.drop_collection(&name)?;
+                StatementResult::message(format!("dropped collection {name}"))
             }
-            Statement::CreateIndex { coll, kind, field, opts } => {
+            Statement::CreateIndex { coll, kind, field, opts, if_not_exists } => {
+                let name = field.as_ref().map_or(kind.clone(), |f| format!("{kind}:{f}"));
+                // An interrupted build (not ready) is resumed even with IF NOT EXISTS.
+                if if_not_exists && db.indexes(&coll)?.iter().any(|i| i.kind == name && i.ready) {
+                    return Ok(StatementResult::message(format!(
+                        "index {name} on {coll} already exists (unchanged)"
+                    )));
+                }
                 self.create_index(&coll, &kind, field, &opts, progress)?
             }
-            Statement::DropIndex { coll, kind } => {
+            Statement::DropIndex { coll, kind, if_exists } => {
                 if !db.drop_index(&coll, &kind)? {
-                    return Err(Error::NotFound { kind: "index", name: format!("{kind} on '{coll}'") });
+                    if if_exists {
+                        return Ok(StatementResult::message(format!(
+                            "no index {kind} on {coll} (nothing dropped)"
+                        )));
+                    }
+                    return Err(Error::NotFound { kind: "index", name: kind });
                 }
                 StatementResult::message(format!("dropped index {kind} on {coll}"))
             }
             Statement::ShowCollections => self.show_collections()?,
             Statement::ShowIndexes(coll) => self.show_indexes(&coll)?,
             Statement::Describe(n) => self.describe(&n)?,
-            Statement::Insert { coll, rows } => self.insert(&coll, rows)?,
-            Statement::Import { coll, path } => self.import(&coll, &path, progress)?,
+            Statement::Insert { coll, rows, replace } => self.insert(&coll, rows, replace)?,
+            Statement::Import { coll, path, on_conflict } => {
+                self.import(&coll, &path, on_conflict, progress)?
+            }
             Statement::Export { coll, path } => self.export(&coll, &path, progress)?,
             Statement::Update { coll, sets, filter } => {
-                let n = db.update_where(&coll, &filter, &sets)?;
+                let n = db.update_where(&coll, &filter.unwrap_or_else(every_document), &sets)?;
                 StatementResult::message(format!("updated {n} document{}", if n == 1 { "" } else { "s" }))
             }
             Statement::Delete { coll, filter } => self.delete(&coll, filter)?,
-            Statement::Select { coll, items, req, explain } => self.select(&coll, &items, &req, explain)?,
+            Statement::Select { coll, items, req, offset, explain } => {
+                self.select(&coll, &items, &req, offset, explain)?
+            }
+            Statement::List { coll, items, req } => self.list(&coll, &items, &req)?,
+            Statement::Count { coll, filter } => {
+                let n = db.count(&coll, filter.as_ref())?;
+                table(&["count"], vec![vec![int(n)]])
+            }
             Statement::Hopfield { coll, field, vector, known, opts } => {
                 self.hopfield(&coll, &field, &vector, known.as_deref(), &opts)?
             }
@@ -135,30 +165,49 @@ impl Session {
         Ok(table(&["name", "type"], rows))
     }
 
-    fn insert(&self, coll: &str, rows: Vec<Vec<(String, Value)>>) -> Result<StatementResult> {
+    fn insert(&self, coll: &str, rows: Vec<Vec<(String, Value)>>, replace: bool) -> Result<StatementResult> {
         let db = &self.db;
         let n = rows.len();
         let spec = db.describe(coll)?;
         let docs = rows.into_iter().map(|f| document_from_fields(&spec, f)).collect::<Result<Vec<_>>>()?;
         if docs.iter().all(|d| d.tokens.is_empty()) && db.describe(coll)?.embedding.is_some() {
+            if replace {
+                return Err(Error::invalid(
+                    "INSERT OR REPLACE takes token vectors; for text to embed, DELETE the documents first and INSERT them again",
+                ));
+            }
             #[cfg(feature = "embed")]
             db.insert_text(coll, &docs)?;
             #[cfg(not(feature = "embed"))]
             return Err(Error::NotAvailable(
                 "inserting text to embed needs the `embed` cargo feature".into(),
             ));
+        } else if replace {
+            db.upsert(coll, &docs)?;
         } else {
             db.insert(coll, &docs)?;
         }
-        Ok(StatementResult::message(format!("inserted {n} document{}", if n == 1 { "" } else { "s" })))
+        let verb = if replace { "inserted or replaced" } else { "inserted" };
+        Ok(StatementResult::message(format!("{verb} {n} document{}", if n == 1 { "" } else { "s" })))
     }
 
-    fn import(&self, coll: &str, path: &str, progress: Progress<'_>) -> Result<StatementResult> {
+    fn import(
+        &self,
+        coll: &str,
+        path: &str,
+        on_conflict: crate::OnConflict,
+        progress: Progress<'_>,
+    ) -> Result<StatementResult> {
         let db = &self.db;
         if crate::db::import::is_parquet(std::path::Path::new(path))? {
+            if on_conflict != crate::OnConflict::Error {
+                return Err(Error::invalid(
+                    "ON CONFLICT applies to JSONL and CSV imports; a Parquet import refuses existing ids",
+                ));
+            }
             return self.import_parquet(coll, path, progress);
         }
-        let n = db.import_file(coll, path, |n| progress(n, "documents"))?;
+        let n = db.import_file_with(coll, path, on_conflict, |n| progress(n, "documents"))?;
         Ok(StatementResult::message(format!("imported {n} documents into {coll}")))
     }
 
@@ -166,7 +215,7 @@ impl Session {
         let db = &self.db;
         let n = match filter {
             Some(f) => db.delete_where(coll, &f)?,
-            None => db.delete_where(coll, &Filter::Not(Box::new(Filter::is_null(crate::ID_COLUMN))))?,
+            None => db.delete_where(coll, &every_document())?,
         };
         Ok(StatementResult::message(format!("deleted {n} document{}", if n == 1 { "" } else { "s" })))
     }
@@ -370,9 +419,21 @@ impl Session {
         coll: &str,
         items: &[String],
         req: &SearchRequest,
+        offset: usize,
         explain: bool,
     ) -> Result<StatementResult> {
-        let out = self.db.search_explained(coll, req)?;
+        // OFFSET: the best `limit + offset`, the first `offset` dropped.
+        let mut req = req.clone();
+        req.limit = req.limit.saturating_add(offset);
+        if req.limit > crate::MAX_LIMIT {
+            return Err(Error::invalid(format!(
+                "LIMIT + OFFSET of a search is at most {} (got {})",
+                crate::MAX_LIMIT,
+                req.limit
+            )));
+        }
+        let mut out = self.db.search_explained(coll, &req)?;
+        out.hits.drain(..offset.min(out.hits.len()));
         if explain {
             let mut rows = vec![vec![
                 Value::Text("plan".into()),
@@ -420,42 +481,16 @@ impl Session {
             return Ok(table(&["step", "name", "docs", "ms"], rows));
         }
         let spec = self.db.describe(coll)?;
-        let mut columns = Vec::new();
-        for it in items {
-            if it == "*" {
-                columns.push("id".to_string());
-                columns.push("score".to_string());
-                columns.extend(spec.columns.iter().map(|c| c.name.clone()));
-            } else if it.eq_ignore_ascii_case("id") || it.eq_ignore_ascii_case("score") {
-                columns.push(it.to_lowercase());
-            } else {
-                let c =
-                    spec.columns.iter().find(|c| c.name.eq_ignore_ascii_case(it)).ok_or_else(|| {
-                        Error::NotFound { kind: "column", name: format!("{it} in '{coll}'") }
-                    })?;
-                columns.push(c.name.clone());
-            }
-        }
-        let rows = out
-            .hits
-            .into_iter()
-            .map(|h| {
-                columns
-                    .iter()
-                    .map(|c| match c.as_str() {
-                        "id" => match &h.id {
-                            DocId::Int(i) => Value::Integer(*i),
-                            other => Value::Text(other.to_string()),
-                        },
-                        "score" => Value::Real(f64::from(h.score)),
-                        name => {
-                            h.values.iter().find(|(k, _)| k == name).map_or(Value::Null, |(_, v)| v.clone())
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(StatementResult { columns, rows, message: None, status: None })
+        let columns = result_columns(&spec, items, true)?;
+        Ok(StatementResult { rows: hit_rows(&columns, out.hits), columns, message: None, status: None })
+    }
+
+    /// `SELECT … FROM coll [WHERE …] [ORDER BY column [DESC]] [LIMIT n [OFFSET m]]`.
+    fn list(&self, coll: &str, items: &[String], req: &crate::ListRequest) -> Result<StatementResult> {
+        let spec = self.db.describe(coll)?;
+        let columns = result_columns(&spec, items, false)?;
+        let hits = self.db.list(coll, req)?;
+        Ok(StatementResult { rows: hit_rows(&columns, hits), columns, message: None, status: None })
     }
 
     /// `EXPORT coll TO 'file.parquet'`: every live document as Apache Parquet.
@@ -520,4 +555,57 @@ impl Session {
             )))
         }
     }
+}
+
+/// A filter every document passes (`DELETE` / `UPDATE` without `WHERE`).
+fn every_document() -> Filter {
+    Filter::Not(Box::new(Filter::is_null(crate::ID_COLUMN)))
+}
+
+/// The result columns of a `SELECT` list: `*` is `id` (and `score` for a search) and every
+/// column; `score` only in a search.
+fn result_columns(spec: &CollectionSpec, items: &[String], scored: bool) -> Result<Vec<String>> {
+    let mut columns = Vec::new();
+    for it in items {
+        if it == "*" {
+            columns.push("id".to_string());
+            if scored {
+                columns.push("score".to_string());
+            }
+            columns.extend(spec.columns.iter().map(|c| c.name.clone()));
+        } else if it.eq_ignore_ascii_case("score") && !scored {
+            return Err(Error::invalid(
+                "score needs ORDER BY a score function: maxsim('…'), dense(field, '…'), bm25('…') or hybrid('…')",
+            ));
+        } else if it.eq_ignore_ascii_case("id") || it.eq_ignore_ascii_case("score") {
+            columns.push(it.to_lowercase());
+        } else {
+            let c = spec
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(it))
+                .ok_or_else(|| Error::NotFound { kind: "column", name: it.clone() })?;
+            columns.push(c.name.clone());
+        }
+    }
+    Ok(columns)
+}
+
+/// One result row per hit, in `columns` order.
+fn hit_rows(columns: &[String], hits: Vec<crate::Hit>) -> Vec<Vec<Value>> {
+    hits.into_iter()
+        .map(|h| {
+            columns
+                .iter()
+                .map(|c| match c.as_str() {
+                    "id" => match &h.id {
+                        DocId::Int(i) => Value::Integer(*i),
+                        other => Value::Text(other.to_string()),
+                    },
+                    "score" => Value::Real(f64::from(h.score)),
+                    name => h.values.iter().find(|(k, _)| k == name).map_or(Value::Null, |(_, v)| v.clone()),
+                })
+                .collect()
+        })
+        .collect()
 }

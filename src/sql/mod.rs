@@ -22,8 +22,8 @@ use crate::filter::Filter;
 use crate::index::hopfield::HopfieldParams;
 use crate::types::{CollectionSpec, ColumnType, DocId, Dtype, IdType, Value, VectorSpec};
 use crate::{
-    Database, Error, Fusion, HnswParams, HopfieldLookup, MuveraOptions, PlaidOptions, Query, Result,
-    SearchRequest,
+    Database, Error, Fusion, HnswParams, HopfieldLookup, ListRequest, MuveraOptions, PlaidOptions, Query,
+    Result, SearchRequest,
 };
 
 mod ast;
@@ -74,7 +74,22 @@ fn statement_text(sql: &str, start: Location) -> String {
         .chain(sql.lines().skip(start.line as usize))
         .collect::<Vec<_>>()
         .join("\n");
-    rest.split(';').next().unwrap_or("").trim().to_string()
+    shorten(rest.split(';').next().unwrap_or("").trim())
+}
+
+/// Statements quoted in error messages are cut to their first 100 and last 40 characters
+/// (a rejected 1 MB INSERT is not echoed whole); the error's line and column locate the
+/// problem.
+fn shorten(stmt: &str) -> String {
+    const HEAD: usize = 100;
+    const TAIL: usize = 40;
+    let n = stmt.chars().count();
+    if n <= HEAD + TAIL + 20 {
+        return stmt.to_string();
+    }
+    let head: String = stmt.chars().take(HEAD).collect();
+    let tail: String = stmt.chars().skip(n - TAIL).collect();
+    format!("{head} … {tail} ({n} characters)")
 }
 
 fn syntax(e: ParserError, sql: &str, start: Location) -> Error {

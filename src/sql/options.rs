@@ -38,12 +38,13 @@ pub(super) fn collection_spec(
             "token_pool_factor",
             "recall",
             "tokens",
+            "codec_centroids",
         ]
         .contains(&k.as_str())
         {
             return Err(Error::invalid(format!(
                 "unknown collection option '{k}': use dim, pooled, dtype, model, embed, id, query_maxlen, \
-                 doc_maxlen, token_pool_factor, recall, tokens"
+                 doc_maxlen, token_pool_factor, recall, tokens, codec_centroids"
             )));
         }
     }
@@ -71,6 +72,9 @@ pub(super) fn collection_spec(
     }
     if let Some(t) = get("tokens").and_then(|v| text_of(&v)) {
         vectors = vectors.with_token_storage(&t)?;
+    }
+    if let Some(k) = int("codec_centroids")? {
+        vectors = vectors.codec_centroids(k);
     }
     let mut spec = CollectionSpec::new(name, vectors);
     if let Some(v) = get("recall") {

@@ -136,6 +136,7 @@ impl Grammar<'_, '_> {
                 return self.create_collection();
             }
             if self.word("index") {
+                let if_not_exists = self.if_not_exists()?;
                 self.expect_word("on")?;
                 let coll = self.name()?;
                 self.expect_word("using")?;
@@ -148,21 +149,23 @@ impl Grammar<'_, '_> {
                     None
                 };
                 let opts = self.with_options()?;
-                return Ok(Statement::CreateIndex { coll, kind, field, opts });
+                return Ok(Statement::CreateIndex { coll, kind, field, opts, if_not_exists });
             }
             return self.err("COLLECTION or INDEX after CREATE");
         }
         if self.word("drop") {
             if self.word("collection") {
-                return Ok(Statement::DropCollection(self.name()?));
+                let if_exists = self.if_exists()?;
+                return Ok(Statement::DropCollection { name: self.name()?, if_exists });
             }
             if self.word("index") {
+                let if_exists = self.if_exists()?;
                 let mut kind = self.name()?.to_lowercase();
                 if self.p.consume_token(&Token::Colon) {
                     kind = format!("{kind}:{}", self.name()?);
                 }
                 self.expect_word("on")?;
-                return Ok(Statement::DropIndex { coll: self.name()?, kind });
+                return Ok(Statement::DropIndex { coll: self.name()?, kind, if_exists });
             }
             return self.err("COLLECTION or INDEX after DROP");
         }
@@ -180,8 +183,12 @@ impl Grammar<'_, '_> {
             return Ok(Statement::Describe(self.name()?));
         }
         if self.word("insert") {
+            let replace = self.word("or");
+            if replace {
+                self.expect_word("replace")?;
+            }
             self.expect_word("into")?;
-            return self.insert();
+            return self.insert(replace);
         }
         if self.word("backup") {
             self.expect_word("to")?;
@@ -197,7 +204,20 @@ impl Grammar<'_, '_> {
             self.expect_word("into")?;
             let coll = self.name()?;
             self.expect_word("from")?;
-            return Ok(Statement::Import { coll, path: self.string()? });
+            let path = self.string()?;
+            let on_conflict = if self.word("on") {
+                self.expect_word("conflict")?;
+                if self.word("skip") {
+                    crate::OnConflict::Skip
+                } else if self.word("replace") {
+                    crate::OnConflict::Replace
+                } else {
+                    return self.err("SKIP or REPLACE after ON CONFLICT");
+                }
+            } else {
+                crate::OnConflict::Error
+            };
+            return Ok(Statement::Import { coll, path, on_conflict });
         }
         if self.word("export") {
             let coll = self.name()?;
@@ -252,7 +272,27 @@ impl Grammar<'_, '_> {
         )
     }
 
+    /// `IF NOT EXISTS` (true) or nothing (false).
+    pub(super) fn if_not_exists(&mut self) -> PResult<bool> {
+        if !self.word("if") {
+            return Ok(false);
+        }
+        self.expect_word("not")?;
+        self.expect_word("exists")?;
+        Ok(true)
+    }
+
+    /// `IF EXISTS` (true) or nothing (false).
+    pub(super) fn if_exists(&mut self) -> PResult<bool> {
+        if !self.word("if") {
+            return Ok(false);
+        }
+        self.expect_word("exists")?;
+        Ok(true)
+    }
+
     pub(super) fn create_collection(&mut self) -> PResult<Statement> {
+        let if_not_exists = self.if_not_exists()?;
         let name = self.name()?;
         let mut columns = Vec::new();
         if self.p.consume_token(&Token::LParen) && !self.p.consume_token(&Token::RParen) {
@@ -279,10 +319,10 @@ impl Grammar<'_, '_> {
             self.p.expect_token(&Token::RParen)?;
         }
         let opts = self.with_options()?;
-        Ok(Statement::CreateCollection(collection_spec(&name, &columns, &opts)?))
+        Ok(Statement::CreateCollection { spec: collection_spec(&name, &columns, &opts)?, if_not_exists })
     }
 
-    pub(super) fn insert(&mut self) -> PResult<Statement> {
+    pub(super) fn insert(&mut self, replace: bool) -> PResult<Statement> {
         let coll = self.name()?;
         self.p.expect_token(&Token::LParen)?;
         let cols = self.p.parse_comma_separated(|p| Ok(p.parse_identifier()?.value))?;
@@ -307,7 +347,7 @@ impl Grammar<'_, '_> {
                 break;
             }
         }
-        Ok(Statement::Insert { coll, rows: docs })
+        Ok(Statement::Insert { coll, rows: docs, replace })
     }
 
     pub(super) fn update(&mut self) -> PResult<Statement> {
@@ -322,17 +362,25 @@ impl Grammar<'_, '_> {
                 break;
             }
         }
-        self.expect_word("where")?;
-        Ok(Statement::Update { coll, sets, filter: self.filter()? })
+        let filter = if self.word("where") { Some(self.filter()?) } else { None };
+        Ok(Statement::Update { coll, sets, filter })
     }
 
     pub(super) fn select(&mut self, explain: bool) -> PResult<Statement> {
         let mut items = Vec::new();
+        let mut count = false;
         loop {
             if self.p.consume_token(&Token::Mul) {
                 items.push("*".to_string());
             } else {
-                items.push(self.name()?);
+                let name = self.name()?;
+                if name.eq_ignore_ascii_case("count") && self.p.consume_token(&Token::LParen) {
+                    self.p.expect_token(&Token::Mul)?;
+                    self.p.expect_token(&Token::RParen)?;
+                    count = true;
+                } else {
+                    items.push(name);
+                }
             }
             if !self.p.consume_token(&Token::Comma) {
                 break;
@@ -341,32 +389,80 @@ impl Grammar<'_, '_> {
         self.expect_word("from")?;
         let coll = self.name()?;
         let filter = if self.word("where") { Some(self.filter()?) } else { None };
-        let query = if self.word("order") {
+        if count {
+            if !items.is_empty() || explain {
+                return Err(
+                    Error::invalid("COUNT(*) is selected alone: SELECT COUNT(*) FROM c [WHERE …]").into()
+                );
+            }
+            return Ok(Statement::Count { coll, filter });
+        }
+        // ORDER BY a score function (a search) or a column (a listing), or no order.
+        let mut order: Option<(String, bool)> = None;
+        let mut query = None;
+        if self.word("order") {
             self.expect_word("by")?;
-            self.score_fn()?
-        } else {
-            return Err(Error::invalid(
-                "SELECT needs ORDER BY a score function: maxsim('…'), dense(field, '…'), bm25('…') or hybrid('…')",
-            )
-            .into());
+            let name = self.name()?;
+            if self.p.peek_token().token == Token::LParen {
+                query = Some(self.score_fn_named(&name)?);
+            } else {
+                let desc = if self.word("desc") {
+                    true
+                } else {
+                    self.word("asc");
+                    false
+                };
+                order = Some((name, desc));
+            }
+        }
+        let count_of = |p: &mut Self, what: &str| -> PResult<usize> {
+            match p.literal()? {
+                Value::Integer(n) if n >= 0 => Ok(n as usize),
+                _ => Err(Error::invalid(format!("{what} needs a non-negative integer")).into()),
+            }
+        };
+        let (mut limit, mut offset) = (None, 0);
+        if self.word("limit") {
+            limit = Some(count_of(self, "LIMIT")?);
+            if self.word("offset") {
+                offset = count_of(self, "OFFSET")?;
+            }
+        }
+        let Some(query) = query else {
+            if explain {
+                return Err(Error::invalid(
+                    "EXPLAIN explains searches: SELECT … ORDER BY maxsim('…'), dense(field, '…'), bm25('…') or hybrid('…')",
+                )
+                .into());
+            }
+            if self.word("with") {
+                return Err(Error::invalid(
+                    "search options (WITH …) need ORDER BY a score function: maxsim('…'), dense(field, '…'), bm25('…') or hybrid('…')",
+                )
+                .into());
+            }
+            let mut req = ListRequest::new().offset(offset);
+            req.filter = filter;
+            req.limit = limit;
+            if let Some((col, desc)) = order {
+                req = req.order_by(col, desc);
+            }
+            return Ok(Statement::List { coll, items, req });
         };
         let mut req = SearchRequest::new(query);
-        if self.word("limit") {
-            match self.literal()? {
-                Value::Integer(n) if n >= 0 => req.limit = n as usize,
-                _ => return Err(Error::invalid("LIMIT needs a non-negative integer").into()),
-            }
+        if let Some(n) = limit {
+            req.limit = n;
         }
         req.filter = filter;
         let opts = self.with_options()?;
         search_options(&mut req, &opts)?;
-        Ok(Statement::Select { coll, items, req, explain })
+        Ok(Statement::Select { coll, items, req, offset, explain })
     }
 
     /// `maxsim(x)`, `dense(field, x)`, `bm25(text)`, `hybrid(text [, 'parts'])` where `x` is
     /// text to embed or a JSON vector / matrix.
-    pub(super) fn score_fn(&mut self) -> PResult<Query> {
-        let f = self.name()?.to_lowercase();
+    pub(super) fn score_fn_named(&mut self, f: &str) -> PResult<Query> {
+        let f = f.to_lowercase();
         self.p.expect_token(&Token::LParen)?;
         let q = match f.as_str() {
             "maxsim" => {

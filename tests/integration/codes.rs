@@ -329,6 +329,29 @@ fn sql_creates_describes_and_explains_codes_only_storage() {
     );
 }
 
+#[test]
+fn codec_centroids_sets_the_codec_size_and_is_refused_without_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let s = maxsimdb::sql::Session::new(db.clone());
+    s.execute("CREATE COLLECTION c WITH (dim = 32, tokens = 'plaid2', codec_centroids = 40)").unwrap();
+    assert_eq!(db.describe("c").unwrap().vectors.codec_centroids, Some(40));
+    let err = s.execute("CREATE COLLECTION e WITH (dim = 32, codec_centroids = 40)").unwrap_err();
+    assert!(err.to_string().contains("tokens = 'plaid2'"), "{err}");
+    let err = s
+        .execute("CREATE COLLECTION e WITH (dim = 32, tokens = 'plaid2', codec_centroids = 70000)")
+        .unwrap_err();
+    assert!(err.to_string().contains("between 1 and 65536"), "{err}");
+    let mut rng = Rng::new(8);
+    let topics = rng.unit_vectors(TOPICS, D);
+    db.insert("c", &corpus(&mut rng, &topics, 0, 400)).unwrap();
+    db.flush("c").unwrap();
+    let info = db.token_codec("c").unwrap().expect("trained at the flush");
+    // PLAID's rule would give 2^⌊log₂(16·√N)⌋ (1,024 for these ~6,000 tokens).
+    assert_eq!(info.centroids, 40);
+    assert!(maxsimdb::index::plaid::default_centroids(info.trained_tokens as usize) > 40);
+}
+
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(p).unwrap().flatten() {

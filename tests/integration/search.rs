@@ -134,6 +134,36 @@ fn filters_restrict_results_exactly() {
     }
 }
 
+/// `IN` lists far beyond SQLite's 32,766 parameters (the new-user issue's 100,000 ids),
+/// for text ids, integer columns, negated, through search, listing, count and delete.
+#[test]
+fn in_lists_of_a_hundred_thousand_values_work() {
+    let (_d, db) = tempdb();
+    let mut rng = Rng::new(13);
+    let live = mixed(&db, Dtype::F32, &mut rng);
+    let mut ids: Vec<Value> = (0..100_000).map(|i| Value::Text(format!("x{i}"))).collect();
+    ids.extend(["d5", "d47", "d30"].map(|s| Value::Text(s.into())));
+    let q = rng.unit_vectors(4, DIM);
+    let f = Filter::is_in("id", ids.clone());
+    let hits = db.search("c", &SearchRequest::maxsim(q.clone()).filter(f.clone()).limit(MAX_LIMIT)).unwrap();
+    let mut got: Vec<String> = hits.iter().map(|h| h.id.to_string()).collect();
+    got.sort();
+    assert_eq!(got, ["d47", "d5"], "d30 is deleted");
+    assert_eq!(db.count("c", Some(&f)).unwrap(), 2);
+    let not_in = Filter::In { column: "id".into(), values: ids, negated: true };
+    assert_eq!(db.count("c", Some(&not_in)).unwrap(), live.len() as u64 - 2);
+    let years: Vec<Value> = (0..50_000).map(|y| Value::Integer(y * 1000 + 1995)).collect();
+    let by_year = db.list("c", &maxsimdb::ListRequest::new().filter(Filter::is_in("year", years))).unwrap();
+    let want = live.iter().filter(|d| d.values[0].1 == Value::Integer(1995)).count();
+    assert!(want > 0);
+    assert_eq!(by_year.len(), want);
+    // REAL lists keep exact binding and say where their limit is.
+    let reals: Vec<Value> = (0..40_000).map(|i| Value::Real(f64::from(i))).collect();
+    let err = db.count("c", Some(&Filter::is_in("year", reals))).unwrap_err();
+    assert!(err.to_string().contains("at most 30000"), "{err}");
+    assert_eq!(db.delete_where("c", &Filter::is_in("id", vec![Value::Text("d5".into()); 300])).unwrap(), 1);
+}
+
 #[test]
 fn filter_literals_are_bound_not_spliced() {
     let (_d, db) = tempdb();

@@ -192,6 +192,22 @@ fn errors_name_the_statement_and_position_and_set_the_exit_status() {
     assert_eq!(err(&db, "INSERT INTO docs (id, tokens) VALUES ('a', '[[1,0,0]]')").0, 3);
     assert_eq!(err(&db, "SELECT id FROM docs ORDER BY maxsim('[[1,0]') LIMIT 1").0, 2);
     assert_eq!(err(&db, "SELECT id FROM docs ORDER BY bm25('x')").0, 12, "no full-text index: not available");
+    // A rejected 1 MB statement is quoted in part, not echoed whole.
+    let rows: Vec<String> = (0..40_000).map(|i| format!("('r{i}', '[[1,0]]')")).collect();
+    let big = format!("INSERT INTO docs (id, tokens) VALUES {}, ('bad', '[[1,0')", rows.join(", "));
+    assert!(big.len() > 700_000);
+    // (Through -f: one command-line argument holds at most 128 KiB on Linux.)
+    let script = dir.path().join("big.sql");
+    std::fs::write(&script, &big).unwrap();
+    let out = bin().arg(&db).arg("-f").arg(&script).output().unwrap();
+    let (code, msg) = (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert_eq!(code, 2, "{}", &msg[..msg.len().min(300)]);
+    assert!(
+        msg.len() < 1000 && msg.contains("characters)"),
+        "{} bytes: {}",
+        msg.len(),
+        &msg[..msg.len().min(300)]
+    );
     // Usage errors: exit status 2.
     let out = bin().arg(&db).arg("--format").arg("xml").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -206,7 +222,7 @@ fn import_jsonl_and_csv() {
     let lines: Vec<String> = (0..50)
         .map(|i| {
             format!(
-                r#"{{"_id": "j{i}", "title": "doc {i}", "year": {}, "tokens": [[1, {i}]], "mean": [0, 1], "ignored": 1}}"#,
+                r#"{{"_id": "j{i}", "title": "doc {i}", "year": {}, "tokens": [[1, {i}]], "mean": [0, 1]}}"#,
                 2000 + i
             )
         })
@@ -234,6 +250,49 @@ fn import_jsonl_and_csv() {
     assert!(msg.contains("line 2"), "{msg}");
     let r = ok(&db, "STATS docs");
     assert_eq!(r[0]["rows"][0]["value"], 51);
+    let count = |db: &Path| ok(db, "SELECT COUNT(*) FROM docs")[0]["rows"][0]["count"].as_i64().unwrap();
+    // An unknown field (a typo) is an error, not a silently dropped value.
+    std::fs::write(&jsonl, "{\"_id\": \"t1\", \"titel\": \"x\", \"tokens\": [[1,0]], \"mean\": [1,0]}\n")
+        .unwrap();
+    let (_, msg) = err(&db, &format!("IMPORT INTO docs FROM '{}'", jsonl.display()));
+    assert!(
+        msg.contains("unknown field 'titel'") && msg.contains("line 1") && msg.contains("title"),
+        "{msg}"
+    );
+    // A wrong dimension on line 1,500 of 2,500: the file and line are named, nothing is kept.
+    let row = |i: usize, tokens: &str| {
+        format!(r#"{{"_id": "b{i}", "title": "t", "year": 1, "tokens": {tokens}, "mean": [1, 0]}}"#)
+    };
+    let bad: Vec<String> =
+        (1..=2500).map(|i| row(i, if i == 1500 { "[[1,0,0]]" } else { "[[1,0]]" })).collect();
+    std::fs::write(&jsonl, bad.join("\n")).unwrap();
+    let (code, msg) = err(&db, &format!("IMPORT INTO docs FROM '{}'", jsonl.display()));
+    assert_eq!(code, 2, "{msg}");
+    assert!(msg.contains("d.jsonl: line 1500"), "{msg}");
+    assert_eq!(count(&db), 51, "nothing of the failed file is kept");
+    // With a UTF-8 byte-order mark, 2,500 good lines go in; again, the ids exist: an
+    // error naming the line, nothing changed; ON CONFLICT SKIP resumes, REPLACE replaces.
+    let good: Vec<String> = (1..=2500).map(|i| row(i, "[[1,0]]")).collect();
+    std::fs::write(&jsonl, format!("\u{feff}{}", good.join("\n"))).unwrap();
+    ok(&db, &format!("IMPORT INTO docs FROM '{}'", jsonl.display()));
+    assert_eq!(count(&db), 2551);
+    let more: Vec<String> = (2001..=3000).map(|i| row(i, "[[0,1]]")).collect();
+    std::fs::write(&jsonl, more.join("\n")).unwrap();
+    let (_, msg) = err(&db, &format!("IMPORT INTO docs FROM '{}'", jsonl.display()));
+    assert!(
+        msg.contains("line 1") && msg.contains("already exists") && msg.contains("ON CONFLICT SKIP"),
+        "{msg}"
+    );
+    assert_eq!(count(&db), 2551);
+    let r = ok(&db, &format!("IMPORT INTO docs FROM '{}' ON CONFLICT SKIP", jsonl.display()));
+    assert_eq!(r[0]["message"], "imported 500 documents into docs");
+    assert_eq!(count(&db), 3051);
+    ok(&db, &format!("IMPORT INTO docs FROM '{}' ON CONFLICT REPLACE", jsonl.display()));
+    assert_eq!(count(&db), 3051);
+    let r =
+        ok(&db, "SELECT id, score FROM docs WHERE id IN ('b2001', 'b1') ORDER BY maxsim('[[0,1]]') LIMIT 2");
+    assert_eq!(ids(&r[0]), ["b2001", "b1"], "b2001's vectors were replaced: {}", r[0]);
+    assert!((r[0]["rows"][0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-3);
 }
 
 /// SciFact through the shell with the real model: import a slice, search in each mode.
@@ -449,4 +508,101 @@ fn meta_commands_work_in_scripts() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("-- collection alpha") && text.contains("-- collection beta"), "{text}");
+}
+
+/// The SQL people expect (new-user issue, item 14): listing without a score function,
+/// ORDER BY a column, LIMIT/OFFSET (listings and searches), COUNT(*), IF [NOT] EXISTS,
+/// INSERT OR REPLACE, UPDATE without WHERE.
+#[test]
+fn listing_counting_offsets_upserts_and_if_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.msdb");
+    ok(
+        &db,
+        "CREATE COLLECTION IF NOT EXISTS d (title TEXT, year INTEGER) WITH (dim = 2);
+         CREATE COLLECTION IF NOT EXISTS d (other TEXT) WITH (dim = 3);
+         INSERT INTO d (id, title, year, tokens) VALUES
+           ('a', 'one', 2003, '[[1,0]]'), ('b', 'two', 2001, '[[0.8,0.6]]'),
+           ('c', 'three', 2002, '[[0.6,0.8]]'), ('e', 'four', NULL, '[[0,1]]');",
+    );
+    // IF NOT EXISTS kept the first definition.
+    let r = ok(&db, "SELECT * FROM d");
+    assert_eq!(ids(&r[0]), ["a", "b", "c", "e"], "insertion order");
+    assert_eq!(r[0]["rows"][0]["title"], "one");
+    assert!(r[0]["rows"][0].get("score").is_none(), "a listing has no score: {}", r[0]);
+    let r = ok(&db, "SELECT id, year FROM d WHERE year IS NOT NULL ORDER BY year DESC");
+    assert_eq!(ids(&r[0]), ["a", "c", "b"]);
+    let r = ok(&db, "SELECT id FROM d ORDER BY id LIMIT 2 OFFSET 1");
+    assert_eq!(ids(&r[0]), ["b", "c"]);
+    let r = ok(&db, "SELECT COUNT(*) FROM d");
+    assert_eq!(r[0]["rows"][0]["count"], 4);
+    let r = ok(&db, "SELECT COUNT(*) FROM d WHERE year < 2003");
+    assert_eq!(r[0]["rows"][0]["count"], 2);
+    // Searches: OFFSET skips the best hits.
+    let all = ok(&db, "SELECT id FROM d ORDER BY maxsim('[[1,0]]') LIMIT 4");
+    assert_eq!(ids(&all[0]), ["a", "b", "c", "e"]);
+    let r = ok(&db, "SELECT id FROM d ORDER BY maxsim('[[1,0]]') LIMIT 2 OFFSET 1");
+    assert_eq!(ids(&r[0]), ["b", "c"]);
+    // score only where something is scored; search options only on searches.
+    let (code, msg) = err(&db, "SELECT id, score FROM d");
+    assert_eq!(code, 2, "{msg}");
+    assert!(msg.contains("score needs ORDER BY a score function"), "{msg}");
+    let (_, msg) = err(&db, "SELECT id FROM d ORDER BY nosuch");
+    assert!(msg.contains("nosuch"), "{msg}");
+    // INSERT OR REPLACE replaces; plain INSERT of an existing id still fails.
+    ok(&db, "INSERT OR REPLACE INTO d (id, title, year, tokens) VALUES ('a', 'uno', 1999, '[[0,1]]'), ('f', 'five', 2005, '[[1,0]]')");
+    let r = ok(&db, "SELECT id, title FROM d WHERE id IN ('a', 'f') ORDER BY id");
+    assert_eq!(r[0]["rows"][0]["title"], "uno");
+    assert_eq!(ids(&r[0]), ["a", "f"]);
+    let r = ok(&db, "SELECT id FROM d ORDER BY maxsim('[[1,0]]') LIMIT 1");
+    assert_eq!(ids(&r[0]), ["f"], "a's vectors were replaced");
+    err(&db, "INSERT INTO d (id, title, tokens) VALUES ('a', 'dup', '[[1,0]]')");
+    // UPDATE without WHERE updates every document, as DELETE without WHERE deletes all.
+    let r = ok(&db, "UPDATE d SET year = 2020");
+    assert!(r.is_empty() || !r[0].to_string().contains("error"));
+    let r = ok(&db, "SELECT COUNT(*) FROM d WHERE year = 2020");
+    assert_eq!(r[0]["rows"][0]["count"], 5);
+    // IF [NOT] EXISTS on indexes and DROP.
+    ok(&db, "CREATE INDEX IF NOT EXISTS ON d USING plaid WITH (centroids = 2)");
+    ok(&db, "CREATE INDEX IF NOT EXISTS ON d USING plaid WITH (centroids = 2)");
+    err(&db, "CREATE INDEX ON d USING plaid WITH (centroids = 2)");
+    ok(&db, "DROP INDEX IF EXISTS plaid ON d; DROP INDEX IF EXISTS plaid ON d");
+    err(&db, "DROP INDEX plaid ON d");
+    ok(&db, "DROP COLLECTION IF EXISTS d; DROP COLLECTION IF EXISTS d");
+    err(&db, "DROP COLLECTION d");
+}
+
+/// Thirty separate `-c INSERT` runs (the new-user issue's item 16) leave no segment file
+/// each: small pending sets stay in the catalog (durable, searched) until a flush pays.
+#[test]
+fn many_short_sessions_do_not_leave_a_segment_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.msdb");
+    ok(&db, "CREATE COLLECTION d WITH (dim = 2)");
+    for i in 0..30 {
+        ok(&db, &format!("INSERT INTO d (id, tokens) VALUES ('x{i}', '[[1,{i}]]')"));
+    }
+    let r = ok(&db, "STATS d");
+    let stat = |name: &str| {
+        r[0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["stat"] == name)
+            .map(|row| row["value"].clone())
+    };
+    assert_eq!(stat("docs"), Some(J::from(30)), "{}", r[0]);
+    assert_eq!(stat("segments"), Some(J::from(0)), "{}", r[0]);
+    assert_eq!(ok(&db, "SELECT COUNT(*) FROM d")[0]["rows"][0]["count"], 30);
+    // FLUSH still writes them out when asked.
+    ok(&db, "FLUSH d");
+    assert_eq!(
+        ok(&db, "STATS d")[0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["stat"] == "segments")
+            .unwrap()["value"],
+        1
+    );
 }
