@@ -170,15 +170,27 @@ fn check_key(spec: &CollectionSpec, path: &Path, line: usize, k: &str) -> Result
     )))
 }
 
-/// The documents of a JSONL file's text, with their line numbers.
-fn jsonl_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<(usize, Document)>> {
+/// The documents of a JSONL file's text, with their line numbers; keys that name nothing
+/// in `spec` (BEIR's `metadata`, or a typo like `titel`) are left out and reported in
+/// `unknown` with the first line they are on.
+fn jsonl_documents(
+    spec: &CollectionSpec,
+    path: &Path,
+    text: &str,
+    unknown: &mut Vec<(String, usize)>,
+) -> Result<Vec<(usize, Document)>> {
     let mut docs = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
             .map_err(|e| Error::invalid(format!("{}: line {}: {e}", path.display(), n + 1)))?;
         let mut fields = Vec::new();
         for (k, v) in obj {
-            check_key(spec, path, n + 1, &k)?;
+            if check_key(spec, path, n + 1, &k).is_err() {
+                if !unknown.iter().any(|(u, _)| *u == k) {
+                    unknown.push((k, n + 1));
+                }
+                continue;
+            }
             let k = if k == "_id" { "id".to_string() } else { k };
             let val = json_value(spec, &k, v);
             fields.push((k, val));
@@ -238,9 +250,25 @@ impl Database {
         collection: &str,
         path: impl AsRef<Path>,
         on_conflict: OnConflict,
-        mut progress: impl FnMut(usize),
+        progress: impl FnMut(usize),
     ) -> Result<usize> {
-        let path = path.as_ref();
+        Ok(self.import_file_report(collection, path.as_ref(), on_conflict, progress)?.0)
+    }
+
+    /// [`Database::import_file_with`], also returning the JSONL keys that named nothing in
+    /// the collection and were left out, each with the first line it is on (the shell
+    /// reports them).
+    ///
+    /// # Errors
+    /// As [`Database::import_file_with`].
+    pub fn import_file_report(
+        &self,
+        collection: &str,
+        path: &Path,
+        on_conflict: OnConflict,
+        mut progress: impl FnMut(usize),
+    ) -> Result<(usize, Vec<(String, usize)>)> {
+        let mut unknown = Vec::new();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
@@ -255,7 +283,7 @@ impl Database {
         let mut docs = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
             csv_documents(&spec, path, text)?
         } else {
-            jsonl_documents(&spec, path, text)?
+            jsonl_documents(&spec, path, text, &mut unknown)?
         };
         let embed_text = spec.embedding.is_some() && docs.iter().all(|(_, d)| d.tokens.is_empty());
         // Validate everything before writing anything.
@@ -309,7 +337,7 @@ impl Database {
         let total = docs.len();
         if embed_text {
             #[cfg(feature = "embed")]
-            return self.import_text(collection, docs, progress);
+            return Ok((self.import_text(collection, docs, progress)?, unknown));
             #[cfg(not(feature = "embed"))]
             return Err(Error::NotAvailable(
                 "importing text to embed needs the `embed` cargo feature".into(),
@@ -340,7 +368,7 @@ impl Database {
             }
             progress((i * 1000 + chunk.len()).min(total));
         }
-        Ok(total)
+        Ok((total, unknown))
     }
 }
 

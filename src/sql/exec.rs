@@ -207,7 +207,16 @@ impl Session {
             }
             return self.import_parquet(coll, path, progress);
         }
-        let n = db.import_file_with(coll, path, on_conflict, |n| progress(n, "documents"))?;
+        let (n, unknown) = db.import_file_report(coll, std::path::Path::new(path), on_conflict, |n| {
+            progress(n, "documents")
+        })?;
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown.iter().map(|(k, line)| format!("'{k}' (line {line})")).collect();
+            return Ok(StatementResult::message(format!(
+                "imported {n} documents into {coll}; fields naming nothing in {coll} were left out: {}",
+                list.join(", ")
+            )));
+        }
         Ok(StatementResult::message(format!("imported {n} documents into {coll}")))
     }
 
