@@ -56,6 +56,12 @@ pub(super) fn collection_spec(
         }
     };
     let model = get("model").and_then(|v| text_of(&v));
+    if get("dim").is_none() && model.is_none() {
+        return Err(Error::invalid(format!(
+            "CREATE COLLECTION {name} needs its token dimension, WITH (dim = 128), or a model that sets it, \
+             WITH (model = 'all-MiniLM-L6-v2', embed = 'text')"
+        )));
+    }
     let mut vectors = VectorSpec::new(int("dim")?.unwrap_or(0));
     if let Some(p) = get("pooled").and_then(|v| text_of(&v)) {
         for part in p.split(',').map(str::trim).filter(|s| !s.is_empty()) {

@@ -528,6 +528,10 @@ fn listing_counting_offsets_upserts_and_if_exists() {
            ('a', 'one', 2003, '[[1,0]]'), ('b', 'two', 2001, '[[0.8,0.6]]'),
            ('c', 'three', 2002, '[[0.6,0.8]]'), ('e', 'four', NULL, '[[0,1]]');",
     );
+    // Without `dim` (or a model) the error says what to add.
+    let (code, msg) = err(&db, "CREATE COLLECTION x (t TEXT)");
+    assert_eq!(code, 2, "{msg}");
+    assert!(msg.contains("WITH (dim = 128)"), "{msg}");
     // IF NOT EXISTS kept the first definition.
     let r = ok(&db, "SELECT * FROM d");
     assert_eq!(ids(&r[0]), ["a", "b", "c", "e"], "insertion order");
