@@ -108,13 +108,23 @@ impl Session {
 
     fn show_indexes(&self, coll: &str) -> Result<StatementResult> {
         let db = &self.db;
+        // On a codes-only collection PLAID uses the collection's token codec, whatever
+        // its own options say: show the codec's size beside them.
+        let codec = db.token_codec(coll)?;
         let rows = db
             .indexes(coll)?
             .into_iter()
             .map(|i| {
+                let params = match &codec {
+                    Some(k) if i.kind == "plaid" => format!(
+                        "{} (shares the collection's token codec: {} centroids, {} bits)",
+                        i.params, k.centroids, k.nbits
+                    ),
+                    _ => i.params,
+                };
                 vec![
                     Value::Text(i.kind),
-                    Value::Text(i.params),
+                    Value::Text(params),
                     int(i.segments_indexed),
                     int(i.segments),
                     int(i.bytes),

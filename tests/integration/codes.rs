@@ -327,6 +327,15 @@ fn sql_creates_describes_and_explains_codes_only_storage() {
         text.contains("plaid2 codes only") && text.contains("exact over the stored representation"),
         "{text}"
     );
+    // SHOW INDEXES says that PLAID shares the token codec (its own options do not apply).
+    db.flush("c").unwrap();
+    s.execute("CREATE INDEX ON c USING plaid WITH (centroids = 4096)").unwrap();
+    let k = db.token_codec("c").unwrap().unwrap();
+    let shown = format!("{:?}", s.execute("SHOW INDEXES ON c").unwrap());
+    assert!(
+        shown.contains(&format!("shares the collection's token codec: {} centroids, 2 bits", k.centroids)),
+        "{shown}"
+    );
 }
 
 #[test]
