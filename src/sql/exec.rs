@@ -6,32 +6,35 @@ impl Session {
     pub(super) fn run(&self, s: Statement, progress: Progress<'_>) -> Result<StatementResult> {
         let db = &self.db;
         Ok(match s {
-            Statement::CreateCollection { spec, if_not_exists } => {
-                if if_not_exists && db.describe(&spec.name).is_ok() {
-                    return Ok(StatementResult::message(format!(
-                        "collection {} already exists (unchanged)",
-                        spec.name
-                    )));
+            // IF [NOT] EXISTS: the statement's own "already exists" / "not found" becomes
+            // a message (no second look-up beforehand).
+            Statement::CreateCollection { spec, if_not_exists } => match db.create_collection(&spec) {
+                Err(Error::AlreadyExists { kind: "collection", .. }) if if_not_exists => {
+                    StatementResult::message(format!("collection {} already exists (unchanged)", spec.name))
                 }
-                db.create_collection(&spec)?;
-                StatementResult::message(format!("created collection {}", spec.name))
-            }
-            Statement::DropCollection { name, if_exists } => {
-                if if_exists && db.describe(&name).is_err() {
-                    return Ok(StatementResult::message(format!("no collection {name} (nothing dropped)")));
+                r => {
+                    r?;
+                    StatementResult::message(format!("created collection {}", spec.name))
                 }
-                db.drop_collection(&name)?;
-                StatementResult::message(format!("dropped collection {name}"))
-            }
+            },
+            Statement::DropCollection { name, if_exists } => match db.drop_collection(&name) {
+                Err(Error::NotFound { kind: "collection", .. }) if if_exists => {
+                    StatementResult::message(format!("no collection {name} (nothing dropped)"))
+                }
+                r => {
+                    r?;
+                    StatementResult::message(format!("dropped collection {name}"))
+                }
+            },
+            // An interrupted build (not ready) is resumed even with IF NOT EXISTS: only a
+            // ready index is "already there".
             Statement::CreateIndex { coll, kind, field, opts, if_not_exists } => {
-                let name = field.as_ref().map_or(kind.clone(), |f| format!("{kind}:{f}"));
-                // An interrupted build (not ready) is resumed even with IF NOT EXISTS.
-                if if_not_exists && db.indexes(&coll)?.iter().any(|i| i.kind == name && i.ready) {
-                    return Ok(StatementResult::message(format!(
-                        "index {name} on {coll} already exists (unchanged)"
-                    )));
+                match self.create_index(&coll, &kind, field, &opts, progress) {
+                    Err(Error::AlreadyExists { kind: "index", name }) if if_not_exists => {
+                        StatementResult::message(format!("index {name} on {coll} already exists (unchanged)"))
+                    }
+                    r => r?,
                 }
-                self.create_index(&coll, &kind, field, &opts, progress)?
             }
             Statement::DropIndex { coll, kind, if_exists } => {
                 if !db.drop_index(&coll, &kind)? {
