@@ -15,6 +15,7 @@ use crate::index::plaid::{self, CentroidScores, SearchParams, StageCounts};
 use crate::index::{hnsw, muvera};
 use crate::scoring;
 use crate::storage::segment::SegmentReader;
+use rayon::prelude::*;
 
 /// A per-document mask of a segment of `n` documents allowing only `docs` (`None` when
 /// every document is allowed).
@@ -75,49 +76,119 @@ impl Parts {
     }
 }
 
-/// One approximate plan's per-segment candidate step.
+/// One approximate plan's candidate step: per segment, then across segments.
 pub(super) trait CandidateSource {
     /// The plan this source implements.
     fn plan(&self) -> Plan;
-    /// Candidates among `docs` (ascending live local documents) of segment `r` from its
-    /// index part.
-    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<u32>;
+    /// Scored candidates `(score, local document)` among `docs` (ascending live local
+    /// documents) of segment `r` from its index part.
+    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<(f32, u32)>;
+    /// From every segment's scored candidates `(score, segment, document)`, the pairs to
+    /// score exactly (by default all of them).
+    fn finish(
+        &mut self,
+        scored: Vec<(f32, (u32, u32))>,
+        _parts: &Parts,
+        _readers: &[Arc<SegmentReader>],
+    ) -> Vec<(u32, u32)> {
+        scored.into_iter().map(|(_, sd)| sd).collect()
+    }
     /// The source's stage statistics, pushed once after every segment.
     fn stages(&self, out: &mut Vec<StageStats>);
 }
 
-/// PLAID: centroid probe, pruned and full centroid interaction.
+/// The PLAID view of segment `r` through its index part (validated when the part was
+/// opened).
+fn plaid_view<'v>(
+    state: &'v PlaidState,
+    part: &'v IndexPart,
+    r: &'v SegmentReader,
+) -> Option<plaid::PlaidView<'v>> {
+    plaid::open_view(
+        &state.codec,
+        part.sections(),
+        r.offsets(),
+        super::sidefile::segment_codes(state, r),
+        false,
+    )
+    .ok()
+}
+
+/// PLAID: one probe per query (the query tokens' best centroids), the approximate
+/// interaction per segment over the lists it visits, then one cut across all segments —
+/// the scores are comparable, every segment sharing the index's codec — to `ndocs` and,
+/// by full centroid interaction, to `max(ndocs / 4, k)`. A collection of 50 segments thus
+/// reranks as many documents as one of a single segment.
 pub(super) struct PlaidSource<'a> {
     pub state: &'a PlaidState,
     pub scores: CentroidScores,
+    pub probe: plaid::Probe,
     pub params: SearchParams,
     pub k: usize,
     pub centroid_micros: u64,
     pub sum: StageCounts,
 }
 
+impl<'a> PlaidSource<'a> {
+    /// The source for query centroid scores `scores` (`centroid_micros`: the time they took).
+    pub fn new(
+        state: &'a PlaidState,
+        scores: CentroidScores,
+        params: SearchParams,
+        k: usize,
+        centroid_micros: u64,
+    ) -> Self {
+        let t = Instant::now();
+        let probe = scores.probe(params.ncells, params.centroid_threshold);
+        let mut sum = StageCounts::default();
+        sum.micros[0] = t.elapsed().as_micros() as u64;
+        Self { state, scores, probe, params, k, centroid_micros, sum }
+    }
+}
+
 impl CandidateSource for PlaidSource<'_> {
     fn plan(&self) -> Plan {
         Plan::Plaid
     }
-    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<u32> {
-        // Validated when the part was opened.
-        let Ok(view) = plaid::open_view(
-            &self.state.codec,
-            part.sections(),
-            r.offsets(),
-            super::sidefile::segment_codes(self.state, r),
-            false,
-        ) else {
-            return docs.to_vec();
+    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<(f32, u32)> {
+        let Some(view) = plaid_view(self.state, part, r) else {
+            return docs.iter().map(|&d| (f32::INFINITY, d)).collect();
         };
+        let t = Instant::now();
         let mask = allowed_mask(docs, r.doc_count());
-        let (cands, st) = view.candidates(&self.scores, self.k, self.params, mask.as_deref());
-        for i in 0..3 {
-            self.sum.docs[i] += st.docs[i];
-            self.sum.micros[i] += st.micros[i];
-        }
-        cands
+        let (scored, visited) = view.probe_scores(&self.probe, self.params.ndocs, mask.as_deref());
+        self.sum.docs[0] += visited;
+        self.sum.micros[0] += t.elapsed().as_micros() as u64;
+        scored
+    }
+    fn finish(
+        &mut self,
+        mut scored: Vec<(f32, (u32, u32))>,
+        parts: &Parts,
+        readers: &[Arc<SegmentReader>],
+    ) -> Vec<(u32, u32)> {
+        let t = Instant::now();
+        plaid::top_scored(&mut scored, self.params.ndocs);
+        self.sum.docs[1] = scored.len();
+        let t1 = Instant::now();
+        self.sum.micros[1] = (t1 - t).as_micros() as u64;
+        let views: Vec<Option<plaid::PlaidView<'_>>> = readers
+            .iter()
+            .zip(&parts.parts)
+            .map(|(r, p)| p.as_deref().and_then(|p| plaid_view(self.state, p, r)))
+            .collect();
+        let sc = &self.scores;
+        let mut full: Vec<(f32, (u32, u32))> = scored
+            .par_iter()
+            .map(|&(s, (si, d))| match &views[si as usize] {
+                Some(v) => (v.full_score(d, sc), (si, d)),
+                None => (s, (si, d)),
+            })
+            .collect();
+        plaid::top_scored(&mut full, self.params.full_keep(self.k));
+        self.sum.docs[2] = full.len();
+        self.sum.micros[2] = t1.elapsed().as_micros() as u64;
+        full.into_iter().map(|(_, sd)| sd).collect()
     }
     fn stages(&self, out: &mut Vec<StageStats>) {
         let k = self.state.codec.num_centroids() as u64;
@@ -142,19 +213,19 @@ impl CandidateSource for MuveraSource<'_> {
     fn plan(&self) -> Plan {
         Plan::Muvera
     }
-    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<u32> {
+    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<(f32, u32)> {
         let t = Instant::now();
         let dim = self.state.encoder.out_dim();
         let Ok(Some(view)) =
             muvera::open_view(part.sections(), self.state.id as u32, r.doc_count(), dim, false)
         else {
-            return docs.to_vec();
+            return docs.iter().map(|&d| (f32::INFINITY, d)).collect();
         };
         let mask = allowed_mask(docs, r.doc_count());
         let (hits, _) = view.graph.search(self.kc, self.ef, mask.as_deref(), |i| view.dot(&self.query, i));
         self.found += hits.len() as u64;
         self.micros += t.elapsed().as_micros() as u64;
-        hits.into_iter().map(|(_, d)| d).collect()
+        hits
     }
     fn stages(&self, out: &mut Vec<StageStats>) {
         out.push(StageStats { name: "muvera", docs: self.found, micros: self.micros });
@@ -175,18 +246,20 @@ impl CandidateSource for HnswSource<'_> {
     fn plan(&self) -> Plan {
         Plan::Hnsw
     }
-    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<u32> {
+    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<(f32, u32)> {
         let t = Instant::now();
         let p = self.state.pooled;
         let graph = hnsw::open_graph(part.sections(), self.state.id as u32, r.doc_count(), false);
-        let (Ok(Some(g)), Ok(())) = (graph, r.verify_pooled(p)) else { return docs.to_vec() };
+        let (Ok(Some(g)), Ok(())) = (graph, r.verify_pooled(p)) else {
+            return docs.iter().map(|&d| (f32::INFINITY, d)).collect();
+        };
         let mask = allowed_mask(docs, r.doc_count());
         let (hits, _) = g.search(self.kc, self.ef, mask.as_deref(), |i| {
             scoring::dot(&self.query, r.pooled(p, i as usize))
         });
         self.found += hits.len() as u64;
         self.micros += t.elapsed().as_micros() as u64;
-        hits.into_iter().map(|(_, d)| d).collect()
+        hits
     }
     fn stages(&self, out: &mut Vec<StageStats>) {
         out.push(StageStats { name: "hnsw", docs: self.found, micros: self.micros });
@@ -205,20 +278,23 @@ pub(super) fn gather(
     stages: &mut Vec<StageStats>,
 ) -> Vec<(u32, u32)> {
     let mut work = Vec::new();
+    let mut scored = Vec::new();
     let mut unindexed = 0u64;
     for (si, (r, docs)) in readers.iter().zip(live).enumerate() {
         if docs.is_empty() {
             continue;
         }
-        let cands = match &parts.parts[si] {
-            Some(part) => src.candidates(part, r, docs),
+        match &parts.parts[si] {
+            Some(part) => {
+                scored.extend(src.candidates(part, r, docs).into_iter().map(|(s, d)| (s, (si as u32, d))));
+            }
             None => {
                 unindexed += docs.len() as u64;
-                docs.clone()
+                work.extend(docs.iter().map(|&d| (si as u32, d)));
             }
-        };
-        work.extend(cands.into_iter().map(|d| (si as u32, d)));
+        }
     }
+    work.extend(src.finish(scored, parts, readers));
     src.stages(stages);
     if unindexed > 0 {
         stages.push(StageStats { name: "unindexed", docs: unindexed, micros: 0 });

@@ -13,7 +13,7 @@ use super::sidefile::IndexDef;
 use super::snapshot::Snapshot;
 use super::Database;
 use crate::catalog::{CollectionRow, Txn};
-use crate::index::plaid::{SearchParams, StageCounts};
+use crate::index::plaid::SearchParams;
 use crate::{Error, Result};
 
 /// The token index behind `plan` (PLAID or MUVERA), loaded by `load`, when this search can
@@ -211,17 +211,11 @@ impl Database {
         let (work, plan) = if let Some(((p, parts), tokens)) = &plaid {
             let t = Instant::now();
             let scores = p.codec.query_scores(tokens);
-            let mut src = PlaidSource {
-                state: p,
-                scores,
-                params: req
-                    .plaid
-                    .or(plaid_setting.map(|s| s.plaid_params()))
-                    .unwrap_or_else(|| SearchParams::for_k(k)),
-                k,
-                centroid_micros: micros(t),
-                sum: StageCounts::default(),
-            };
+            let params = req
+                .plaid
+                .or(plaid_setting.map(|s| s.plaid_params()))
+                .unwrap_or_else(|| SearchParams::for_k(k));
+            let mut src = PlaidSource::new(p, scores, params, k, micros(t));
             (gather(&mut src, parts, &snap.readers, live, stages), src.plan())
         } else if let Some(((m, parts), tokens)) = &muvera {
             let mut query = m.encoder.encode_query(tokens);

@@ -495,9 +495,11 @@ fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> u32 {
 pub struct SearchParams {
     /// Centroids probed per query token.
     pub ncells: usize,
-    /// Centroid score threshold of the pruned interaction.
+    /// Centroid score under which a query token's second and later cells are not probed
+    /// (PLAID's `t_cs`; the token's first cell always is).
     pub centroid_threshold: f32,
-    /// Candidates kept after the pruned interaction (a quarter survive the full one).
+    /// Candidates kept after the probe's approximate interaction (a quarter survive the
+    /// full one).
     pub ndocs: usize,
 }
 
@@ -513,6 +515,12 @@ impl SearchParams {
             11..=100 => Self { ncells: 2, centroid_threshold: 0.45, ndocs: 1024 },
             _ => Self { ncells: 4, centroid_threshold: 0.4, ndocs: (4 * k).max(4096) },
         }
+    }
+
+    /// Candidates the full centroid interaction keeps for a top-`k` search.
+    #[must_use]
+    pub fn full_keep(&self, k: usize) -> usize {
+        (self.ndocs / 4).max(k)
     }
 
     /// Exhaustive: every centroid, no pruning, every candidate (equals exact MaxSim on the
@@ -751,18 +759,15 @@ impl PlaidView<'_> {
         out
     }
 
-    /// Centroid interaction score of `doc`: `Σ_i max_{j, keep[code_j]} S_c[code_j, i]`
-    /// (−9999 for a query token when no code of the document survives). Walks the codes
+    /// Centroid interaction score of `doc`: `Σ_i max_j S_c[code_j, i]` (−9999 for a query
+    /// token of an empty document). Walks the codes
     /// once, taking a running maximum over each code's contiguous row of `S_c` (the inner
     /// loop over query tokens vectorises).
-    fn centroid_score(&self, doc: usize, sc: &CentroidScores, keep: Option<&[bool]>) -> f32 {
+    fn centroid_score(&self, doc: usize, sc: &CentroidScores) -> f32 {
         let codes = &self.codes[self.offsets[doc] as usize..self.offsets[doc + 1] as usize];
         let lq = sc.lq;
         let mut best = vec![-9999.0f32; lq];
         for &c in codes {
-            if keep.is_some_and(|k| !k[c as usize]) {
-                continue;
-            }
             let row = &sc.sc[c as usize * lq..(c as usize + 1) * lq];
             for (b, &v) in best.iter_mut().zip(row) {
                 *b = b.max(v);
@@ -771,11 +776,68 @@ impl PlaidView<'_> {
         best.iter().sum()
     }
 
-    /// Candidate documents for a query with centroid scores `sc`: the union of the
-    /// inverted lists of each query token's `ncells` best centroids (restricted to
-    /// `allowed` documents when given), ranked by pruned centroid interaction (top
-    /// `ndocs`), then by full centroid interaction (top `max(ndocs / 4, k)`). Returns them
-    /// best first, plus the count after each stage and each stage's time.
+    /// Stage 1 of the candidate search (probe and pruned interaction in one pass over the
+    /// inverted lists): every document in a list `probe` visits (restricted to `allowed`
+    /// documents) with its approximate centroid interaction `Σ_i ŝ_i`, where `ŝ_i` is the
+    /// best probed centroid of query token `i` whose list holds the document, or the
+    /// token's imputed score when none does ([`CentroidScores::probe`]). Returns the best
+    /// `keep` of them, `(score, doc)` in no particular order, and how many were visited.
+    ///
+    /// This is where we leave PLAID (ALGORITHMS.md §2.2), whose stage 2 scores every probed
+    /// document over all its codes — `O(candidates × tokens × lq)`, 0.3 s per query at 1M
+    /// documents — for WARP's idea: the lists already say which centroid each visited
+    /// document has, so the score costs one add per list entry, and a query token's
+    /// missing similarity is imputed by an upper bound of what it could be.
+    #[must_use]
+    pub fn probe_scores(
+        &self,
+        probe: &Probe,
+        keep: usize,
+        allowed: Option<&[bool]>,
+    ) -> (Vec<(f32, u32)>, usize) {
+        let n = self.len();
+        let mut acc = vec![0f32; n];
+        let mut seen = vec![0u32; n];
+        let mut touched = Vec::new();
+        for &(i, c, gain) in &probe.cells {
+            let stamp = i + 1;
+            let list = &self.ivf_docs
+                [self.ivf_offsets[c as usize] as usize..self.ivf_offsets[c as usize + 1] as usize];
+            for &d in list {
+                let s = &mut seen[d as usize];
+                // A token's cells come best first: its first list holding `d` is its best.
+                if *s == stamp {
+                    continue;
+                }
+                if *s == 0 {
+                    touched.push(d);
+                }
+                *s = stamp;
+                acc[d as usize] += gain;
+            }
+        }
+        let visited = touched.len();
+        let mut scored: Vec<(f32, u32)> = touched
+            .into_iter()
+            .filter(|&d| allowed.is_none_or(|a| a[d as usize]))
+            .map(|d| (probe.base + acc[d as usize], d))
+            .collect();
+        top_scored(&mut scored, keep);
+        (scored, visited)
+    }
+
+    /// Stage 2: the full centroid interaction (every code of the document, no pruning).
+    #[must_use]
+    pub fn full_score(&self, doc: u32, sc: &CentroidScores) -> f32 {
+        self.centroid_score(doc as usize, sc)
+    }
+
+    /// Candidate documents for a query with centroid scores `sc` in one segment: the
+    /// documents of the inverted lists each query token probes (restricted to `allowed`
+    /// documents), the best `ndocs` by their approximate interaction
+    /// ([`PlaidView::probe_scores`]), then the best `max(ndocs / 4, k)` by full centroid
+    /// interaction. Returns them best first, plus the count after each stage and each
+    /// stage's time. (The database runs the same stages across all segments at once.)
     #[must_use]
     pub fn candidates(
         &self,
@@ -785,39 +847,104 @@ impl PlaidView<'_> {
         allowed: Option<&[bool]>,
     ) -> (Vec<u32>, StageCounts) {
         let t0 = std::time::Instant::now();
-        let lq = sc.lq;
-        let kc = self.codec.num_centroids();
-        let mut cand = vec![false; self.len()];
-        let ncells = p.ncells.min(kc);
-        for i in 0..lq {
-            let mut col: Vec<(f32, usize)> = (0..kc).map(|c| (sc.sc[c * lq + i], c)).collect();
-            col.select_nth_unstable_by(ncells.saturating_sub(1).min(kc - 1), |a, b| b.0.total_cmp(&a.0));
-            for &(_, c) in col.iter().take(ncells) {
-                let list = &self.ivf_docs[self.ivf_offsets[c] as usize..self.ivf_offsets[c + 1] as usize];
-                list.iter().for_each(|&d| cand[d as usize] = true);
-            }
-        }
-        let cands: Vec<usize> =
-            (0..self.len()).filter(|&d| cand[d] && allowed.is_none_or(|a| a[d])).collect();
-        let keep: Vec<bool> =
-            (0..kc).map(|c| (0..lq).any(|i| sc.sc[c * lq + i] >= p.centroid_threshold)).collect();
-        let top = |docs: &[usize], n: usize, keep: Option<&[bool]>| -> Vec<usize> {
-            let mut s: Vec<(f32, usize)> =
-                docs.par_iter().map(|&d| (self.centroid_score(d, sc, keep), d)).collect();
-            s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            s.into_iter().take(n).map(|x| x.1).collect()
-        };
+        let probe = sc.probe(p.ncells, p.centroid_threshold);
+        let (pruned, visited) = self.probe_scores(&probe, p.ndocs, allowed);
         let t1 = std::time::Instant::now();
-        let pruned = top(&cands, p.ndocs, Some(&keep));
+        let mut full: Vec<(f32, u32)> =
+            pruned.par_iter().map(|&(_, d)| (self.full_score(d, sc), d)).collect();
+        top_scored(&mut full, p.full_keep(k));
+        sort_scored(&mut full);
         let t2 = std::time::Instant::now();
-        let full = top(&pruned, (p.ndocs / 4).max(k), None);
-        let t3 = std::time::Instant::now();
         let micros = |a: std::time::Instant, b: std::time::Instant| (b - a).as_micros() as u64;
         let stages = StageCounts {
-            docs: [cands.len(), pruned.len(), full.len()],
-            micros: [micros(t0, t1), micros(t1, t2), micros(t2, t3)],
+            docs: [visited, pruned.len(), full.len()],
+            micros: [micros(t0, t1), 0, micros(t1, t2)],
         };
-        (full.into_iter().map(|d| d as u32).collect(), stages)
+        (full.into_iter().map(|x| x.1).collect(), stages)
+    }
+}
+
+/// Best first, ties by ascending id (deterministic across runs and segment orders).
+fn by_score<T: Ord>(a: &(f32, T), b: &(f32, T)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// Keep the best `n` of `v` (order unspecified).
+pub fn top_scored<T: Ord + Copy>(v: &mut Vec<(f32, T)>, n: usize) {
+    if v.len() > n {
+        if n == 0 {
+            v.clear();
+            return;
+        }
+        v.select_nth_unstable_by(n - 1, by_score);
+        v.truncate(n);
+    }
+}
+
+/// Sort best first, ties by ascending id.
+pub fn sort_scored<T: Ord + Copy>(v: &mut [(f32, T)]) {
+    v.sort_unstable_by(by_score);
+}
+
+/// The inverted lists one query visits: per query token, its `ncells` best centroids (best
+/// first), each with its gain over the token's imputed score, and the sum of the imputed
+/// scores. Computed once per query and shared by every segment.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// `(token, centroid, gain)`, grouped by ascending token, each token's cells best first.
+    cells: Vec<(u32, u32, f32)>,
+    /// `Σ_i m_i`: a document no probed list holds scores this.
+    base: f32,
+}
+
+impl Probe {
+    /// Lists visited (query token × centroid).
+    #[must_use]
+    pub fn cells(&self) -> usize {
+        self.cells.len()
+    }
+}
+
+impl CentroidScores {
+    /// The probe of this query: for each query token `i`, its `ncells` best centroids;
+    /// beyond the first, a centroid scoring under `threshold` is not visited (PLAID's
+    /// centroid pruning, `t_cs`). The imputed score `m_i` of a token is the best score of
+    /// a centroid it does not visit — an upper bound of what any code outside its lists
+    /// contributes — or, when it visits every centroid, its lowest visited score.
+    #[must_use]
+    pub fn probe(&self, ncells: usize, threshold: f32) -> Probe {
+        let lq = self.lq;
+        let kc = if lq == 0 { 0 } else { self.sc.len() / lq };
+        let ncells = ncells.clamp(1, kc.max(1));
+        let mut cells = Vec::with_capacity(lq * ncells);
+        let mut base = 0f32;
+        for i in 0..lq {
+            if kc == 0 {
+                break;
+            }
+            let mut col: Vec<(f32, u32)> = (0..kc).map(|c| (self.sc[c * lq + i], c as u32)).collect();
+            let mut m = f32::NEG_INFINITY;
+            if ncells < kc {
+                col.select_nth_unstable_by(ncells, by_score);
+                m = col[ncells].0;
+                col.truncate(ncells);
+            }
+            sort_scored(&mut col);
+            let mut kept = Vec::with_capacity(col.len());
+            for (j, &(s, c)) in col.iter().enumerate() {
+                if j == 0 || s >= threshold {
+                    kept.push((s, c));
+                } else {
+                    m = m.max(s);
+                }
+            }
+            if m == f32::NEG_INFINITY {
+                m = kept.last().map_or(0.0, |x| x.0);
+            }
+            base += m;
+            cells.extend(kept.into_iter().map(|(s, c)| (i as u32, c, s - m)));
+        }
+        Probe { cells, base }
     }
 }
 
@@ -963,7 +1090,7 @@ impl PlaidIndex {
     pub fn centroid_scores(&self, q: &[f32]) -> Vec<f32> {
         let sc = self.codec.query_scores(q);
         let v = self.view();
-        (0..self.len()).map(|d| v.centroid_score(d, &sc, None)).collect()
+        (0..self.len()).map(|d| v.centroid_score(d, &sc)).collect()
     }
 }
 
@@ -1130,6 +1257,43 @@ mod tests {
             assert_eq!(g.1, w.1);
             assert!((g.0 - w.0).abs() < 1e-4);
         }
+    }
+
+    #[test]
+    fn probe_scores_bound_the_full_interaction_and_equal_it_when_every_list_is_probed() {
+        let (ix, _, mut rng) = index(2);
+        let v = ix.view();
+        let q = rng.unit_vectors(8, 32);
+        let sc = ix.codec().query_scores(&q);
+        let kc = ix.codec().num_centroids();
+        // Every centroid probed: the approximate score is the full centroid interaction.
+        let (all, visited) = v.probe_scores(&sc.probe(kc, f32::NEG_INFINITY), ix.len(), None);
+        assert_eq!((all.len(), visited), (ix.len(), ix.len()));
+        for &(s, d) in &all {
+            assert!((s - v.full_score(d, &sc)).abs() < 1e-4, "doc {d}: {s}");
+        }
+        // One cell per token, pruned: an upper bound of the full score (the imputed score
+        // bounds every centroid a token does not visit), and fewer documents.
+        for (ncells, threshold) in [(1, 0.0), (2, 0.4), (4, 0.0)] {
+            let probe = sc.probe(ncells, threshold);
+            assert!(probe.cells() <= 8 * ncells && probe.cells() >= 8);
+            let (some, visited) = v.probe_scores(&probe, ix.len(), None);
+            assert!(visited < ix.len() && some.len() == visited);
+            for &(s, d) in &some {
+                assert!(s >= v.full_score(d, &sc) - 1e-4, "doc {d}: {s} < full");
+            }
+        }
+        // `allowed` restricts and `keep` cuts to the best.
+        let allowed: Vec<bool> = (0..ix.len()).map(|d| d % 2 == 0).collect();
+        let (best, _) = v.probe_scores(&sc.probe(kc, f32::NEG_INFINITY), 7, Some(&allowed));
+        let mut want: Vec<(f32, u32)> = all.iter().copied().filter(|x| x.1 % 2 == 0).collect();
+        sort_scored(&mut want);
+        let mut best = best;
+        sort_scored(&mut best);
+        assert_eq!(
+            best.iter().map(|x| x.1).collect::<Vec<_>>(),
+            want[..7].iter().map(|x| x.1).collect::<Vec<_>>()
+        );
     }
 
     #[test]

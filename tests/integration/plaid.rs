@@ -114,6 +114,16 @@ fn plaid_index_is_persisted_planned_and_exact_where_it_matters() {
     eprintln!("recall@10 vs exact {recall}/200");
     assert!(recall * 100 >= 20 * 10 * 90, "recall@10 vs exact {recall}/200");
 
+    // One candidate cut across the segments: five segments rerank as many documents as one
+    // would (`ndocs` after the probe, `ndocs / 4` after the full interaction), not five times.
+    assert!(info.segments >= 5, "{} segments", info.segments);
+    let p = SearchParams { ncells: 2, centroid_threshold: 0.0, ndocs: 200 };
+    let q = query(&mut rng, &docs);
+    let cut = db.search_explained("c", &SearchRequest::maxsim(q).plan(Plan::Plaid).plaid_params(p)).unwrap();
+    let n = |name: &str| cut.stages.iter().find(|s| s.name == name).unwrap().docs;
+    assert!(n("plaid_probe") > 200, "the probe visits more than it keeps: {:?}", cut.stages);
+    assert_eq!((n("plaid_pruned"), n("plaid_full"), n("exact")), (200, 50, 50), "{:?}", cut.stages);
+
     // Deletes and filters apply to PLAID candidates; a selective filter is planned exact.
     let q = query(&mut rng, &docs);
     let top = db.search("c", &SearchRequest::maxsim(q.clone())).unwrap();
