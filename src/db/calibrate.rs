@@ -36,9 +36,9 @@ const K: usize = 10;
 pub struct CalibratedSetting {
     /// PLAID: centroids probed per query token.
     pub ncells: usize,
-    /// PLAID: candidates after the pruned interaction.
+    /// PLAID: candidates after the probe's approximate interaction.
     pub ndocs: usize,
-    /// PLAID: centroid-score threshold of the pruned interaction.
+    /// PLAID: centroid score under which a token's later cells are not probed.
     pub threshold: f32,
     /// MUVERA: candidates per segment.
     pub candidates: usize,

@@ -130,16 +130,19 @@ pub(super) struct PlaidSource<'a> {
 }
 
 impl<'a> PlaidSource<'a> {
-    /// The source for query centroid scores `scores` (`centroid_micros`: the time they took).
+    /// The source for query centroid scores `scores` (`centroid_micros`: the time they
+    /// took) over segments of `codes_per_doc` tokens per document on average.
     pub fn new(
         state: &'a PlaidState,
         scores: CentroidScores,
         params: SearchParams,
         k: usize,
         centroid_micros: u64,
+        codes_per_doc: f64,
     ) -> Self {
         let t = Instant::now();
-        let probe = scores.probe(params.ncells, params.centroid_threshold);
+        let rank = plaid::impute_rank(state.codec.num_centroids(), codes_per_doc);
+        let probe = scores.probe(params.ncells, params.centroid_threshold, rank);
         let mut sum = StageCounts::default();
         sum.micros[0] = t.elapsed().as_micros() as u64;
         Self { state, scores, probe, params, k, centroid_micros, sum }

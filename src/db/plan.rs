@@ -215,7 +215,12 @@ impl Database {
                 .plaid
                 .or(plaid_setting.map(|s| s.plaid_params()))
                 .unwrap_or_else(|| SearchParams::for_k(k));
-            let mut src = PlaidSource::new(p, scores, params, k, micros(t));
+            let (tokens, docs) = snap
+                .readers
+                .iter()
+                .fold((0u64, 0usize), |(t, d), r| (t + r.token_count(), d + r.doc_count()));
+            let codes_per_doc = tokens as f64 / docs.max(1) as f64;
+            let mut src = PlaidSource::new(p, scores, params, k, micros(t), codes_per_doc);
             (gather(&mut src, parts, &snap.readers, live, stages), src.plan())
         } else if let Some(((m, parts), tokens)) = &muvera {
             let mut query = m.encoder.encode_query(tokens);

@@ -118,8 +118,9 @@ pub enum Plan {
     Auto,
     /// Score every live document that passes the filter.
     Exact,
-    /// PLAID candidates (centroid probe, pruned and full centroid interaction) per
-    /// indexed segment; segments without the index and pending documents are scored exactly.
+    /// PLAID candidates (one centroid probe per query, its approximate interaction per
+    /// indexed segment, then one cut across segments by full centroid interaction);
+    /// segments without the index and pending documents are scored exactly.
     Plaid,
     /// HNSW over a pooled vector. For dense queries: the graph search on that vector (the
     /// default under [`Plan::Auto`] when an index exists, enough documents pass the filter
@@ -146,8 +147,9 @@ pub const AUTO_EXACT_MAX_DOCS: usize = 2_048;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageStats {
     /// `filter` (allowed live rows), `plaid_centroids` (query × centroid scores; `docs`
-    /// counts centroids), `plaid_probe` (inverted-list union), `plaid_pruned`, `plaid_full`
-    /// (centroid interaction), `hnsw` / `muvera` (graph search results), `exact`
+    /// counts centroids), `plaid_probe` (documents the probed lists hold), `plaid_pruned` (best
+    /// `ndocs` by the probe's approximate interaction, across segments), `plaid_full` (full
+    /// centroid interaction), `hnsw` / `muvera` (graph search results), `exact`
     /// (documents scored on stored vectors).
     pub name: &'static str,
     /// Documents this stage produced (for `exact`: documents scored).
