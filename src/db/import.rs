@@ -91,47 +91,39 @@ pub(crate) fn is_parquet(path: &Path) -> Result<bool> {
     Ok(f.read_exact(&mut magic).is_ok() && &magic == b"PAR1")
 }
 
-/// One CSV record (RFC 4180 quoting: `"a, b"`, `""` for a quote).
-fn split_csv(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
-    let mut chars = line.chars().peekable();
-    while let Some(ch) = chars.next() {
-        match (ch, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            (c, _) => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
-/// The documents of a CSV file's text (header row first).
+/// The documents of a CSV file's text (RFC 4180, read by the `csv` crate: quoted fields
+/// may hold commas, quotes as `""` and line breaks; header row first), each with the line
+/// its record starts on. An empty cell of an INTEGER, REAL or JSON column is NULL.
 fn csv_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<(usize, Document)>> {
-    let mut lines = text.lines();
-    let header = split_csv(lines.next().unwrap_or(""));
+    let bad = |e: csv::Error| Error::invalid(format!("{}: {e}", path.display()));
+    let mut rd = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
+    let header: Vec<String> = rd.headers().map_err(bad)?.iter().map(str::to_string).collect();
     for h in &header {
         check_key(spec, path, 1, h)?;
     }
     let mut docs = Vec::new();
-    for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let fields = split_csv(line);
-        if fields.len() != header.len() {
+    for rec in rd.records() {
+        let rec = rec.map_err(bad)?;
+        let line = rec.position().map_or(0, |p| p.line() as usize);
+        if rec.iter().all(|f| f.trim().is_empty()) && rec.len() <= 1 {
+            continue;
+        }
+        if rec.len() != header.len() {
             return Err(Error::invalid(format!(
-                "{}: line {} has {} fields, the header {}",
+                "{}: line {line} has {} fields, the header {}",
                 path.display(),
-                n + 2,
-                fields.len(),
+                rec.len(),
                 header.len()
             )));
         }
-        let typed = header.iter().zip(fields).map(|(h, f)| {
+        let typed = header.iter().zip(rec.iter()).map(|(h, f)| {
+            let f = f.to_string();
             let parse_int = |f: String| f.parse().map(Value::Integer).unwrap_or(Value::Text(f));
-            let v = match spec.columns.iter().find(|c| c.name.eq_ignore_ascii_case(h)).map(|c| c.ty) {
+            let ty = spec.columns.iter().find(|c| c.name.eq_ignore_ascii_case(h)).map(|c| c.ty);
+            let v = match ty {
+                Some(ColumnType::Integer | ColumnType::Real | ColumnType::Json) if f.is_empty() => {
+                    Value::Null
+                }
                 Some(ColumnType::Integer) => parse_int(f),
                 Some(ColumnType::Real) => f.parse().map(Value::Real).unwrap_or(Value::Text(f)),
                 _ if h.eq_ignore_ascii_case("id") && spec.id_type == IdType::Integer => parse_int(f),
@@ -139,8 +131,8 @@ fn csv_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<(
             };
             (h.clone(), v)
         });
-        let d = document_from_fields(spec, typed.collect()).map_err(|e| at_line(path, n + 2, &e))?;
-        docs.push((n + 2, d));
+        let d = document_from_fields(spec, typed.collect()).map_err(|e| at_line(path, line, &e))?;
+        docs.push((line, d));
     }
     Ok(docs)
 }
@@ -369,15 +361,5 @@ impl Database {
             progress((i * 1000 + chunk.len()).min(total));
         }
         Ok((total, unknown))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_csv;
-
-    #[test]
-    fn csv_fields_follow_rfc_4180_quoting() {
-        assert_eq!(split_csv(r#"a,"b, c","say ""hi""",,x"#), ["a", "b, c", "say \"hi\"", "", "x"]);
     }
 }

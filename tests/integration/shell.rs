@@ -613,3 +613,89 @@ fn many_short_sessions_do_not_leave_a_segment_each() {
         1
     );
 }
+
+#[test]
+fn table_json_and_csv_output_keep_values_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.msdb");
+    let long = "x".repeat(80);
+    ok(
+        &db,
+        &format!(
+            "CREATE COLLECTION o (title TEXT, n INTEGER, x REAL) WITH (dim = 2);
+             INSERT INTO o (id, title, n, x, tokens) VALUES
+               ('a', 'two\nlines\tand a tab', 7, 0.1234567890123, '[[1,0]]'),
+               ('b', '漢字と emoji 🎉', 12345, NULL, '[[0,1]]'),
+               ('c', '{long}', NULL, 2.5, '[[1,0]]')"
+        ),
+    );
+    // Table: one line per row whatever the text holds, every line as wide on a terminal
+    // (CJK and emoji take two cells), long text cut with an ellipsis, numbers on the right.
+    let out = bin()
+        .arg(&db)
+        .args(["--format", "table", "-c", "SELECT id, title, n, x FROM o ORDER BY id"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "header, rule, 3 rows, count:\n{text}");
+    let w = unicode_width::UnicodeWidthStr::width(lines[0]);
+    for l in &lines[..5] {
+        assert_eq!(unicode_width::UnicodeWidthStr::width(*l), w, "misaligned:\n{text}");
+    }
+    assert!(lines[2].contains("two\\nlines\\tand a tab"), "{text}");
+    assert!(lines[2].contains(" |     7 | "), "integers right-aligned:\n{text}");
+    assert!(lines[3].contains("漢字と emoji 🎉"), "{text}");
+    assert!(lines[4].contains("xxx…") && !lines[4].contains(&long), "{text}");
+    assert_eq!(lines[5], "(3 rows)");
+    // JSON: keys in SELECT order.
+    let out = bin()
+        .arg(&db)
+        .args(["--format", "json", "-c", "SELECT x, id, title FROM o ORDER BY id"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(r#"{"rows":[{"x":0.1234567890123,"id":"a","title":"two\nlines\tand a tab"}"#),
+        "{text}"
+    );
+    // CSV: every digit of a REAL, NULL as the empty cell.
+    let out = bin()
+        .arg(&db)
+        .args(["--format", "csv", "-c", "SELECT id, n, x FROM o ORDER BY id"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, "id,n,x\na,7,0.1234567890123\nb,12345,\nc,,2.5\n");
+}
+
+#[test]
+fn csv_import_reads_rfc_4180_and_round_trips_through_csv_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.msdb");
+    ok(&db, "CREATE COLLECTION o (title TEXT, n INTEGER, x REAL) WITH (dim = 2)");
+    // A quoted line break and quotes inside a field, empty numeric cells (NULL), vectors as
+    // JSON in quoted cells.
+    let cells = "a,\"two\nlines, and \"\"quotes\"\"\",,0.25\nb,plain,3,\n";
+    let input: String = "id,title,n,x,tokens\n".to_string()
+        + &cells.replace(",0.25\n", ",0.25,\"[[1,0]]\"\n").replace("3,\n", "3,,\"[[0,1]]\"\n");
+    let file = dir.path().join("in.csv");
+    std::fs::write(&file, &input).unwrap();
+    let r = ok(&db, &format!("IMPORT INTO o FROM '{}'", file.display()));
+    assert_eq!(r[0]["message"], "imported 2 documents into o");
+    let r = ok(&db, "SELECT id, n, x FROM o WHERE n IS NULL");
+    assert_eq!(ids(&r[0]), ["a"]);
+    // What CSV output writes is what was read.
+    let out = bin()
+        .arg(&db)
+        .args(["--format", "csv", "-c", "SELECT id, title, n, x FROM o ORDER BY id"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("id,title,n,x\n{cells}"));
+    // Errors name the line a record starts on, counting the lines inside quoted fields.
+    std::fs::write(&file, input.clone() + "c,bad,notanint,1,\"[[1,0]]\"\n").unwrap();
+    let (code, msg) = err(&db, &format!("IMPORT INTO o FROM '{}'", file.display()));
+    assert_eq!(code, 2);
+    assert!(msg.contains("line 5"), "{msg}");
+}

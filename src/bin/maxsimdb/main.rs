@@ -357,41 +357,7 @@ impl Shell {
         match self.format {
             Format::Table => {
                 if !r.columns.is_empty() {
-                    let cells: Vec<Vec<String>> =
-                        r.rows.iter().map(|row| row.iter().map(show).collect()).collect();
-                    let mut w: Vec<usize> = r.columns.iter().map(|c| c.chars().count()).collect();
-                    for row in &cells {
-                        for (i, c) in row.iter().enumerate() {
-                            w[i] = w[i].max(c.chars().count()).min(60);
-                        }
-                    }
-                    // Cells wider than 60 characters are cut with an ellipsis, except in
-                    // the last column, which nothing follows (CHECK problems, messages).
-                    let last = w.len().saturating_sub(1);
-                    let line = |cells: &[String]| -> String {
-                        cells
-                            .iter()
-                            .zip(&w)
-                            .enumerate()
-                            .map(|(i, (c, &w))| {
-                                if i == last {
-                                    c.clone()
-                                } else if c.chars().count() > w {
-                                    let cut: String = c.chars().take(w.saturating_sub(1)).collect();
-                                    format!("{cut}…")
-                                } else {
-                                    format!("{c:<w$}")
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                            .join(" | ")
-                    };
-                    let _ = writeln!(out, "{}", line(&r.columns));
-                    let _ =
-                        writeln!(out, "{}", w.iter().map(|&w| "-".repeat(w)).collect::<Vec<_>>().join("-+-"));
-                    for row in &cells {
-                        let _ = writeln!(out, "{}", line(row));
-                    }
+                    let _ = write!(out, "{}", table(r));
                     let _ =
                         writeln!(out, "({} row{})", r.rows.len(), if r.rows.len() == 1 { "" } else { "s" });
                 }
@@ -400,34 +366,29 @@ impl Shell {
                 }
             }
             Format::Json => {
-                let mut obj = serde_json::Map::new();
+                // Keys in SELECT order (serde_json's map sorts them).
+                let mut parts = Vec::new();
                 if !r.columns.is_empty() {
-                    let rows: Vec<serde_json::Value> = r
+                    let rows: Vec<String> = r
                         .rows
                         .iter()
                         .map(|row| {
-                            serde_json::Value::Object(
-                                r.columns.iter().cloned().zip(row.iter().map(json)).collect(),
-                            )
+                            json_object(r.columns.iter().map(String::as_str).zip(row.iter().map(json)))
                         })
                         .collect();
-                    obj.insert("rows".into(), rows.into());
+                    parts.push(format!("\"rows\":[{}]", rows.join(",")));
                 }
                 if let Some(m) = &r.message {
-                    obj.insert("message".into(), m.clone().into());
+                    parts.push(format!("\"message\":{}", serde_json::Value::from(m.as_str())));
                 }
-                let _ = writeln!(out, "{}", serde_json::Value::Object(obj));
+                let _ = writeln!(out, "{{{}}}", parts.join(","));
             }
             Format::Csv => {
                 if !r.columns.is_empty() {
                     let _ =
                         writeln!(out, "{}", r.columns.iter().map(|c| csv(c)).collect::<Vec<_>>().join(","));
                     for row in &r.rows {
-                        let _ = writeln!(
-                            out,
-                            "{}",
-                            row.iter().map(|v| csv(&show(v))).collect::<Vec<_>>().join(",")
-                        );
+                        let _ = writeln!(out, "{}", row.iter().map(csv_value).collect::<Vec<_>>().join(","));
                     }
                 }
                 if let Some(m) = &r.message {
@@ -460,10 +421,108 @@ fn json(v: &Value) -> serde_json::Value {
     }
 }
 
+/// A value as a CSV cell: NULL is the empty cell, reals keep every digit (the shortest text
+/// that reads back as the same number), JSON its text.
+fn csv_value(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Real(r) => format!("{r:?}"),
+        v => csv(&show(v)),
+    }
+}
+
 fn csv(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
     }
+}
+
+/// `{"k":v,...}` with the keys in the given order.
+fn json_object<'a>(pairs: impl Iterator<Item = (&'a str, serde_json::Value)>) -> String {
+    let fields: Vec<String> = pairs.map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k))).collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// Widest a column other than the last gets, in terminal cells.
+const MAX_CELL: usize = 60;
+
+/// A table cell: its text with control characters written as escapes (a newline or tab in
+/// a value must not break the table), and whether it is a number (right-aligned).
+fn table_cell(v: &Value) -> (String, bool) {
+    let mut s = String::new();
+    for ch in show(v).chars() {
+        match ch {
+            '\n' => s.push_str("\\n"),
+            '\t' => s.push_str("\\t"),
+            '\r' => s.push_str("\\r"),
+            c if c.is_control() => s.push_str(&c.escape_unicode().to_string()),
+            c => s.push(c),
+        }
+    }
+    (s, matches!(v, Value::Integer(_) | Value::Real(_)))
+}
+
+/// Display width in terminal cells (CJK and emoji take two).
+fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// `s` padded (or cut, with an ellipsis) to `w` cells, numbers to the right.
+fn fit(s: &str, w: usize, right: bool) -> String {
+    let sw = width(s);
+    if sw > w {
+        let mut cut = String::new();
+        let mut cw = 0;
+        for ch in s.chars() {
+            let c = unicode_width::UnicodeWidthChar::width(ch).unwrap_or(0);
+            if cw + c + 1 > w {
+                break;
+            }
+            cut.push(ch);
+            cw += c;
+        }
+        return format!("{cut}…{}", " ".repeat(w - cw - 1));
+    }
+    let pad = " ".repeat(w - sw);
+    if right {
+        format!("{pad}{s}")
+    } else {
+        format!("{s}{pad}")
+    }
+}
+
+/// The table view of a result: a header, a rule, one line per row. Columns are as wide as
+/// their widest cell up to [`MAX_CELL`] cells (longer ones are cut with an ellipsis), except
+/// the last, which nothing follows (CHECK problems, messages) and which is never cut.
+fn table(r: &StatementResult) -> String {
+    let cells: Vec<Vec<(String, bool)>> =
+        r.rows.iter().map(|row| row.iter().map(table_cell).collect()).collect();
+    let last = r.columns.len().saturating_sub(1);
+    let mut w: Vec<usize> = r.columns.iter().map(|c| width(c)).collect();
+    for row in &cells {
+        for (i, (c, _)) in row.iter().enumerate() {
+            w[i] = w[i].max(width(c));
+        }
+    }
+    for (i, w) in w.iter_mut().enumerate() {
+        if i != last {
+            *w = (*w).min(MAX_CELL);
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = (&str, bool)>| -> String {
+        let parts: Vec<String> = cells.zip(&w).map(|((c, right), &w)| fit(c, w, right)).collect();
+        parts.join(" | ")
+    };
+    let mut out = String::new();
+    out.push_str(&line(&mut r.columns.iter().map(|c| (c.as_str(), false))));
+    out.push('\n');
+    out.push_str(&w.iter().map(|&w| "-".repeat(w)).collect::<Vec<_>>().join("-+-"));
+    out.push('\n');
+    for row in &cells {
+        out.push_str(&line(&mut row.iter().map(|(c, n)| (c.as_str(), *n))));
+        out.push('\n');
+    }
+    out
 }
