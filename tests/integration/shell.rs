@@ -21,6 +21,13 @@ fn run(db: &Path, sql: &str) -> (Output, Vec<J>) {
     (out, lines)
 }
 
+/// Standard output of `sql` run with `-c` in `format` (table, json, csv); the run must succeed.
+fn stdout_in(db: &Path, format: &str, sql: &str) -> String {
+    let out = bin().arg(db).args(["--format", format, "-c", sql]).output().unwrap();
+    assert!(out.status.success(), "{sql}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn ok(db: &Path, sql: &str) -> Vec<J> {
     let (out, lines) = run(db, sql);
     assert!(out.status.success(), "{sql}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
@@ -631,13 +638,7 @@ fn table_json_and_csv_output_keep_values_readable() {
     );
     // Table: one line per row whatever the text holds, every line as wide on a terminal
     // (CJK and emoji take two cells), long text cut with an ellipsis, numbers on the right.
-    let out = bin()
-        .arg(&db)
-        .args(["--format", "table", "-c", "SELECT id, title, n, x FROM o ORDER BY id"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_in(&db, "table", "SELECT id, title, n, x FROM o ORDER BY id");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "header, rule, 3 rows, count:\n{text}");
     let w = unicode_width::UnicodeWidthStr::width(lines[0]);
@@ -650,23 +651,13 @@ fn table_json_and_csv_output_keep_values_readable() {
     assert!(lines[4].contains("xxx…") && !lines[4].contains(&long), "{text}");
     assert_eq!(lines[5], "(3 rows)");
     // JSON: keys in SELECT order.
-    let out = bin()
-        .arg(&db)
-        .args(["--format", "json", "-c", "SELECT x, id, title FROM o ORDER BY id"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_in(&db, "json", "SELECT x, id, title FROM o ORDER BY id");
     assert!(
         text.starts_with(r#"{"rows":[{"x":0.1234567890123,"id":"a","title":"two\nlines\tand a tab"}"#),
         "{text}"
     );
     // CSV: every digit of a REAL, NULL as the empty cell.
-    let out = bin()
-        .arg(&db)
-        .args(["--format", "csv", "-c", "SELECT id, n, x FROM o ORDER BY id"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_in(&db, "csv", "SELECT id, n, x FROM o ORDER BY id");
     assert_eq!(text, "id,n,x\na,7,0.1234567890123\nb,12345,\nc,,2.5\n");
 }
 
@@ -687,12 +678,10 @@ fn csv_import_reads_rfc_4180_and_round_trips_through_csv_output() {
     let r = ok(&db, "SELECT id, n, x FROM o WHERE n IS NULL");
     assert_eq!(ids(&r[0]), ["a"]);
     // What CSV output writes is what was read.
-    let out = bin()
-        .arg(&db)
-        .args(["--format", "csv", "-c", "SELECT id, title, n, x FROM o ORDER BY id"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("id,title,n,x\n{cells}"));
+    assert_eq!(
+        stdout_in(&db, "csv", "SELECT id, title, n, x FROM o ORDER BY id"),
+        format!("id,title,n,x\n{cells}")
+    );
     // Errors name the line a record starts on, counting the lines inside quoted fields.
     std::fs::write(&file, input.clone() + "c,bad,notanint,1,\"[[1,0]]\"\n").unwrap();
     let (code, msg) = err(&db, &format!("IMPORT INTO o FROM '{}'", file.display()));
