@@ -106,6 +106,10 @@ pub enum Error {
     /// API's `MSDB_MISUSE`); the message names the call and the argument.
     #[error("misuse: {0}")]
     Misuse(String),
+    /// A long operation stopped at a batch boundary because [`crate::Database::interrupt`]
+    /// was called (Ctrl-C in the shell); the message says what was kept and how to finish.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// An internal failure (a panic caught at the C API boundary).
     #[error("internal error: {0}")]
     Internal(String),
@@ -149,6 +153,8 @@ pub enum ErrorCode {
     Syntax = 13,
     /// API misuse: a null pointer, a closed handle, a call out of order (C API).
     Misuse = 14,
+    /// A long operation was interrupted (Ctrl-C, `Database::interrupt`).
+    Interrupted = 15,
 }
 
 impl Error {
@@ -169,6 +175,7 @@ impl Error {
             Error::Catalog(_) => ErrorCode::Catalog,
             Error::Syntax { .. } => ErrorCode::Syntax,
             Error::Misuse(_) => ErrorCode::Misuse,
+            Error::Interrupted(_) => ErrorCode::Interrupted,
             Error::LockPoisoned(_) | Error::Internal(_) => ErrorCode::Internal,
         }
     }

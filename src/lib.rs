@@ -72,9 +72,9 @@ pub use db::FullTextOptions;
 pub use db::{
     BackupReport, CalibratedSetting, Calibration, CheckReport, CodecInfo, CollectionStats, Database,
     DatabaseBuilder, DatabaseInfo, Fusion, HnswParams, HopfieldLookup, HopfieldResult, IndexInfo,
-    IndexProgress, IndexSpec, ListRequest, MuveraOptions, OnConflict, PlaidOptions, Plan, PlanRecall, Query,
-    Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS, DEFAULT_CODEC_MIN_TOKENS,
-    DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
+    IndexProgress, IndexSpec, Interrupt, ListRequest, MuveraOptions, OnConflict, PlaidOptions, Plan,
+    PlanRecall, Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
+    DEFAULT_CODEC_MIN_TOKENS, DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
 };
 #[cfg(feature = "parquet")]
 pub use db::{ExportReport, ImportReport};

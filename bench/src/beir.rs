@@ -5,8 +5,10 @@
 //! - `dense`: exact dot product of the model's pooled vectors;
 //! - `plaid`: the database's PLAID index (`create_plaid_index`, `--plaid-nbits`,
 //!   `--plaid-centroids`), candidates reranked exactly on the stored vectors;
-//! - `bm25`: the database's full-text index over title + text (English stemming, stop
-//!   words, lowercasing; `create_fulltext_index` with defaults);
+//! - `bm25`: the database's full-text index over title + text (stop words, lowercasing;
+//!   `--k1` (1.2), `--b` (0.75), `--stemmer snowball|porter|none` (snowball: English
+//!   Porter2); `--modes bm25` alone embeds nothing: each document gets one placeholder
+//!   token vector and no model is loaded);
 //! - `hybrid`: `--hybrid-parts` (default `bm25,maxsim`) fused by `--fusion rrf` (k = 60)
 //!   or `weighted` (equal weights), each part contributing its top 100;
 //! - `hopfield`: MaxSim with Hopfield query refinement (`--beta`, default 20; `--alpha`,
@@ -77,7 +79,28 @@ pub fn run(args: &Args) -> Result<(), String> {
     // written before it existed).
     let storage = args.opt("tokens").unwrap_or("f16").to_string();
     let codes = crate::token_codes(&storage)?;
-    if !reuse {
+    let text_only = modes.iter().all(|m| m == "bm25");
+    if !reuse && text_only {
+        // BM25 alone needs no model: one placeholder token vector per document.
+        let spec = CollectionSpec::new("beir", VectorSpec::new(1).dtype(Dtype::F32))
+            .column("title", ColumnType::Text)
+            .column("text", ColumnType::Text);
+        db.create_collection(&spec).map_err(e)?;
+        let docs: Vec<Document> = corpus
+            .iter()
+            .take(max_docs)
+            .map(|d| {
+                Document::new(d["_id"].as_str().unwrap_or_default())
+                    .tokens(vec![1.0])
+                    .set("title", d["title"].as_str().unwrap_or_default())
+                    .set("text", d["text"].as_str().unwrap_or_default())
+            })
+            .collect();
+        let started = Instant::now();
+        db.insert("beir", &docs).map_err(e)?;
+        db.flush("beir").map_err(e)?;
+        index_s = started.elapsed().as_secs_f64();
+    } else if !reuse {
         let mut vectors = VectorSpec::new(0).pooled("model", 0).dtype(Dtype::F16);
         if let Some(b) = codes {
             vectors = vectors.codes(b);
@@ -149,9 +172,25 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     let hybrid_parts: Vec<String> =
         args.opt("hybrid-parts").unwrap_or("bm25,maxsim").split(',').map(str::to_string).collect();
+    let d = FullTextOptions::default();
+    let bm25 = FullTextOptions {
+        k1: args.get("k1", d.k1)?,
+        b: args.get("b", d.b)?,
+        stemmer: args.opt("stemmer").unwrap_or(&d.stemmer).to_string(),
+        ..d
+    };
+    extra.insert("bm25".into(), json!({"k1": bm25.k1, "b": bm25.b, "stemmer": bm25.stemmer}));
+    // A reused database whose full-text index has other options gets a new one.
+    if let Some(old) = db.indexes("beir").map_err(e)?.into_iter().find(|i| i.kind == "fulltext") {
+        let same = serde_json::from_str::<FullTextOptions>(&old.params)
+            .is_ok_and(|o| (o.k1, o.b, &o.stemmer) == (bm25.k1, bm25.b, &bm25.stemmer));
+        if !same {
+            db.drop_index("beir", "fulltext").map_err(e)?;
+        }
+    }
     if (wants("bm25") || wants("hybrid")) && !has("fulltext")? {
         let t = Instant::now();
-        let info = db.create_fulltext_index("beir", FullTextOptions::default()).map_err(e)?;
+        let info = db.create_fulltext_index("beir", bm25.clone()).map_err(e)?;
         let s = t.elapsed().as_secs_f64();
         eprintln!("full-text index built in {s:.1} s ({} bytes)", info.bytes);
         extra.insert("fulltext_build_s".into(), json!(s));

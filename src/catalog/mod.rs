@@ -22,6 +22,55 @@ pub(crate) struct Catalog {
     /// Schema version of the file (below [`SCHEMA_VERSION`] only for a read-only handle on
     /// a catalog that a writer has not upgraded yet).
     schema: u32,
+    /// Opened with SQLite's `immutable` flag: read-only media, see [`open_read_only`].
+    immutable: bool,
+}
+
+/// The write-ahead log beside catalog `path` (present while a writer has the catalog open,
+/// or after a crash; a clean close removes it).
+fn wal_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// Open catalog `path` for reading. A WAL-mode SQLite file is read through its shared-memory
+/// file (`-shm`), which SQLite creates beside it: on a directory this process cannot write
+/// (read-only media, another user's files) that fails. Then, when no write-ahead log is
+/// present — the catalog was closed cleanly and every change is in the main file — the file
+/// is opened `immutable` (no locks, no `-shm`); the caller must keep writers out while it is
+/// open (`Database::open` holds a shared lock on `LOCK`). With a log present a writer is
+/// active or crashed and the file alone is not the truth: the error says what to do.
+fn open_read_only(path: &Path) -> Result<(Connection, bool)> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    let err = match conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())) {
+        Ok(()) => return Ok((conn, false)),
+        Err(e) => e,
+    };
+    let cannot_share = matches!(&err, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly));
+    if !cannot_share {
+        return Err(err.into());
+    }
+    drop(conn);
+    if wal_path(path).exists() {
+        return Err(Error::NotAvailable(format!(
+            "cannot read {} while its write-ahead log is unapplied: this process cannot create the              catalog's shared-memory file beside it (directory not writable), which reading              alongside a writer needs. Close the writer (a clean close applies the log), or open              the database once with write access",
+            path.display()
+        )));
+    }
+    let text = path.to_str().ok_or_else(|| Error::invalid(format!("{} is not UTF-8", path.display())))?;
+    let mut uri = String::from("file:");
+    for ch in text.chars() {
+        match ch {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", ch as u32)),
+            _ => uri.push(ch),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    let conn = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)?;
+    Ok((conn, true))
 }
 
 /// A collection as recorded in the catalog.
@@ -175,14 +224,14 @@ impl Catalog {
 
     /// Open, migrating only up to `target` (tests of the upgrade path use this).
     pub fn open_with_target(path: &Path, read_only: bool, target: u32) -> Result<Self> {
-        let flags = if read_only {
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        let (mut conn, immutable) = if read_only {
+            open_read_only(path)?
         } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            (Connection::open_with_flags(path, flags)?, false)
         };
-        let mut conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         if !read_only {
             // Incremental auto-vacuum lets flushes give back the pages of the pending
@@ -206,7 +255,12 @@ impl Catalog {
                 newest: SCHEMA_VERSION,
             });
         }
-        Ok(Self { conn, schema: v })
+        Ok(Self { conn, schema: v, immutable })
+    }
+
+    /// Whether this handle reads the file as immutable (read-only media).
+    pub fn immutable(&self) -> bool {
+        self.immutable
     }
 
     /// Begin a read transaction (a consistent snapshot in WAL mode).

@@ -139,15 +139,23 @@ impl Database {
         docs: impl IntoIterator<Item = Document>,
         mut progress: impl FnMut(usize),
     ) -> Result<usize> {
+        self.interrupted();
         let mut batch = Vec::with_capacity(IMPORT_BATCH);
         let mut n = 0;
-        for d in docs {
+        let mut docs = docs.into_iter().peekable();
+        while let Some(d) = docs.next() {
             batch.push(d);
             if batch.len() == IMPORT_BATCH {
                 self.insert_text(collection, &batch)?;
                 n += batch.len();
                 batch.clear();
                 progress(n);
+                if docs.peek().is_some() && self.interrupted() {
+                    return Err(Error::Interrupted(format!(
+                        "{n} documents are committed, the rest is not imported: run the IMPORT again \
+                         with ON CONFLICT SKIP to finish"
+                    )));
+                }
             }
         }
         if !batch.is_empty() {

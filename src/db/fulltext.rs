@@ -22,12 +22,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::postings::Postings;
 use tantivy::query::{BooleanQuery, Occur, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED};
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, Token,
+    TokenFilter, TokenStream, Tokenizer,
 };
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+use tantivy::{doc, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Term, TERMINATED};
 
 use super::{lock_or, Database, Inner};
 use crate::catalog::{Catalog, CollectionRow, IndexRow, Txn};
@@ -45,7 +48,7 @@ const TOKENIZER: &str = "msdb";
 const WRITER_HEAP: usize = 64 << 20;
 
 /// Options of [`Database::create_fulltext_index`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct FullTextOptions {
     /// Text columns to index (their values are joined into one field); empty = every
@@ -58,11 +61,40 @@ pub struct FullTextOptions {
     pub lowercase: bool,
     /// Drop the language's stop words (default true; BM25 baselines on BEIR use them).
     pub stopwords: bool,
+    /// `snowball` (default: the Snowball stemmer of `language`; for English that is
+    /// Porter2), `porter` (Porter's 1980 algorithm as Snowball publishes it, English only —
+    /// the stemmer of Lucene/Anserini BM25 runs) or `none`.
+    pub stemmer: String,
+    /// BM25 term-frequency saturation `k1` (default 1.2, as tantivy and Lucene; Anserini's
+    /// BEIR runs use 0.9). A query-time setting, stored with the index.
+    pub k1: f32,
+    /// BM25 length normalisation `b` in [0, 1] (default 0.75; Anserini's BEIR runs 0.4).
+    pub b: f32,
 }
+
+/// tantivy's own BM25 constants: with these the index is scored by tantivy (block-max
+/// WAND); any other `k1`/`b` by [`FullText::search_bm25`].
+const TANTIVY_K1: f32 = 1.2;
+const TANTIVY_B: f32 = 0.75;
 
 impl Default for FullTextOptions {
     fn default() -> Self {
-        Self { columns: Vec::new(), language: "english".into(), lowercase: true, stopwords: true }
+        Self {
+            columns: Vec::new(),
+            language: "english".into(),
+            lowercase: true,
+            stopwords: true,
+            stemmer: "snowball".into(),
+            k1: TANTIVY_K1,
+            b: TANTIVY_B,
+        }
+    }
+}
+
+impl FullTextOptions {
+    /// Whether tantivy's built-in scorer computes these parameters.
+    fn tantivy_scored(&self) -> bool {
+        self.k1 == TANTIVY_K1 && self.b == TANTIVY_B
     }
 }
 
@@ -99,8 +131,22 @@ fn language(name: &str) -> Result<Option<Language>> {
     })
 }
 
+/// The analyser `opts` describe, after checking every option (the error names the
+/// option as the SQL `WITH (…)` spells it).
 fn analyzer(opts: &FullTextOptions) -> Result<TextAnalyzer> {
     let lang = language(&opts.language)?;
+    if !(opts.k1.is_finite() && opts.k1 >= 0.0) {
+        return Err(Error::invalid(format!(
+            "k1 = {} is out of range: use a number >= 0 (default 1.2)",
+            opts.k1
+        )));
+    }
+    if !(0.0..=1.0).contains(&opts.b) {
+        return Err(Error::invalid(format!(
+            "b = {} is out of range: use a number in [0, 1] (default 0.75)",
+            opts.b
+        )));
+    }
     let mut b = TextAnalyzer::builder(SimpleTokenizer::default()).filter_dynamic(RemoveLongFilter::limit(40));
     if opts.lowercase {
         b = b.filter_dynamic(LowerCaser);
@@ -110,10 +156,141 @@ fn analyzer(opts: &FullTextOptions) -> Result<TextAnalyzer> {
             b = b.filter_dynamic(sw);
         }
     }
-    if let Some(l) = lang {
-        b = b.filter_dynamic(Stemmer::new(l));
+    match opts.stemmer.to_ascii_lowercase().as_str() {
+        "snowball" => {
+            if let Some(l) = lang {
+                b = b.filter_dynamic(Stemmer::new(l));
+            }
+        }
+        "porter" => {
+            if lang.is_some_and(|l| l != Language::English) {
+                return Err(Error::invalid(format!(
+                    "stemmer = 'porter' stems English only, not {}: use stemmer = 'snowball' for it",
+                    opts.language
+                )));
+            }
+            b = b.filter_dynamic(PorterStemmer);
+        }
+        "none" => {}
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown stemmer '{other}': use 'snowball' (default), 'porter' or 'none'"
+            )))
+        }
     }
     Ok(b.build())
+}
+
+/// Porter's 1980 stemmer (Snowball's `porter`) as a tantivy token filter; tokens are
+/// lowercased before it.
+#[derive(Clone)]
+struct PorterStemmer;
+
+impl TokenFilter for PorterStemmer {
+    type Tokenizer<T: Tokenizer> = PorterFilter<T>;
+
+    fn transform<T: Tokenizer>(self, inner: T) -> PorterFilter<T> {
+        PorterFilter { inner }
+    }
+}
+
+#[derive(Clone)]
+struct PorterFilter<T> {
+    inner: T,
+}
+
+impl<T: Tokenizer> Tokenizer for PorterFilter<T> {
+    type TokenStream<'a> = PorterStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        PorterStream {
+            tail: self.inner.token_stream(text),
+            stemmer: frostem::Stemmer::new(frostem::Algorithm::Porter),
+        }
+    }
+}
+
+struct PorterStream<T> {
+    tail: T,
+    stemmer: frostem::Stemmer,
+}
+
+impl<T: TokenStream> TokenStream for PorterStream<T> {
+    fn advance(&mut self) -> bool {
+        if !self.tail.advance() {
+            return false;
+        }
+        let token = self.tail.token_mut();
+        let stem = match self.stemmer.stem(&token.text) {
+            std::borrow::Cow::Owned(s) => Some(s),
+            std::borrow::Cow::Borrowed(b) if b.len() == token.text.len() => None,
+            std::borrow::Cow::Borrowed(b) => Some(b.to_string()),
+        };
+        if let Some(s) = stem {
+            token.text = s;
+        }
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.tail.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.tail.token_mut()
+    }
+}
+
+/// A tantivy directory on read-only media: every call goes to the memory-mapped directory
+/// except the lock, which is a no-op — tantivy takes its meta lock (a file it creates) to
+/// read `meta.json` consistently with a committing writer, and no writer can run here.
+#[derive(Debug, Clone)]
+struct ReadOnlyMedia(tantivy::directory::MmapDirectory);
+
+impl tantivy::Directory for ReadOnlyMedia {
+    fn get_file_handle(
+        &self,
+        path: &Path,
+    ) -> std::result::Result<Arc<dyn tantivy::directory::FileHandle>, tantivy::directory::error::OpenReadError>
+    {
+        self.0.get_file_handle(path)
+    }
+    fn delete(&self, path: &Path) -> std::result::Result<(), tantivy::directory::error::DeleteError> {
+        self.0.delete(path)
+    }
+    fn exists(&self, path: &Path) -> std::result::Result<bool, tantivy::directory::error::OpenReadError> {
+        self.0.exists(path)
+    }
+    fn open_write(
+        &self,
+        path: &Path,
+    ) -> std::result::Result<tantivy::directory::WritePtr, tantivy::directory::error::OpenWriteError> {
+        self.0.open_write(path)
+    }
+    fn atomic_read(
+        &self,
+        path: &Path,
+    ) -> std::result::Result<Vec<u8>, tantivy::directory::error::OpenReadError> {
+        self.0.atomic_read(path)
+    }
+    fn atomic_write(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        self.0.atomic_write(path, data)
+    }
+    fn sync_directory(&self) -> std::io::Result<()> {
+        self.0.sync_directory()
+    }
+    fn acquire_lock(
+        &self,
+        _lock: &tantivy::directory::Lock,
+    ) -> std::result::Result<tantivy::directory::DirectoryLock, tantivy::directory::error::LockError> {
+        Ok(tantivy::directory::DirectoryLock::from(Box::new(())))
+    }
+    fn watch(
+        &self,
+        cb: tantivy::directory::WatchCallback,
+    ) -> tantivy::Result<tantivy::directory::WatchHandle> {
+        self.0.watch(cb)
+    }
 }
 
 /// What tantivy's last commit records.
@@ -132,6 +309,9 @@ pub(crate) struct FullText {
     reader: IndexReader,
     row: Field,
     body: Field,
+    /// BM25 `k1` and `b` of the index's options.
+    k1: f32,
+    b: f32,
     /// The tantivy writer (writer process only, created on first use).
     writer: Mutex<Option<IndexWriter>>,
 }
@@ -163,18 +343,21 @@ impl FullText {
             .try_into()
             .map_err(|e| terr(path, e))?;
         let (_, row, body) = schema();
-        Ok(Self { index_id, index, reader, row, body, writer: Mutex::new(None) })
+        let (k1, b) = if opts.tantivy_scored() { (TANTIVY_K1, TANTIVY_B) } else { (opts.k1, opts.b) };
+        Ok(Self { index_id, index, reader, row, body, k1, b, writer: Mutex::new(None) })
     }
 
-    /// Open the index at `path`, verifying the checksums of its live files.
-    fn open(path: &Path, index_id: i64, opts: FullTextOptions) -> Result<Self> {
+    /// Open the index at `path`, verifying the checksums of its live files. `immutable`:
+    /// the database is read from media this process cannot write, with writers kept out
+    /// (see `Catalog::immutable`), so tantivy's reader lock file is neither possible nor needed.
+    fn open(path: &Path, index_id: i64, opts: FullTextOptions, immutable: bool) -> Result<Self> {
         // The writer's background merges may replace segment files while they are read
         // here: a read that fails (a file vanished) is retried from fresh metadata; files
         // that fail their checksums are damage, reported at once.
         let mut attempt = 0;
         let index = loop {
             attempt += 1;
-            match Self::open_verified(path) {
+            match Self::open_verified(path, immutable) {
                 Err(_) if attempt < 4 => std::thread::sleep(std::time::Duration::from_millis(20)),
                 Err(e) => return Err(e),
                 Ok(verified) => break verified?,
@@ -186,8 +369,14 @@ impl FullText {
     /// `Err`: the index could not be read (perhaps transiently); `Ok(Err)`: it was read
     /// and some live files fail their checksums (tantivy's footers) — damaged data must
     /// never reach tantivy's decoders. One pass over the index per process.
-    fn open_verified(path: &Path) -> Result<Result<Index>> {
-        let index = Index::open_in_dir(path).map_err(|e| terr(path, e))?;
+    fn open_verified(path: &Path, immutable: bool) -> Result<Result<Index>> {
+        let index = if immutable {
+            let dir = tantivy::directory::MmapDirectory::open(path).map_err(|e| terr(path, e))?;
+            Index::open(ReadOnlyMedia(dir))
+        } else {
+            Index::open_in_dir(path)
+        }
+        .map_err(|e| terr(path, e))?;
         if index.schema() != schema().0 {
             return Ok(Err(terr(path, "unexpected schema")));
         }
@@ -272,6 +461,9 @@ impl FullText {
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        if (self.k1, self.b) != (TANTIVY_K1, TANTIVY_B) {
+            return self.search_bm25(path, &terms, self.k1, self.b, limit, allowed.as_deref());
+        }
         let clauses = terms
             .iter()
             .map(|t| {
@@ -306,6 +498,79 @@ impl FullText {
     }
 }
 
+impl FullText {
+    /// BM25 with any `k1` and `b`, term at a time over every posting of the query's terms
+    /// (tantivy 0.27 fixes k1 = 1.2, b = 0.75 in its scorer). Everything else is tantivy's
+    /// formula: idf = ln(1 + (N − n + 0.5) / (n + 0.5)) over every document of the
+    /// searcher (deleted ones included until merged away, as tantivy counts them), the
+    /// field length quantised as tantivy stores it (one byte, exact up to 40 tokens), the
+    /// average length over the whole index, and a repeated query term counted again.
+    fn search_bm25(
+        &self,
+        path: &Path,
+        terms: &[String],
+        k1: f32,
+        b: f32,
+        limit: usize,
+        allowed: Option<&HashSet<u64>>,
+    ) -> Result<Vec<(u64, f32)>> {
+        let searcher = self.reader.searcher();
+        let segments = searcher.segment_readers();
+        let docs: u64 = segments.iter().map(|s| u64::from(s.max_doc())).sum();
+        let mut tokens = 0u64;
+        for s in segments {
+            tokens += s.inverted_index(self.body).map_err(|e| terr(path, e))?.total_num_tokens();
+        }
+        if docs == 0 {
+            return Ok(Vec::new());
+        }
+        let average = tokens as f32 / docs as f32;
+        let norm: Vec<f32> = (0..=255u8)
+            .map(|id| k1 * (1.0 - b + b * FieldNormReader::id_to_fieldnorm(id) as f32 / average))
+            .collect();
+        let mut weights = Vec::with_capacity(terms.len());
+        for t in terms {
+            let term = Term::from_field_text(self.body, t);
+            let n = searcher.doc_freq(&term).map_err(|e| terr(path, e))?;
+            let idf = (1.0 + ((docs - n) as f32 + 0.5) / (n as f32 + 0.5)).ln();
+            weights.push((term, idf * (1.0 + k1)));
+        }
+        let mut out = Vec::new();
+        for s in segments {
+            let inverted = s.inverted_index(self.body).map_err(|e| terr(path, e))?;
+            let lengths = s.get_fieldnorms_reader(self.body).map_err(|e| terr(path, e))?;
+            let mut score: HashMap<u32, f32> = HashMap::new();
+            for (term, weight) in &weights {
+                let Some(mut postings) =
+                    inverted.read_postings(term, IndexRecordOption::WithFreqs).map_err(|e| terr(path, e))?
+                else {
+                    continue;
+                };
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    let tf = postings.term_freq() as f32;
+                    *score.entry(doc).or_default() +=
+                        weight * (tf / (tf + norm[lengths.fieldnorm_id(doc) as usize]));
+                    doc = postings.advance();
+                }
+            }
+            let rows = s.fast_fields().u64("row").map_err(|e| terr(path, e))?;
+            let alive = s.alive_bitset();
+            for (doc, sc) in score {
+                if alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                if let Some(row) = rows.first(doc).filter(|r| allowed.is_none_or(|set| set.contains(r))) {
+                    out.push((row, sc));
+                }
+            }
+        }
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
 /// The full-text index row of `c` and its options, if it has one.
 pub(crate) fn fulltext_row(tx: &Txn<'_>, c: &CollectionRow) -> Result<Option<(IndexRow, FullTextOptions)>> {
     let Some(row) = tx.index(c.id, FULLTEXT)? else { return Ok(None) };
@@ -330,7 +595,7 @@ impl Inner {
             return Ok(ft.clone());
         }
         let path = dir(&self.root, c.id);
-        let ft = match FullText::open(&path, row.id, opts.clone()) {
+        let ft = match FullText::open(&path, row.id, opts.clone(), self.immutable) {
             Ok(ft) => ft,
             Err(_) if self.writer.is_some() => FullText::create(&path, row.id, opts.clone())?,
             Err(e) => {
@@ -493,7 +758,7 @@ impl Database {
             return Ok(None);
         };
         let path = dir(&self.inner.root, c.id);
-        let Err(e) = FullText::open(&path, row.id, opts) else { return Ok(None) };
+        let Err(e) = FullText::open(&path, row.id, opts, self.inner.immutable) else { return Ok(None) };
         if self.inner.writer.is_none() {
             return Ok(Some(e.to_string()));
         }
@@ -547,5 +812,143 @@ impl Database {
         // Over-fetch a little: rows deleted in this snapshot but still in tantivy are
         // dropped by the caller.
         ft.search(&dir(&self.inner.root, c.id), text, limit + 16, allowed.map(Arc::new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn index(dir: &Path, opts: FullTextOptions) -> FullText {
+        FullText::create(dir, 1, opts).unwrap()
+    }
+
+    fn analysed(opts: &FullTextOptions, text: &str) -> Vec<String> {
+        let mut a = analyzer(opts).unwrap();
+        let mut s = a.token_stream(text);
+        let mut out = Vec::new();
+        while s.advance() {
+            out.push(s.token().text.clone());
+        }
+        out
+    }
+
+    /// At tantivy's k1 and b, the term-at-a-time scorer ranks and scores as tantivy does —
+    /// across several segments, with deleted documents, repeated query terms and fields
+    /// longer than the one-byte length is exact for.
+    #[test]
+    fn own_bm25_equals_tantivy_at_its_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let ft = index(dir.path(), FullTextOptions { stemmer: "none".into(), ..FullTextOptions::default() });
+        let vocab: Vec<String> = (0..60).map(|i| format!("w{i}")).collect();
+        let mut rng = Rng::new(7);
+        let mut seq = 0;
+        for batch in 0..3u64 {
+            let rows = (0..150u64).map(|i| {
+                let len = 1 + rng.below(if i % 5 == 0 { 300 } else { 30 });
+                // Zipf-like: low word numbers are frequent.
+                let text: Vec<&str> = (0..len)
+                    .map(|_| {
+                        let top = rng.below(60) + 1;
+                        vocab[rng.below(top) as usize].as_str()
+                    })
+                    .collect();
+                (batch * 1000 + i, Some(text.join(" ")))
+            });
+            seq += 1;
+            ft.apply(dir.path(), rows, seq).unwrap();
+        }
+        // Delete a few rows of the first segment.
+        seq += 1;
+        ft.apply(dir.path(), (0..40u64).step_by(3).map(|r| (r, None)), seq).unwrap();
+        ft.reader.reload().unwrap();
+        for q in ["w0", "w3 w17", "w42 w42 w5", "w59 w1 w2 w30 nosuch"] {
+            let terms = ft.terms(q).unwrap();
+            let theirs = ft.search(dir.path(), q, 50, None).unwrap();
+            let ours = ft.search_bm25(dir.path(), &terms, TANTIVY_K1, TANTIVY_B, 50, None).unwrap();
+            assert_eq!(theirs.len(), ours.len(), "{q}");
+            assert!(!ours.iter().any(|&(r, _)| r < 40 && r % 3 == 0), "deleted rows found for {q}");
+            for (i, (t, o)) in theirs.iter().zip(&ours).enumerate() {
+                assert!((t.1 - o.1).abs() <= 1e-5 * t.1.abs().max(1.0), "{q} rank {i}: {t:?} vs {o:?}");
+            }
+            // Same documents at each score (ties may order alike only by row, as both do).
+            let ids = |v: &[(u64, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+            let cut = theirs.last().map_or(0.0, |p| p.1) + 1e-4;
+            let above = |v: &[(u64, f32)]| ids(&v.iter().copied().filter(|p| p.1 > cut).collect::<Vec<_>>());
+            assert_eq!(above(&theirs), above(&ours), "{q}");
+            // A filter keeps only its rows, in the same order.
+            let allowed: HashSet<u64> = ids(&ours).into_iter().step_by(2).collect();
+            let filtered =
+                ft.search_bm25(dir.path(), &terms, TANTIVY_K1, TANTIVY_B, 50, Some(&allowed)).unwrap();
+            assert!(filtered.iter().all(|p| allowed.contains(&p.0)));
+            assert_eq!(filtered.len(), allowed.len());
+        }
+    }
+
+    /// k1 and b do what BM25 says: b = 0 ignores document length, b = 1 normalises fully;
+    /// k1 = 0 makes a term's weight its idf whatever its frequency.
+    #[test]
+    fn k1_and_b_change_scores_as_bm25_defines_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ft = index(dir.path(), FullTextOptions { stemmer: "none".into(), ..FullTextOptions::default() });
+        let rows = [
+            (1, "apple pear"),
+            (2, "apple pear plum fig kiwi lime lemon date"),
+            (3, "apple apple apple pear"),
+            (4, "banana cherry"),
+        ];
+        ft.apply(dir.path(), rows.iter().map(|&(r, t)| (r, Some(t.to_string()))), 1).unwrap();
+        let terms = ft.terms("apple").unwrap();
+        let score = |k1, b| -> HashMap<u64, f32> {
+            ft.search_bm25(dir.path(), &terms, k1, b, 10, None).unwrap().into_iter().collect()
+        };
+        let flat = score(1.2, 0.0);
+        assert!((flat[&1] - flat[&2]).abs() < 1e-6, "{flat:?}");
+        assert!(flat[&3] > flat[&1]);
+        let full = score(1.2, 1.0);
+        assert!(full[&1] > full[&2] * 1.5, "{full:?}");
+        let binary = score(0.0, 0.75);
+        assert!(
+            (binary[&1] - binary[&3]).abs() < 1e-6 && (binary[&1] - binary[&2]).abs() < 1e-6,
+            "{binary:?}"
+        );
+        let idf = (1.0f32 + (4.0 - 3.0 + 0.5) / (3.0 + 0.5)).ln();
+        assert!((binary[&1] - idf).abs() < 1e-6, "{} vs {idf}", binary[&1]);
+        assert!(!binary.contains_key(&4));
+    }
+
+    /// `stemmer = 'porter'` stems as Snowball's Porter (1980) does and `snowball` (English)
+    /// as Porter2, on SciFact words where the two differ (tests/fixtures/porter.tsv, made by
+    /// PyStemmer: scripts/gen-porter-fixture.py).
+    #[test]
+    fn porter_and_snowball_stem_as_the_reference() {
+        let porter =
+            FullTextOptions { stemmer: "porter".into(), stopwords: false, ..FullTextOptions::default() };
+        let snowball = FullTextOptions { stopwords: false, ..FullTextOptions::default() };
+        let none = FullTextOptions { stemmer: "none".into(), stopwords: false, ..FullTextOptions::default() };
+        let table = include_str!("../../tests/fixtures/porter.tsv");
+        let mut n = 0;
+        for line in table.lines().filter(|l| !l.starts_with('#')) {
+            let f: Vec<&str> = line.split('\t').collect();
+            assert_eq!(analysed(&porter, f[0]), [f[1]], "porter of {}", f[0]);
+            assert_eq!(analysed(&snowball, f[0]), [f[2]], "snowball of {}", f[0]);
+            assert_eq!(analysed(&none, f[0]), [f[0]]);
+            n += 1;
+        }
+        assert!(n > 400, "{n} words");
+    }
+
+    #[test]
+    fn bad_options_say_what_to_use() {
+        let err = |o: FullTextOptions| analyzer(&o).err().map(|e| e.to_string()).unwrap_or_default();
+        let d = FullTextOptions::default;
+        assert!(err(FullTextOptions { stemmer: "lovins".into(), ..d() }).contains("use 'snowball'"));
+        assert!(err(FullTextOptions { stemmer: "porter".into(), language: "french".into(), ..d() })
+            .contains("English only"));
+        assert!(err(FullTextOptions { k1: -1.0, ..d() }).contains("k1 = -1"));
+        assert!(err(FullTextOptions { b: 1.5, ..d() }).contains("[0, 1]"));
+        assert!(err(FullTextOptions { k1: f32::NAN, ..d() }).contains("k1"));
+        assert!(analyzer(&FullTextOptions { stemmer: "porter".into(), ..d() }).is_ok());
     }
 }

@@ -91,50 +91,142 @@ pub(crate) fn is_parquet(path: &Path) -> Result<bool> {
     Ok(f.read_exact(&mut magic).is_ok() && &magic == b"PAR1")
 }
 
-/// The documents of a CSV file's text (RFC 4180, read by the `csv` crate: quoted fields
-/// may hold commas, quotes as `""` and line breaks; header row first), each with the line
-/// its record starts on. An empty cell of an INTEGER, REAL or JSON column is NULL.
-fn csv_documents(spec: &CollectionSpec, path: &Path, text: &str) -> Result<Vec<(usize, Document)>> {
-    let bad = |e: csv::Error| Error::invalid(format!("{}: {e}", path.display()));
-    let mut rd = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
-    let header: Vec<String> = rd.headers().map_err(bad)?.iter().map(str::to_string).collect();
-    for h in &header {
-        check_key(spec, path, 1, h)?;
+/// An import file read one document at a time (memory bounded by one line or record, not
+/// by the file): JSONL, or CSV (RFC 4180, read by the `csv` crate: quoted fields may hold
+/// commas, quotes as `""` and line breaks; header row first). A UTF-8 byte-order mark is
+/// skipped. Each document comes with the line it (its record) starts on.
+struct FileDocs<'a> {
+    spec: &'a CollectionSpec,
+    path: &'a Path,
+    source: Source,
+    /// JSONL keys that name nothing in the collection, each with the first line it is on.
+    unknown: Vec<(String, usize)>,
+}
+
+enum Source {
+    Jsonl {
+        reader: std::io::BufReader<std::fs::File>,
+        line: usize,
+        offset: usize,
+        buf: Vec<u8>,
+    },
+    Csv {
+        reader: Box<csv::Reader<std::io::BufReader<std::fs::File>>>,
+        header: Vec<String>,
+        record: csv::StringRecord,
+    },
+}
+
+impl<'a> FileDocs<'a> {
+    fn open(spec: &'a CollectionSpec, path: &'a Path) -> Result<Self> {
+        use std::io::BufRead;
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+        if reader.fill_buf().map_err(|e| Error::io(path, e))?.starts_with(b"\xef\xbb\xbf") {
+            reader.consume(3);
+        }
+        let source = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            let mut rd = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
+            let header: Vec<String> =
+                rd.headers().map_err(|e| csv_error(path, e))?.iter().map(str::to_string).collect();
+            for h in &header {
+                check_key(spec, path, 1, h)?;
+            }
+            Source::Csv { reader: Box::new(rd), header, record: csv::StringRecord::new() }
+        } else {
+            Source::Jsonl { reader, line: 0, offset: 0, buf: Vec::new() }
+        };
+        Ok(Self { spec, path, source, unknown: Vec::new() })
     }
-    let mut docs = Vec::new();
-    for rec in rd.records() {
-        let rec = rec.map_err(bad)?;
-        let line = rec.position().map_or(0, |p| p.line() as usize);
-        if rec.iter().all(|f| f.trim().is_empty()) && rec.len() <= 1 {
-            continue;
-        }
-        if rec.len() != header.len() {
-            return Err(Error::invalid(format!(
-                "{}: line {line} has {} fields, the header {}",
-                path.display(),
-                rec.len(),
-                header.len()
-            )));
-        }
-        let typed = header.iter().zip(rec.iter()).map(|(h, f)| {
-            let f = f.to_string();
-            let parse_int = |f: String| f.parse().map(Value::Integer).unwrap_or(Value::Text(f));
-            let ty = spec.columns.iter().find(|c| c.name.eq_ignore_ascii_case(h)).map(|c| c.ty);
-            let v = match ty {
-                Some(ColumnType::Integer | ColumnType::Real | ColumnType::Json) if f.is_empty() => {
-                    Value::Null
+
+    /// The next document, or `None` at the end of the file.
+    fn next_doc(&mut self) -> Result<Option<(usize, Document)>> {
+        let (spec, path) = (self.spec, self.path);
+        match &mut self.source {
+            Source::Jsonl { reader, line, offset, buf } => loop {
+                use std::io::BufRead;
+                buf.clear();
+                let n = reader.read_until(b'\n', buf).map_err(|e| Error::io(path, e))?;
+                if n == 0 {
+                    return Ok(None);
                 }
-                Some(ColumnType::Integer) => parse_int(f),
-                Some(ColumnType::Real) => f.parse().map(Value::Real).unwrap_or(Value::Text(f)),
-                _ if h.eq_ignore_ascii_case("id") && spec.id_type == IdType::Integer => parse_int(f),
-                _ => Value::Text(f),
-            };
-            (h.clone(), v)
-        });
-        let d = document_from_fields(spec, typed.collect()).map_err(|e| at_line(path, line, &e))?;
-        docs.push((line, d));
+                *line += 1;
+                let text = std::str::from_utf8(buf).map_err(|e| {
+                    Error::invalid(format!(
+                        "{}: line {line} is not valid UTF-8 (byte {}); convert the file to UTF-8",
+                        path.display(),
+                        *offset + e.valid_up_to()
+                    ))
+                })?;
+                *offset += n;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+                    .map_err(|e| Error::invalid(format!("{}: line {line}: {e}", path.display())))?;
+                let mut fields = Vec::new();
+                for (k, v) in obj {
+                    if check_key(spec, path, *line, &k).is_err() {
+                        if !self.unknown.iter().any(|(u, _)| *u == k) {
+                            self.unknown.push((k, *line));
+                        }
+                        continue;
+                    }
+                    let k = if k == "_id" { "id".to_string() } else { k };
+                    let val = json_value(spec, &k, v);
+                    fields.push((k, val));
+                }
+                let d = document_from_fields(spec, fields).map_err(|e| at_line(path, *line, &e))?;
+                return Ok(Some((*line, d)));
+            },
+            Source::Csv { reader, header, record } => loop {
+                if !reader.read_record(record).map_err(|e| csv_error(path, e))? {
+                    return Ok(None);
+                }
+                let line = record.position().map_or(0, |p| p.line() as usize);
+                if record.iter().all(|f| f.trim().is_empty()) && record.len() <= 1 {
+                    continue;
+                }
+                if record.len() != header.len() {
+                    return Err(Error::invalid(format!(
+                        "{}: line {line} has {} fields, the header {}",
+                        path.display(),
+                        record.len(),
+                        header.len()
+                    )));
+                }
+                let typed = header.iter().zip(record.iter()).map(|(h, f)| {
+                    let f = f.to_string();
+                    let parse_int = |f: String| f.parse().map(Value::Integer).unwrap_or(Value::Text(f));
+                    let ty = spec.columns.iter().find(|c| c.name.eq_ignore_ascii_case(h)).map(|c| c.ty);
+                    let v = match ty {
+                        Some(ColumnType::Integer | ColumnType::Real | ColumnType::Json) if f.is_empty() => {
+                            Value::Null
+                        }
+                        Some(ColumnType::Integer) => parse_int(f),
+                        Some(ColumnType::Real) => f.parse().map(Value::Real).unwrap_or(Value::Text(f)),
+                        _ if h.eq_ignore_ascii_case("id") && spec.id_type == IdType::Integer => parse_int(f),
+                        _ => Value::Text(f),
+                    };
+                    (h.clone(), v)
+                });
+                let d = document_from_fields(spec, typed.collect()).map_err(|e| at_line(path, line, &e))?;
+                return Ok(Some((line, d)));
+            },
+        }
     }
-    Ok(docs)
+}
+
+/// A CSV reading error, naming the file (and, for bad UTF-8, the line).
+fn csv_error(path: &Path, e: csv::Error) -> Error {
+    if let csv::ErrorKind::Utf8 { pos: Some(pos), .. } = e.kind() {
+        return Error::invalid(format!(
+            "{}: line {} is not valid UTF-8; convert the file to UTF-8",
+            path.display(),
+            pos.line()
+        ));
+    }
+    Error::invalid(format!("{}: {e}", path.display()))
 }
 
 /// `file: line N: error` (as the Parquet import names rows).
@@ -160,37 +252,6 @@ fn check_key(spec: &CollectionSpec, path: &Path, line: usize, k: &str) -> Result
         spec.name,
         names.join(", ")
     )))
-}
-
-/// The documents of a JSONL file's text, with their line numbers; keys that name nothing
-/// in `spec` (BEIR's `metadata`, or a typo like `titel`) are left out and reported in
-/// `unknown` with the first line they are on.
-fn jsonl_documents(
-    spec: &CollectionSpec,
-    path: &Path,
-    text: &str,
-    unknown: &mut Vec<(String, usize)>,
-) -> Result<Vec<(usize, Document)>> {
-    let mut docs = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
-            .map_err(|e| Error::invalid(format!("{}: line {}: {e}", path.display(), n + 1)))?;
-        let mut fields = Vec::new();
-        for (k, v) in obj {
-            if check_key(spec, path, n + 1, &k).is_err() {
-                if !unknown.iter().any(|(u, _)| *u == k) {
-                    unknown.push((k, n + 1));
-                }
-                continue;
-            }
-            let k = if k == "_id" { "id".to_string() } else { k };
-            let val = json_value(spec, &k, v);
-            fields.push((k, val));
-        }
-        let d = document_from_fields(spec, fields).map_err(|e| at_line(path, n + 1, &e))?;
-        docs.push((n + 1, d));
-    }
-    Ok(docs)
 }
 
 /// What an import does with a document whose id exists already (`IMPORT … ON CONFLICT
@@ -260,106 +321,177 @@ impl Database {
         on_conflict: OnConflict,
         mut progress: impl FnMut(usize),
     ) -> Result<(usize, Vec<(String, usize)>)> {
-        let mut unknown = Vec::new();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let at = e.utf8_error().valid_up_to();
-            let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
-            Error::invalid(format!(
-                "{}: line {line} is not valid UTF-8 (byte {at}); convert the file to UTF-8",
-                path.display()
-            ))
-        })?;
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        use std::collections::{HashMap, HashSet};
+        self.interrupted();
         let spec = self.describe(collection)?;
-        let mut docs = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
-            csv_documents(&spec, path, text)?
-        } else {
-            jsonl_documents(&spec, path, text, &mut unknown)?
-        };
-        let embed_text = spec.embedding.is_some() && docs.iter().all(|(_, d)| d.tokens.is_empty());
-        // Validate everything before writing anything.
-        let mut seen = std::collections::HashMap::with_capacity(docs.len());
-        for (line, d) in &docs {
-            if let Some(first) = seen.insert(d.id.clone(), *line) {
+        let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| Ok((m.len(), m.modified()?))).ok();
+        let before = stamp(path);
+        // Pass 1: parse and validate every line before writing anything, keeping only the
+        // ids (memory follows the number of documents, not their vectors).
+        let mut file = FileDocs::open(&spec, path)?;
+        let mut seen: HashMap<DocId, usize> = HashMap::new();
+        let mut any_tokens = false;
+        let mut first_untokened = None;
+        let mut existing: HashSet<DocId> = HashSet::new();
+        let mut unchecked: Vec<(usize, DocId)> = Vec::new();
+        loop {
+            let next = file.next_doc()?;
+            if unchecked.len() == 1000 || (next.is_none() && !unchecked.is_empty()) {
+                self.existing_ids(collection, path, on_conflict, &mut unchecked, &mut existing)?;
+            }
+            let Some((line, d)) = next else { break };
+            if let Some(first) = seen.insert(d.id.clone(), line) {
                 return Err(at_line(
                     path,
-                    *line,
+                    line,
                     &Error::invalid(format!("document id {} is also on line {first}", d.id)),
                 ));
             }
-            let checked = if embed_text {
+            let checked = if spec.embedding.is_some() && d.tokens.is_empty() {
+                first_untokened.get_or_insert(line);
                 crate::validate::id(&spec, &d.id)
                     .and_then(|()| crate::validate::values(&spec, &d.values).map(drop))
             } else {
-                crate::validate::document(&spec, d).map(drop)
+                any_tokens = true;
+                crate::validate::document(&spec, &d).map(drop)
             };
-            checked.map_err(|e| at_line(path, *line, &e))?;
+            checked.map_err(|e| at_line(path, line, &e))?;
+            unchecked.push((line, d.id));
         }
-        if on_conflict != OnConflict::Replace {
-            let ids: Vec<Value> = docs
-                .iter()
-                .map(|(_, d)| match &d.id {
-                    DocId::Int(i) => Value::Integer(*i),
-                    DocId::Text(t) => Value::Text(t.clone()),
-                })
-                .collect();
-            let existing: std::collections::HashSet<DocId> = if ids.is_empty() {
-                Default::default()
-            } else {
-                let req =
-                    super::query::ListRequest::new().filter(crate::Filter::is_in(crate::ID_COLUMN, ids));
-                self.list(collection, &req)?.into_iter().map(|h| h.id).collect()
-            };
-            if on_conflict == OnConflict::Error {
-                if let Some((line, d)) = docs.iter().find(|(_, d)| existing.contains(&d.id)) {
-                    return Err(at_line(
-                        path,
-                        *line,
-                        &Error::invalid(format!(
-                            "document {} already exists: nothing was imported (IMPORT … ON CONFLICT SKIP keeps it, ON CONFLICT REPLACE replaces it)",
-                            d.id
-                        )),
-                    ));
-                }
+        let unknown = std::mem::take(&mut file.unknown);
+        drop(file);
+        if let (true, Some(line)) = (any_tokens, first_untokened) {
+            return Err(at_line(
+                path,
+                line,
+                &Error::invalid(
+                    "no tokens, while other lines have them: give every line its tokens, or none (the collection then embeds its text columns)",
+                ),
+            ));
+        }
+        let embed_text = spec.embedding.is_some() && !any_tokens;
+        let total = seen.len() - existing.len();
+        drop(seen);
+        if self.interrupted() {
+            return Err(Error::Interrupted(format!("{}: nothing was imported", path.display())));
+        }
+        // Pass 2: read the file again and write it in batches.
+        if stamp(path) != before {
+            return Err(Error::invalid(format!(
+                "{} changed while it was being read: nothing was imported (import it again)",
+                path.display()
+            )));
+        }
+        let mut file = FileDocs::open(&spec, path)?;
+        let failed = std::cell::RefCell::new(None);
+        let mut docs = std::iter::from_fn(|| match file.next_doc() {
+            Ok(d) => d.map(|(_, d)| d),
+            Err(e) => {
+                *failed.borrow_mut() = Some(e);
+                None
             }
-            docs.retain(|(_, d)| !existing.contains(&d.id));
-        }
-        let docs: Vec<Document> = docs.into_iter().map(|(_, d)| d).collect();
-        let total = docs.len();
+        })
+        .filter(|d| !existing.contains(&d.id));
+        let changed = |e: Error| {
+            Error::invalid(format!(
+                "{} changed during the import ({e}); check what was imported",
+                path.display()
+            ))
+        };
         if embed_text {
             #[cfg(feature = "embed")]
-            return Ok((self.import_text(collection, docs, progress)?, unknown));
+            {
+                let n = self.import_text(collection, docs, progress)?;
+                return match failed.into_inner() {
+                    Some(e) => Err(changed(e)),
+                    None => Ok((n, unknown)),
+                };
+            }
             #[cfg(not(feature = "embed"))]
             return Err(Error::NotAvailable(
                 "importing text to embed needs the `embed` cargo feature".into(),
             ));
         }
-        for (i, chunk) in docs.chunks(1000).enumerate() {
-            let done = if on_conflict == OnConflict::Replace {
-                self.upsert(collection, chunk)
-            } else {
-                self.insert(collection, chunk)
+        let mut done = 0;
+        let mut inserted: Vec<DocId> = Vec::new();
+        loop {
+            let batch: Vec<Document> = docs.by_ref().take(1000).collect();
+            let result = match failed.borrow_mut().take() {
+                Some(e) => Err(changed(e)),
+                None if batch.is_empty() => break,
+                None if on_conflict == OnConflict::Replace => self.upsert(collection, &batch),
+                None => self.insert(collection, &batch),
             };
-            if let Err(e) = done {
+            if let Err(e) = result {
                 // All or nothing: take back the batches that went in (a replace cannot
                 // be taken back: what it replaced is gone, and the error says so).
-                if on_conflict != OnConflict::Replace && i > 0 {
-                    let ids: Vec<DocId> = docs[..i * 1000].iter().map(|d| d.id.clone()).collect();
-                    self.delete(collection, &ids)?;
-                    return Err(e);
-                }
-                if i > 0 {
+                if on_conflict == OnConflict::Replace && done > 0 {
                     return Err(Error::invalid(format!(
-                        "{}: the import failed after replacing {} documents ({e}); run it again to finish",
-                        path.display(),
-                        i * 1000
+                        "{}: the import failed after replacing {done} documents ({e}); run it again to finish",
+                        path.display()
                     )));
+                }
+                if !inserted.is_empty() {
+                    self.delete(collection, &inserted)?;
                 }
                 return Err(e);
             }
-            progress((i * 1000 + chunk.len()).min(total));
+            done += batch.len();
+            if on_conflict != OnConflict::Replace {
+                inserted.extend(batch.into_iter().map(|d| d.id));
+            }
+            progress(done);
+            if done < total && self.interrupted() {
+                let again = if on_conflict == OnConflict::Replace { "REPLACE" } else { "SKIP" };
+                return Err(Error::Interrupted(format!(
+                    "{}: {done} of {total} documents are committed, the rest is not imported: run the \
+                     IMPORT again with ON CONFLICT {again} to finish",
+                    path.display()
+                )));
+            }
         }
-        Ok((total, unknown))
+        Ok((done, unknown))
+    }
+
+    /// Look up which of `ids` exist in `collection` (emptying `ids`): an error naming the
+    /// first one's line under [`OnConflict::Error`], else remembered in `existing` (skipped
+    /// later; a replace needs no lookup).
+    fn existing_ids(
+        &self,
+        collection: &str,
+        path: &Path,
+        on_conflict: OnConflict,
+        ids: &mut Vec<(usize, DocId)>,
+        existing: &mut std::collections::HashSet<DocId>,
+    ) -> Result<()> {
+        let ids = std::mem::take(ids);
+        if on_conflict == OnConflict::Replace || ids.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<Value> = ids
+            .iter()
+            .map(|(_, id)| match id {
+                DocId::Int(i) => Value::Integer(*i),
+                DocId::Text(t) => Value::Text(t.clone()),
+            })
+            .collect();
+        let req = super::query::ListRequest::new()
+            .filter(crate::Filter::is_in(crate::ID_COLUMN, values))
+            .limit(ids.len());
+        let found: std::collections::HashSet<DocId> =
+            self.list(collection, &req)?.into_iter().map(|h| h.id).collect();
+        if on_conflict == OnConflict::Error {
+            if let Some((line, id)) = ids.iter().find(|(_, id)| found.contains(id)) {
+                return Err(at_line(
+                    path,
+                    *line,
+                    &Error::invalid(format!(
+                        "document {id} already exists: nothing was imported (IMPORT … ON CONFLICT SKIP keeps it, ON CONFLICT REPLACE replaces it)"
+                    )),
+                ));
+            }
+        }
+        existing.extend(found);
+        Ok(())
     }
 }

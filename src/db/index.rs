@@ -389,6 +389,7 @@ impl Database {
         progress: &mut dyn FnMut(IndexProgress),
     ) -> Result<IndexInfo> {
         spec.validate()?;
+        self.interrupted();
         self.flush(collection)?;
         let kind = spec.kind();
         let mut w = self.writer()?;
@@ -542,6 +543,13 @@ impl Database {
             p.segments_done += 1;
             p.tokens_done += s.token_count as u64;
             progress(p);
+            if p.segments_done < p.segments && self.interrupted() {
+                return Err(Error::Interrupted(format!(
+                    "CREATE INDEX on {} stopped after {} of {} segments; what was built is kept (SHOW \
+                     INDEXES says building): run the same CREATE INDEX again to finish",
+                    c.spec.name, p.segments_done, p.segments
+                )));
+            }
         }
         Ok(())
     }

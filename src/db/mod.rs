@@ -155,6 +155,13 @@ impl DatabaseBuilder {
         };
         let writer =
             if self.read_only { None } else { Some(Arc::new(Mutex::new(Catalog::open(&cat_path, false)?))) };
+        // A read-only open checks the catalog version now rather than at first use.
+        let first_reader = Catalog::open(&cat_path, true)?;
+        // On read-only media the catalog is read as immutable: keep writers out meanwhile.
+        let lock = match lock {
+            None if first_reader.immutable() => shared_lock(&root)?,
+            lock => lock,
+        };
         let inner = Inner {
             root,
             opts: self,
@@ -167,13 +174,13 @@ impl DatabaseBuilder {
             muveras: Mutex::new(HashMap::new()),
             token_codecs: Mutex::new(HashMap::new()),
             reaper: Mutex::new(None),
+            interrupt: Interrupt::default(),
+            immutable: first_reader.immutable(),
             #[cfg(feature = "embed")]
             encoders: Mutex::new(HashMap::new()),
             #[cfg(feature = "fulltext")]
             fulltext: Mutex::new(HashMap::new()),
         };
-        // A read-only open checks the catalog version now rather than at first use.
-        let first_reader = Catalog::open(&cat_path, true)?;
         lock_or(&inner.readers)?.push(first_reader);
         let db = Database { inner: Arc::new(inner) };
         if let Some(wc) = &db.inner.writer {
@@ -200,7 +207,14 @@ const LOCK_WAIT: Duration = Duration::from_millis(250);
 
 fn acquire_lock(root: &Path) -> Result<File> {
     let path = root.join("LOCK");
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+    let f = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let hint = format!("{e}: this user cannot write the database; open it read-only (--read-only)");
+            return Err(Error::io(&path, std::io::Error::new(e.kind(), hint)));
+        }
+        Err(e) => return Err(Error::io(&path, e)),
+    };
     let start = std::time::Instant::now();
     loop {
         match f.try_lock() {
@@ -211,6 +225,43 @@ fn acquire_lock(root: &Path) -> Result<File> {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: root.to_path_buf() }),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
+    }
+}
+
+/// A shared lock on `root`'s LOCK for a reader of an immutable catalog (a writer takes it
+/// exclusively, so none can start while such a reader is open). `None` when there is no
+/// LOCK file (and so no writer of this database has ever run here).
+fn shared_lock(root: &Path) -> Result<Option<File>> {
+    let path = root.join("LOCK");
+    let f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    match f.try_lock_shared() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: root.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+/// A handle that interrupts the long operation a [`Database`] is running (IMPORT, CREATE
+/// INDEX) at its next batch boundary; what was committed stays. Cheap to clone, `Send`
+/// and `Sync`; [`Interrupt::interrupt`] is one atomic store, so a signal handler may call it.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    /// Ask the running long operation to stop at its next batch boundary.
+    pub fn interrupt(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether an interrupt is pending (taking it). Each long operation takes it once as
+    /// it starts — an interrupt sent while nothing long ran must not stop the next one —
+    /// and then at every batch boundary.
+    pub(crate) fn take(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -225,10 +276,15 @@ fn lock_or<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
 struct Inner {
     root: PathBuf,
     opts: DatabaseBuilder,
+    /// The writer's exclusive LOCK, or a reader's shared one on read-only media.
     #[expect(dead_code, reason = "held for its file lock until the database closes")]
     lock: Option<File>,
     writer: Option<Arc<Mutex<Catalog>>>,
     readers: Mutex<Vec<Catalog>>,
+    /// Set by [`Database::interrupt`], taken by the long operation it stops.
+    interrupt: Interrupt,
+    /// Read from media this process cannot write (the catalog opened `immutable`).
+    immutable: bool,
     segments: Mutex<HashMap<i64, Arc<SegmentReader>>>,
     /// Opened index parts (side files, or v2 embedded sections) by (segment file, index
     /// id); `Err` = damaged, searched exactly.
@@ -372,6 +428,27 @@ impl Database {
     #[must_use]
     pub fn is_read_only(&self) -> bool {
         self.inner.opts.read_only
+    }
+
+    /// Stop the long operation running on this database (`import_file*`, `import_text`,
+    /// `create_index`) at its next batch boundary, with [`Error::Interrupted`]; batches
+    /// committed before it stay (the error says how many and how to finish). Callable
+    /// from any thread; see [`Database::interrupt_handle`] for signal handlers. With no
+    /// long operation running it does nothing (the next one starts afresh).
+    pub fn interrupt(&self) {
+        self.inner.interrupt.interrupt();
+    }
+
+    /// A handle for [`Database::interrupt`] that outlives borrows (e.g. stored for a
+    /// Ctrl-C handler).
+    #[must_use]
+    pub fn interrupt_handle(&self) -> Interrupt {
+        self.inner.interrupt.clone()
+    }
+
+    /// Whether [`Database::interrupt`] was called since the last check (taking it).
+    pub(crate) fn interrupted(&self) -> bool {
+        self.inner.interrupt.take()
     }
 
     /// Flush everything and close. Dropping the last handle does the same but cannot

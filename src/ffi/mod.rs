@@ -73,6 +73,8 @@ pub const MSDB_NOT_AVAILABLE: c_int = 12;
 pub const MSDB_SYNTAX: c_int = 13;
 /// A NULL pointer, a closed or foreign handle, or a call out of order.
 pub const MSDB_MISUSE: c_int = 14;
+/// A long operation was interrupted; the message says what was kept.
+pub const MSDB_INTERRUPTED: c_int = 15;
 /// `msdb_stmt_step`: a row is ready to be read.
 pub const MSDB_ROW: c_int = 100;
 /// `msdb_stmt_step`: the statement has run and has no more rows.
@@ -107,6 +109,7 @@ pub extern "C" fn msdb_status_name(status: c_int) -> *const c_char {
         MSDB_NOT_AVAILABLE => c"MSDB_NOT_AVAILABLE",
         MSDB_SYNTAX => c"MSDB_SYNTAX",
         MSDB_MISUSE => c"MSDB_MISUSE",
+        MSDB_INTERRUPTED => c"MSDB_INTERRUPTED",
         MSDB_ROW => c"MSDB_ROW",
         MSDB_DONE => c"MSDB_DONE",
         _ => c"MSDB_UNKNOWN",

@@ -399,7 +399,11 @@ impl Session {
             }
             #[cfg(feature = "fulltext")]
             "fulltext" => {
-                check_options(opts, &["columns", "language", "stopwords", "lowercase"], "a full-text index")?;
+                check_options(
+                    opts,
+                    &["columns", "language", "stopwords", "lowercase", "stemmer", "k1", "b"],
+                    "a full-text index",
+                )?;
                 let d = crate::FullTextOptions::default();
                 let get = |k: &str| opts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                 let flag = |k: &str, def: bool| match get(k) {
@@ -417,6 +421,9 @@ impl Session {
                         language: get("language").and_then(|v| text_of(&v)).unwrap_or(d.language),
                         stopwords: flag("stopwords", d.stopwords),
                         lowercase: flag("lowercase", d.lowercase),
+                        stemmer: get("stemmer").and_then(|v| text_of(&v)).unwrap_or(d.stemmer),
+                        k1: opt_f32(opts, "k1", d.k1)?,
+                        b: opt_f32(opts, "b", d.b)?,
                     },
                 )?
             }

@@ -222,3 +222,40 @@ fn integer_ids_and_schema_without_pooled_vectors() {
     assert_eq!(hits[0].id, DocId::Int(7));
     assert_eq!(hits[0].get("tag"), Some(&Value::Text("x".into())));
 }
+
+/// `Database::interrupt` during an import stops it after the batch it is in: the batches
+/// committed stay, the error says how many and how to finish, and the same import with
+/// `OnConflict::Skip` adds exactly the rest.
+#[test]
+fn an_interrupted_import_keeps_its_committed_batches_and_resumes() {
+    let (dir, db) = tempdb();
+    db.create_collection(&spec("c", Dtype::F32)).unwrap();
+    let mut rng = Rng::new(5);
+    let path = dir.path().join("docs.jsonl");
+    let mut text = String::new();
+    for i in 0..3500 {
+        let t = rng.unit_vectors(2, DIM);
+        let rows: Vec<Vec<f32>> = t.chunks(DIM).map(<[f32]>::to_vec).collect();
+        let line =
+            serde_json::json!({"id": format!("d{i}"), "year": 2000 + i % 7, "mean": rows[0], "tokens": rows});
+        text.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let err = db
+        .import_file("c", &path, |done| {
+            if done == 1000 {
+                db.interrupt();
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted(_)), "{err}");
+    assert_eq!(err.code(), maxsimdb::ErrorCode::Interrupted);
+    assert!(err.to_string().contains("1000 of 3500 documents are committed"), "{err}");
+    assert!(err.to_string().contains("ON CONFLICT SKIP"), "{err}");
+    assert_eq!(db.count("c", None).unwrap(), 1000);
+    // An interrupt sent while nothing long runs does not stop the next import.
+    db.interrupt();
+    let n = db.import_file_with("c", &path, maxsimdb::OnConflict::Skip, |_| {}).unwrap();
+    assert_eq!(n, 2500);
+    assert_eq!(db.count("c", None).unwrap(), 3500);
+}

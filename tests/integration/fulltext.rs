@@ -364,3 +364,63 @@ fn fulltext_child_process() {
         }
     }
 }
+
+/// `WITH (k1, b, stemmer)` through SQL: the options are stored with the index, used after
+/// reopening, and change ranking and matching as BM25 and the stemmers define.
+#[test]
+fn bm25_parameters_and_stemmer_come_from_create_index_and_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut rng = Rng::new(3);
+    let run = |db: &Database, sql: &str| maxsimdb::sql::Session::new(db.clone()).execute(sql).unwrap();
+    let scores = |db: &Database, coll: &str, q: &str| -> Vec<(String, f32)> {
+        db.search(coll, &SearchRequest::bm25(q).limit(10))
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.id.to_string(), h.score))
+            .collect()
+    };
+    {
+        let db = Database::open(&path).unwrap();
+        for (name, with) in
+            [("flat", "k1 = 0.9, b = 0.0"), ("norm", "k1 = 0.9, b = 1.0"), ("porter", "stemmer = 'porter'")]
+        {
+            db.create_collection(&CollectionSpec { name: name.into(), ..spec() }).unwrap();
+            let docs: Vec<Document> = [
+                ("short", "Abruptly", "a generalization"),
+                ("long", "Abrupt", "a generalization of many many other longer words in a body"),
+            ]
+            .iter()
+            .map(|(id, t, b)| text_doc(&mut rng, id, t, b, 2000))
+            .collect();
+            db.insert(name, &docs).unwrap();
+            run(&db, &format!("CREATE INDEX ON {name} USING fulltext WITH ({with});"));
+        }
+        // b = 0: length does not matter, both documents score alike for a word both have.
+        let flat = scores(&db, "flat", "generalization");
+        assert_eq!(flat.len(), 2);
+        assert!((flat[0].1 - flat[1].1).abs() < 1e-6, "{flat:?}");
+        // b = 1: the short document wins clearly.
+        let norm = scores(&db, "norm", "generalization");
+        assert_eq!(norm[0].0, "short");
+        assert!(norm[0].1 > norm[1].1 * 1.5, "{norm:?}");
+        // Porter keeps "abruptli" apart from "abrupt" (Porter2 stems both to "abrupt").
+        assert_eq!(ids_of(&scores(&db, "porter", "abruptly")), ["short"]);
+        assert_eq!(ids_of(&scores(&db, "flat", "abruptly")).len(), 2);
+        drop(db);
+    }
+    let db = Database::open(&path).unwrap();
+    let norm = scores(&db, "norm", "generalization");
+    assert!(norm[0].1 > norm[1].1 * 1.5, "after reopen: {norm:?}");
+    assert_eq!(ids_of(&scores(&db, "porter", "abruptly")), ["short"]);
+    let s = maxsimdb::sql::Session::new(db.clone());
+    let e = s.execute("CREATE INDEX ON flat USING fulltext WITH (stemmer = 'lovins');").unwrap_err();
+    assert!(e.to_string().contains("unknown stemmer 'lovins'"), "{e}");
+    db.create_collection(&CollectionSpec { name: "x".into(), ..spec() }).unwrap();
+    let e = s.execute("CREATE INDEX ON x USING fulltext WITH (b = 2);").unwrap_err();
+    assert!(e.to_string().contains("b = 2 is out of range"), "{e}");
+}
+
+fn ids_of(v: &[(String, f32)]) -> Vec<&str> {
+    v.iter().map(|p| p.0.as_str()).collect()
+}

@@ -688,3 +688,122 @@ fn csv_import_reads_rfc_4180_and_round_trips_through_csv_output() {
     assert_eq!(code, 2);
     assert!(msg.contains("line 5"), "{msg}");
 }
+
+/// `--read-only` on a database in a directory this user cannot write (read-only media,
+/// another user's files): a clean close leaves no `-wal`/`-shm` beside the catalog, and a
+/// non-root user then reads, searches (MaxSim, BM25) and is told that writes need write
+/// access. Run as root (CI), the reads run as user `nobody` through `setpriv`.
+#[test]
+fn read_only_opens_a_database_on_a_directory_the_user_cannot_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ro.msdb");
+    ok(
+        &db,
+        "CREATE COLLECTION docs (title TEXT) WITH (dim = 2);
+         INSERT INTO docs (id, title, tokens) VALUES
+           ('a', 'Cats purr on mats', '[[1,0],[0.6,0.8]]'), ('b', 'Dogs bark', '[[0,1]]');
+         CREATE INDEX ON docs USING fulltext;",
+    );
+    for leftover in ["catalog.sqlite-wal", "catalog.sqlite-shm"] {
+        assert!(!db.join(leftover).exists(), "{leftover} left after a clean close");
+    }
+    // Everything readable by all, writable by none; the binary where `nobody` can run it.
+    fn seal(p: &Path) {
+        let meta = std::fs::metadata(p).unwrap();
+        if meta.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                seal(&e.unwrap().path());
+            }
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o555)).unwrap();
+        } else {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+    }
+    seal(&db);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("maxsimdb");
+    std::fs::copy(env!("CARGO_BIN_EXE_maxsimdb"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root =
+        String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap().trim() == "0";
+    let as_user = |args: &[&str]| -> Output {
+        let mut c = if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        c.arg(&db).args(["--format", "json"]).args(args).output().unwrap()
+    };
+    // The user really cannot write there.
+    let probe = as_user(&["--read-only", "-c", "SELECT COUNT(*) FROM docs"]);
+    let text =
+        |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(probe.status.success(), "{}", text(&probe));
+    assert!(text(&probe).contains('2'), "{}", text(&probe));
+    let r = as_user(&["--read-only", "-c", "SELECT id FROM docs ORDER BY maxsim('[[1,0]]') LIMIT 2"]);
+    assert!(r.status.success(), "{}", text(&r));
+    let line: J = serde_json::from_str(String::from_utf8_lossy(&r.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(ids(&line), ["a", "b"]);
+    let r = as_user(&["--read-only", "-c", "SELECT id FROM docs ORDER BY bm25('cats') LIMIT 2"]);
+    assert!(r.status.success(), "{}", text(&r));
+    let line: J = serde_json::from_str(String::from_utf8_lossy(&r.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(ids(&line), ["a"]);
+    // Writes: refused with the read-only code, and nothing appears in the directory.
+    let w = as_user(&["--read-only", "-c", "INSERT INTO docs (id, tokens) VALUES ('c', '[[1,0]]')"]);
+    assert_eq!(w.status.code(), Some(9), "{}", text(&w));
+    let before: Vec<_> = std::fs::read_dir(&db).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!before.iter().any(|n| n.to_string_lossy().contains("-shm")), "{before:?}");
+    // Without --read-only the open says it cannot write there.
+    let w = as_user(&["-c", "SELECT COUNT(*) FROM docs"]);
+    assert!(!w.status.success());
+    assert!(text(&w).to_lowercase().contains("permission") || text(&w).contains("read-only"), "{}", text(&w));
+}
+
+/// Ctrl-C (SIGINT) during a long IMPORT in a script: the import stops at a batch boundary,
+/// the shell exits with the interrupted status (15) and says what was kept; the same IMPORT
+/// with ON CONFLICT SKIP finishes it.
+#[test]
+fn ctrl_c_stops_a_long_import_at_a_batch_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("int.msdb");
+    ok(&db, "CREATE COLLECTION c (n INTEGER) WITH (dim = 2, dtype = 'f32')");
+    let file = dir.path().join("big.jsonl");
+    let total = 200_000;
+    let mut text = String::with_capacity(total * 40);
+    for i in 0..total {
+        text.push_str(&format!(
+            "{{\"id\": \"d{i}\", \"n\": {i}, \"tokens\": [[1, {}]]}}\n",
+            (i % 100) as f32 / 100.0
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    let import = format!("IMPORT INTO c FROM '{}'", file.display());
+    let mut child = bin()
+        .arg(&db)
+        .args(["--format", "json", "-c", &import])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a batch is committed (a read-only handle sees it), then press Ctrl-C.
+    let count = || maxsimdb::Database::open_read_only(&db).and_then(|r| r.count("c", None)).unwrap_or(0);
+    while count() == 0 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the import ended ({status}) before a batch was seen");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(15), "{stderr}");
+    assert!(stderr.contains("documents are committed") && stderr.contains("ON CONFLICT SKIP"), "{stderr}");
+    let kept = count();
+    assert!(kept > 0 && kept < total as u64 && kept % 1000 == 0, "{kept} kept");
+    assert!(stderr.contains(&format!("{kept} of {total} documents")), "{stderr}");
+    ok(&db, &format!("{import} ON CONFLICT SKIP"));
+    assert_eq!(count(), total as u64);
+}

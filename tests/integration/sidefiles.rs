@@ -211,3 +211,33 @@ fn replaced_files_and_catalog_pages_come_back_without_a_reopen() {
         "the new segment, its side file, the codec"
     );
 }
+
+/// `Database::interrupt` during CREATE INDEX stops the build after the segment it is on:
+/// the side files written stay, the index says it is not ready, and the same call again
+/// finishes it (exhaustive PLAID then equals exact search).
+#[test]
+fn an_interrupted_index_build_keeps_its_side_files_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("i.msdb");
+    let db = three_segments(&root);
+    let plaid = IndexSpec::Plaid(PlaidOptions { centroids: Some(16), ..PlaidOptions::default() });
+    let err = db
+        .create_index("c", &plaid, &mut |p| {
+            if p.segments_done == 1 {
+                db.interrupt();
+            }
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), maxsimdb::ErrorCode::Interrupted, "{err}");
+    assert!(err.to_string().contains("after 1 of 3 segments"), "{err}");
+    let info = &db.indexes("c").unwrap()[0];
+    assert_eq!((info.ready, info.segments_indexed, info.segments), (false, 1, 3), "{info:?}");
+    assert_eq!(with_ext(&files(&root), "plaid"), 2, "one side file and the codec");
+    // An interrupt with nothing running does not stop the next build.
+    db.interrupt();
+    let info = db.create_index("c", &plaid, &mut |_| {}).unwrap();
+    assert!(info.ready && info.segments_indexed == 3, "{info:?}");
+    let q = Rng::new(9).unit_vectors(4, DIM);
+    let exact = db.search("c", &SearchRequest::maxsim(q.clone()).limit(MAX_LIMIT).plan(Plan::Exact)).unwrap();
+    assert_eq!(db.search("c", &exhaustive(&q)).unwrap(), exact);
+}

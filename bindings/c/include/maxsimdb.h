@@ -100,6 +100,9 @@
 // A NULL pointer, a closed or foreign handle, or a call out of order.
 #define MSDB_MISUSE 14
 
+// A long operation was interrupted; the message says what was kept.
+#define MSDB_INTERRUPTED 15
+
 // `msdb_stmt_step`: a row is ready to be read.
 #define MSDB_ROW 100
 

@@ -9,10 +9,14 @@
 //! ```
 //! Output: `--format table|json|csv` (default: table on a terminal, json otherwise).
 //! Errors go to standard error with the statement and position; the exit status is the
-//! error's code (non-zero).
+//! error's code (non-zero). Ctrl-C during a long statement (IMPORT, CREATE INDEX) stops it
+//! at the next batch boundary, keeping what was committed (status 15 in a script); a
+//! second Ctrl-C ends the shell at once.
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use maxsimdb::sql::{Session, StatementResult};
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
         Ok(db) => db,
         Err(e) => return fail(&e),
     };
+    catch_ctrl_c(&db);
     let mut shell = Shell { session: Session::new(db), format, timer: false, status: None };
     let input = if let Some(c) = command {
         c
@@ -155,6 +160,42 @@ fn main() -> ExitCode {
         // CHECK printed its problems; the exit status says damage was found.
         Ok(()) => shell.status.map_or(ExitCode::SUCCESS, |c| ExitCode::from(c as u8)),
         Err(e) => fail(&e),
+    }
+}
+
+/// What Ctrl-C interrupts: the open database's long operation.
+static INTERRUPT: OnceLock<maxsimdb::Interrupt> = OnceLock::new();
+/// Ctrl-C was pressed during the statement now running.
+static PRESSED: AtomicBool = AtomicBool::new(false);
+
+/// SIGINT: the first asks the running statement to stop at its next batch boundary; a
+/// second (the statement has no boundary, or is stuck) ends the process as SIGINT does.
+/// Only async-signal-safe work here: atomics, `write`, `signal`, `raise`.
+extern "C" fn on_sigint(_: libc::c_int) {
+    if PRESSED.swap(true, Ordering::SeqCst) {
+        // SAFETY: async-signal-safe calls; restoring the default action and re-raising
+        // ends the process with the status of a SIGINT.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::raise(libc::SIGINT);
+        }
+        return;
+    }
+    if let Some(i) = INTERRUPT.get() {
+        i.interrupt();
+    }
+    let msg = b"\ninterrupting at the next batch boundary (Ctrl-C again to quit at once)\n";
+    // SAFETY: write(2) on standard error with a valid buffer.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+    }
+}
+
+fn catch_ctrl_c(db: &Database) {
+    let _ = INTERRUPT.set(db.interrupt_handle());
+    // SAFETY: installs a handler that only touches atomics and async-signal-safe calls.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
 }
 
@@ -232,6 +273,7 @@ impl Shell {
             self.status = self.status.or(r.status);
             self.print(&r);
         });
+        PRESSED.store(false, Ordering::SeqCst);
         result?;
         if self.timer {
             eprintln!("time: {:.6} s", start.elapsed().as_secs_f64());
