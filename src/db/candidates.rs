@@ -81,8 +81,9 @@ pub(super) trait CandidateSource {
     /// The plan this source implements.
     fn plan(&self) -> Plan;
     /// Scored candidates `(score, local document)` among `docs` (ascending live local
-    /// documents) of segment `r` from its index part.
-    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<(f32, u32)>;
+    /// documents) of segment `r` from its index part; `None` when the part cannot be read
+    /// after all (the segment is then scored exactly, as an unindexed one).
+    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Option<Vec<(f32, u32)>>;
     /// From every segment's scored candidates `(score, segment, document)`, the pairs to
     /// score exactly (by default all of them).
     fn finish(
@@ -153,16 +154,14 @@ impl CandidateSource for PlaidSource<'_> {
     fn plan(&self) -> Plan {
         Plan::Plaid
     }
-    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<(f32, u32)> {
-        let Some(view) = plaid_view(self.state, part, r) else {
-            return docs.iter().map(|&d| (f32::INFINITY, d)).collect();
-        };
+    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Option<Vec<(f32, u32)>> {
+        let view = plaid_view(self.state, part, r)?;
         let t = Instant::now();
         let mask = allowed_mask(docs, r.doc_count());
         let (scored, visited) = view.probe_scores(&self.probe, self.params.ndocs, mask.as_deref());
         self.sum.docs[0] += visited;
         self.sum.micros[0] += t.elapsed().as_micros() as u64;
-        scored
+        Some(scored)
     }
     fn finish(
         &mut self,
@@ -216,19 +215,19 @@ impl CandidateSource for MuveraSource<'_> {
     fn plan(&self) -> Plan {
         Plan::Muvera
     }
-    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<(f32, u32)> {
+    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Option<Vec<(f32, u32)>> {
         let t = Instant::now();
         let dim = self.state.encoder.out_dim();
         let Ok(Some(view)) =
             muvera::open_view(part.sections(), self.state.id as u32, r.doc_count(), dim, false)
         else {
-            return docs.iter().map(|&d| (f32::INFINITY, d)).collect();
+            return None;
         };
         let mask = allowed_mask(docs, r.doc_count());
         let (hits, _) = view.graph.search(self.kc, self.ef, mask.as_deref(), |i| view.dot(&self.query, i));
         self.found += hits.len() as u64;
         self.micros += t.elapsed().as_micros() as u64;
-        hits
+        Some(hits)
     }
     fn stages(&self, out: &mut Vec<StageStats>) {
         out.push(StageStats { name: "muvera", docs: self.found, micros: self.micros });
@@ -249,12 +248,12 @@ impl CandidateSource for HnswSource<'_> {
     fn plan(&self) -> Plan {
         Plan::Hnsw
     }
-    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Vec<(f32, u32)> {
+    fn candidates(&mut self, part: &IndexPart, r: &SegmentReader, docs: &[u32]) -> Option<Vec<(f32, u32)>> {
         let t = Instant::now();
         let p = self.state.pooled;
         let graph = hnsw::open_graph(part.sections(), self.state.id as u32, r.doc_count(), false);
         let (Ok(Some(g)), Ok(())) = (graph, r.verify_pooled(p)) else {
-            return docs.iter().map(|&d| (f32::INFINITY, d)).collect();
+            return None;
         };
         let mask = allowed_mask(docs, r.doc_count());
         let (hits, _) = g.search(self.kc, self.ef, mask.as_deref(), |i| {
@@ -262,7 +261,7 @@ impl CandidateSource for HnswSource<'_> {
         });
         self.found += hits.len() as u64;
         self.micros += t.elapsed().as_micros() as u64;
-        hits
+        Some(hits)
     }
     fn stages(&self, out: &mut Vec<StageStats>) {
         out.push(StageStats { name: "hnsw", docs: self.found, micros: self.micros });
@@ -287,10 +286,8 @@ pub(super) fn gather(
         if docs.is_empty() {
             continue;
         }
-        match &parts.parts[si] {
-            Some(part) => {
-                scored.extend(src.candidates(part, r, docs).into_iter().map(|(s, d)| (s, (si as u32, d))));
-            }
+        match parts.parts[si].as_deref().and_then(|part| src.candidates(part, r, docs)) {
+            Some(found) => scored.extend(found.into_iter().map(|(s, d)| (s, (si as u32, d)))),
             None => {
                 unindexed += docs.len() as u64;
                 work.extend(docs.iter().map(|&d| (si as u32, d)));

@@ -73,6 +73,7 @@ pub struct DatabaseBuilder {
     retire_grace: Duration,
     flush_on_close: bool,
     codec_min_tokens: usize,
+    create_parents: bool,
 }
 
 impl DatabaseBuilder {
@@ -116,6 +117,14 @@ impl DatabaseBuilder {
         self
     }
 
+    /// Create missing parent directories of a new database's directory (default false:
+    /// as SQLite, the directory that will hold the database must exist, so a typo in a
+    /// path is an error rather than a new tree).
+    pub fn create_parents(mut self, yes: bool) -> Self {
+        self.create_parents = yes;
+        self
+    }
+
     /// Open the database (creating the directory and catalog when writable and absent).
     ///
     /// # Errors
@@ -124,6 +133,9 @@ impl DatabaseBuilder {
     /// catalog written by a newer version; [`Error::Io`] and [`Error::Catalog`].
     pub fn open(self) -> Result<Database> {
         let root = self.path.clone();
+        if root.as_os_str().is_empty() {
+            return Err(Error::invalid("empty database path: name the database directory, e.g. app.msdb"));
+        }
         let cat_path = catalog::catalog_path(&root);
         if root.is_file() {
             return Err(Error::invalid(format!(
@@ -150,6 +162,15 @@ impl DatabaseBuilder {
             }
             None
         } else {
+            if !root.exists() && !self.create_parents {
+                if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+                    let msg = format!(
+                        "the directory to hold the new database does not exist: create it first (mkdir -p {})",
+                        parent.display()
+                    );
+                    return Err(Error::io(parent, std::io::Error::new(std::io::ErrorKind::NotFound, msg)));
+                }
+            }
             std::fs::create_dir_all(&root).at(&root)?;
             Some(acquire_lock(&root)?)
         };
@@ -415,6 +436,7 @@ impl Database {
             retire_grace: DEFAULT_RETIRE_GRACE,
             flush_on_close: true,
             codec_min_tokens: DEFAULT_CODEC_MIN_TOKENS,
+            create_parents: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Database handles: open, close, execute, direct insert and search, flush.
 
 use std::ffi::{c_char, c_int};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub struct msdb_db {
 pub const MSDB_OPEN_READ_ONLY: u32 = 1;
 /// `msdb_open_options.flags`: do not flush pending vectors into a segment at close.
 pub const MSDB_OPEN_NO_FLUSH_ON_CLOSE: u32 = 2;
+/// `msdb_open_options.flags`: create missing parent directories of a new database
+/// (without it a missing parent is `MSDB_IO`, as SQLite refuses a path in no directory).
+pub const MSDB_OPEN_CREATE_PARENTS: u32 = 4;
 
 /// Options of `msdb_db_open`. A zeroed struct (or a NULL pointer) means the defaults.
 #[repr(C)]
@@ -120,11 +124,19 @@ pub(super) struct DbHandle {
     pub(super) session: Session,
     flush_on_close: bool,
     err: Mutex<LastError>,
+    /// Documents changed by the last statement or direct write through this handle (or a
+    /// statement prepared on it) that changes documents; `msdb_changes`.
+    pub(super) changes: Arc<AtomicU64>,
 }
 
 impl DbHandle {
     fn new(db: Database, flush_on_close: bool) -> Self {
-        Self { session: Session::new(db), flush_on_close, err: Mutex::new(LastError::default()) }
+        Self {
+            session: Session::new(db),
+            flush_on_close,
+            err: Mutex::new(LastError::default()),
+            changes: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     fn db(&self) -> &Database {
@@ -161,10 +173,12 @@ pub(super) fn with_db(db: *const msdb_db, what: &str, f: impl FnOnce(&DbHandle) 
 }
 
 fn builder(path: &str, o: msdb_open_options) -> Result<crate::DatabaseBuilder> {
-    if o.flags & !(MSDB_OPEN_READ_ONLY | MSDB_OPEN_NO_FLUSH_ON_CLOSE) != 0 {
+    if o.flags & !(MSDB_OPEN_READ_ONLY | MSDB_OPEN_NO_FLUSH_ON_CLOSE | MSDB_OPEN_CREATE_PARENTS) != 0 {
         return Err(Error::invalid(format!("unknown open flags {:#x}", o.flags)));
     }
-    let mut b = Database::builder(path).read_only(o.flags & MSDB_OPEN_READ_ONLY != 0);
+    let mut b = Database::builder(path)
+        .read_only(o.flags & MSDB_OPEN_READ_ONLY != 0)
+        .create_parents(o.flags & MSDB_OPEN_CREATE_PARENTS != 0);
     if o.flush_threshold_tokens != 0 {
         b = b.flush_threshold_tokens(usize::try_from(o.flush_threshold_tokens).unwrap_or(usize::MAX));
     }
@@ -174,7 +188,9 @@ fn builder(path: &str, o: msdb_open_options) -> Result<crate::DatabaseBuilder> {
     Ok(b.flush_on_close(o.flags & MSDB_OPEN_NO_FLUSH_ON_CLOSE == 0))
 }
 
-/// Open (creating if absent, unless read-only) the database directory `path`.
+/// Open (creating if absent, unless read-only) the database directory `path`. Its parent
+/// directory must exist (`MSDB_IO` otherwise) unless the flags hold
+/// `MSDB_OPEN_CREATE_PARENTS`; an empty path is `MSDB_INVALID_ARGUMENT`.
 ///
 /// On success `*out` is the new handle; on failure `*out` is NULL and, if `errmsg` is not
 /// NULL, `*errmsg` is the message (free it with `msdb_free`; NULL on success).
@@ -289,6 +305,19 @@ pub extern "C" fn msdb_db_errmsg(db: *const msdb_db) -> *mut c_char {
     }
 }
 
+/// The message of the last failed call on this handle, lent as `sqlite3_errmsg` lends
+/// it: do not free it; it stays valid until the next call on this handle (from any
+/// thread) or its close. NULL if that call succeeded; for a NULL or closed handle, the
+/// calling thread's last message (valid until the thread's next call).
+#[no_mangle]
+pub extern "C" fn msdb_errmsg(db: *const msdb_db) -> *const c_char {
+    match lookup_db(db, "msdb_errmsg") {
+        // The message lives in the handle, which the registry keeps alive until close.
+        Ok(h) => lock(&h.err).borrowed(),
+        Err(_) => super::msdb_last_errmsg_ref(),
+    }
+}
+
 /// Run one or more statements of the SQL-like language (separated by `;`), discarding
 /// their rows; stops at the first error (earlier statements stay done). Use a prepared
 /// statement to read results.
@@ -300,7 +329,66 @@ pub unsafe extern "C" fn msdb_db_exec(db: *mut msdb_db, sql: *const c_char) -> c
     with_db(db, "msdb_db_exec", |h| {
         // SAFETY: caller contract.
         let sql = unsafe { text(sql, "msdb_db_exec: sql")? };
-        h.session.execute_with(sql, &[], &mut |_, _| {}, &mut |_| {})?;
+        h.session.execute_with(sql, &[], &mut |_, _| {}, &mut |r| {
+            if let Some(n) = r.changes {
+                h.changes.store(n, Ordering::SeqCst);
+            }
+        })?;
+        Ok(MSDB_OK)
+    })
+}
+
+/// `*out` = the documents changed (inserted, replaced, updated, deleted, imported) by the
+/// most recent statement or direct write through this handle, or a statement prepared on
+/// it, that changes documents (0 before any). Like `sqlite3_changes`, it does not touch
+/// the handle's last error.
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn msdb_changes(db: *const msdb_db, out: *mut u64) -> c_int {
+    let r = lookup_db(db, "msdb_changes").and_then(|h| {
+        // SAFETY: caller contract.
+        unsafe { put(out, h.changes.load(Ordering::SeqCst), "msdb_changes: out") }?;
+        Ok(MSDB_OK)
+    });
+    status(&r)
+}
+
+/// Ask the long operation running on this database (an IMPORT, a CREATE INDEX — through
+/// any handle or statement on it) to stop at its next batch boundary; it then returns
+/// `MSDB_INTERRUPTED`, keeping what it committed (its message says how to finish). Like
+/// `sqlite3_interrupt`: callable from any thread, does nothing when nothing long runs,
+/// and does not touch the handle's last error.
+#[no_mangle]
+pub extern "C" fn msdb_interrupt(db: *const msdb_db) -> c_int {
+    let r = lookup_db(db, "msdb_interrupt").map(|h| {
+        h.db().interrupt();
+        MSDB_OK
+    });
+    status(&r)
+}
+
+/// `*out` = the number of live documents of `collection` that match `filter` (the
+/// language's WHERE syntax, `year >= 2020`; NULL: all of them).
+///
+/// # Safety
+/// `collection` is a NUL-terminated string; `filter` is NULL or one; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn msdb_db_count(
+    db: *mut msdb_db,
+    collection: *const c_char,
+    filter: *const c_char,
+    out: *mut u64,
+) -> c_int {
+    with_db(db, "msdb_db_count", |h| {
+        // SAFETY: caller contract.
+        let coll = unsafe { text(collection, "msdb_db_count: collection")? };
+        // SAFETY: caller contract.
+        let filter = unsafe { opt_text(filter, "msdb_db_count: filter")? }.map(parse_filter).transpose()?;
+        let n = h.db().count(coll, filter.as_ref())?;
+        // SAFETY: caller contract.
+        unsafe { put(out, n, "msdb_db_count: out") }?;
         Ok(MSDB_OK)
     })
 }
@@ -410,6 +498,7 @@ pub unsafe extern "C" fn msdb_db_insert(
         } else {
             h.db().insert(coll, &docs)?;
         }
+        h.changes.store(docs.len() as u64, Ordering::SeqCst);
         Ok(MSDB_OK)
     })
 }
@@ -450,6 +539,15 @@ unsafe fn request(q: &msdb_query, spec: &crate::CollectionSpec, limit: usize) ->
                 expected: spec.vectors.token_dim,
                 got: q.dim,
             });
+        }
+        if q.n_vectors == 0 {
+            return Err(Error::invalid("msdb_query.n_vectors is 0: give at least one query vector"));
+        }
+        if q.kind == MSDB_QUERY_DENSE && q.n_vectors != 1 {
+            return Err(Error::invalid(format!(
+                "msdb_query.n_vectors is {}: a dense query takes exactly one vector",
+                q.n_vectors
+            )));
         }
         let n = product(q.n_vectors, q.dim, "msdb_query.vectors")?;
         // SAFETY: caller contract.

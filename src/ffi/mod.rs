@@ -135,24 +135,38 @@ pub unsafe extern "C" fn msdb_free(p: *mut c_char) {
 /// open, a NULL handle), or NULL if none failed. Free it with `msdb_free`.
 #[no_mangle]
 pub extern "C" fn msdb_last_errmsg() -> *mut c_char {
-    LAST_ERROR.with(|l| l.borrow().message.as_deref().map_or(std::ptr::null_mut(), alloc_string))
+    LAST_ERROR.with(|l| l.borrow().errmsg())
+}
+
+/// The message of the calling thread's last failed call, lent (do not free): valid until
+/// the thread's next call into the library. NULL if none failed.
+#[no_mangle]
+pub extern "C" fn msdb_last_errmsg_ref() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().borrowed())
 }
 
 /// The last error of a handle or thread.
 #[derive(Debug, Default, Clone)]
 struct LastError {
     code: c_int,
-    message: Option<String>,
+    /// The message, NUL-terminated (what `msdb_errmsg` lends and `msdb_*_errmsg` copy).
+    message: Option<CString>,
 }
 
 impl LastError {
     fn set(&mut self, code: c_int, e: Option<&Error>) {
         self.code = code;
-        self.message = e.map(ToString::to_string);
+        self.message = e.and_then(|e| nul_terminated(&e.to_string()));
     }
 
+    /// A copy of the message for the caller to free.
     fn errmsg(&self) -> *mut c_char {
-        self.message.as_deref().map_or(std::ptr::null_mut(), alloc_string)
+        self.message.clone().map_or(std::ptr::null_mut(), CString::into_raw)
+    }
+
+    /// The message itself, lent until it is next set.
+    fn borrowed(&self) -> *const c_char {
+        self.message.as_ref().map_or(std::ptr::null(), |m| m.as_ptr())
     }
 }
 

@@ -30,6 +30,8 @@ pub const MSDB_TYPE_JSON: c_int = 4;
 /// What a `msdb_stmt *` token stands for.
 pub(super) struct StmtHandle {
     session: Session,
+    /// The changes counter of the database handle it was prepared on (`msdb_changes`).
+    changes: Arc<std::sync::atomic::AtomicU64>,
     sql: String,
     st: Mutex<StmtState>,
 }
@@ -120,19 +122,24 @@ pub unsafe extern "C" fn msdb_stmt_prepare(
     // SAFETY: caller contract (`put` checks NULL; the call below reports it).
     let _ = unsafe { put(out, std::ptr::null_mut(), "out") };
     // SAFETY: caller contract, forwarded.
-    with_db(db, "msdb_stmt_prepare", |h| unsafe { prepare(h.session.clone(), sql, out) })
+    with_db(db, "msdb_stmt_prepare", |h| unsafe { prepare(h.session.clone(), h.changes.clone(), sql, out) })
 }
 
 /// # Safety
 /// As [`msdb_stmt_prepare`].
-unsafe fn prepare(session: Session, sql: *const c_char, out: *mut *mut msdb_stmt) -> Result<c_int> {
+unsafe fn prepare(
+    session: Session,
+    changes: Arc<std::sync::atomic::AtomicU64>,
+    sql: *const c_char,
+    out: *mut *mut msdb_stmt,
+) -> Result<c_int> {
     // SAFETY: caller contract.
     unsafe { put(out, std::ptr::null_mut(), "msdb_stmt_prepare: out")? };
     // SAFETY: caller contract.
     let sql = unsafe { text(sql, "msdb_stmt_prepare: sql")? };
     let n = crate::sql::prepare(sql)?;
     let st = StmtState { params: vec![Value::Null; n], ..StmtState::default() };
-    let handle = StmtHandle { session, sql: sql.to_string(), st: Mutex::new(st) };
+    let handle = StmtHandle { session, changes, sql: sql.to_string(), st: Mutex::new(st) };
     let token = {
         let mut reg = lock(&REGISTRY);
         let t = reg.token();
@@ -199,10 +206,17 @@ pub extern "C" fn msdb_stmt_bind_int64(stmt: *mut msdb_stmt, index: usize, value
     bind(stmt, "msdb_stmt_bind_int64", index, || Ok(Value::Integer(value)))
 }
 
-/// Bind a double to parameter `index` (from 1).
+/// Bind a double to parameter `index` (from 1). The value must be finite (NaN and ±inf
+/// are `MSDB_INVALID_ARGUMENT` here, not at step).
 #[no_mangle]
 pub extern "C" fn msdb_stmt_bind_double(stmt: *mut msdb_stmt, index: usize, value: f64) -> c_int {
-    bind(stmt, "msdb_stmt_bind_double", index, || Ok(Value::Real(value)))
+    bind(stmt, "msdb_stmt_bind_double", index, || {
+        if value.is_finite() {
+            Ok(Value::Real(value))
+        } else {
+            Err(Error::invalid(format!("msdb_stmt_bind_double: {value} is not a finite number")))
+        }
+    })
 }
 
 /// Bind text (copied) to parameter `index` (from 1).
@@ -282,6 +296,9 @@ pub extern "C" fn msdb_stmt_step(stmt: *mut msdb_stmt) -> c_int {
             let mut results = Vec::new();
             h.session.execute_with(&h.sql, &st.params, &mut |_, _| {}, &mut |r| results.push(r))?;
             let r = results.pop().unwrap_or_default();
+            if let Some(n) = r.changes {
+                h.changes.store(n, std::sync::atomic::Ordering::SeqCst);
+            }
             st.names = r.columns.iter().filter_map(|c| nul_terminated(c)).collect();
             st.message = r.message.as_deref().and_then(nul_terminated);
             st.result = Some(r);

@@ -185,3 +185,191 @@ fn null_pointers_are_misuse_not_crashes() {
         assert_eq!(msdb_db_close(db), MSDB_OK);
     }
 }
+
+#[test]
+fn open_refuses_an_empty_path_and_a_missing_parent_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = null_mut();
+    let mut msg = null_mut();
+    let empty = c("");
+    // SAFETY: valid arguments throughout.
+    unsafe {
+        assert_eq!(msdb_db_open(empty.as_ptr(), null(), &mut db, &mut msg), MSDB_INVALID_ARGUMENT);
+        assert!(take(msg).unwrap().contains("empty database path"));
+        let deep = dir.path().join("typo/no/such/app.msdb");
+        let path = c(deep.to_str().unwrap());
+        assert_eq!(msdb_db_open(path.as_ptr(), null(), &mut db, &mut msg), MSDB_IO);
+        assert!(take(msg).unwrap().contains("does not exist: create it first"));
+        assert!(!dir.path().join("typo").exists(), "nothing was created");
+        let o = msdb_open_options { flags: MSDB_OPEN_CREATE_PARENTS, ..Default::default() };
+        assert_eq!(msdb_db_open(path.as_ptr(), &o, &mut db, &mut msg), MSDB_OK, "{:?}", take(msg));
+        assert!(deep.join("catalog.sqlite").exists());
+        assert_eq!(msdb_db_close(db), MSDB_OK);
+    }
+}
+
+/// A REAL sent as JSON text comes back bit-exact (correctly rounded parsing); NaN is refused
+/// at bind; a query with no vectors, or a dense query with two, is an error saying so.
+#[test]
+fn values_read_back_exactly_and_bad_queries_fail_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let ddl = c("CREATE COLLECTION p (r REAL) WITH (dim = 2, pooled = 'mean:2')");
+    // SAFETY: valid arguments throughout.
+    unsafe {
+        assert_eq!(msdb_db_exec(db, ddl.as_ptr()), MSDB_OK, "{:?}", take(msdb_db_errmsg(db)));
+        let tokens = [1.0f32, 0.0, 0.0, 1.0];
+        let mean = c("mean");
+        let pooled = [msdb_pooled { name: mean.as_ptr(), data: [0.7f32, 0.7].as_ptr(), dim: 2 }];
+        let text = "0.097264783048820247";
+        let vals = c(&format!(r#"{{"r": {text}}}"#));
+        let id = c("a");
+        let doc = msdb_doc {
+            id: id.as_ptr(),
+            int_id: 0,
+            tokens: tokens.as_ptr(),
+            n_tokens: 2,
+            dim: 2,
+            pooled: pooled.as_ptr(),
+            n_pooled: 1,
+            values_json: vals.as_ptr(),
+        };
+        let coll = c("p");
+        assert_eq!(msdb_db_insert(db, coll.as_ptr(), &doc, 1, 0), MSDB_OK, "{:?}", take(msdb_db_errmsg(db)));
+        let sql = c(&format!("SELECT r FROM p WHERE r = {text}"));
+        let mut st = null_mut();
+        assert_eq!(msdb_stmt_prepare(db, sql.as_ptr(), &mut st), MSDB_OK);
+        assert_eq!(msdb_stmt_step(st), MSDB_ROW, "the literal finds the JSON value: {:?}", take(msdb_stmt_errmsg(st)));
+        let mut r = 0f64;
+        assert_eq!(msdb_stmt_column_double(st, 0, &mut r), MSDB_OK);
+        assert_eq!(r.to_bits(), text.parse::<f64>().unwrap().to_bits());
+        assert_eq!(msdb_stmt_finalize(st), MSDB_OK);
+
+        let sql = c("SELECT id FROM p WHERE r = ?");
+        assert_eq!(msdb_stmt_prepare(db, sql.as_ptr(), &mut st), MSDB_OK);
+        assert_eq!(msdb_stmt_bind_double(st, 1, f64::NAN), MSDB_INVALID_ARGUMENT);
+        assert!(take(msdb_stmt_errmsg(st)).unwrap().contains("not a finite number"));
+        assert_eq!(msdb_stmt_bind_double(st, 1, f64::INFINITY), MSDB_INVALID_ARGUMENT);
+        assert_eq!(msdb_stmt_finalize(st), MSDB_OK);
+
+        let mut q = msdb_query {
+            kind: MSDB_QUERY_MAXSIM,
+            vectors: tokens.as_ptr(),
+            n_vectors: 0,
+            dim: 2,
+            text: null(),
+            field: null(),
+            filter: null(),
+        };
+        let mut hits = [msdb_hit { score: 0.0, int_id: 0, id: null_mut() }; 4];
+        let mut n = 0;
+        assert_eq!(msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n), MSDB_INVALID_ARGUMENT);
+        assert!(take(msdb_db_errmsg(db)).unwrap().contains("at least one query vector"));
+        q.kind = MSDB_QUERY_DENSE;
+        q.n_vectors = 2;
+        assert_eq!(msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n), MSDB_INVALID_ARGUMENT);
+        assert!(take(msdb_db_errmsg(db)).unwrap().contains("exactly one vector"));
+        q.n_vectors = 1;
+        assert_eq!(msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n), MSDB_OK);
+        assert_eq!(n, 1);
+        msdb_hits_free(hits.as_mut_ptr(), n);
+        assert_eq!(msdb_db_close(db), MSDB_OK);
+    }
+}
+
+/// `msdb_changes` counts what the last changing statement or direct write did (statements
+/// through exec and prepared ones alike; a SELECT leaves it as it was); `msdb_db_count`
+/// counts documents, with a filter.
+#[test]
+fn changes_and_counts_are_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut n = 99u64;
+    // SAFETY: valid arguments throughout.
+    unsafe {
+        assert_eq!(msdb_changes(db, &mut n), MSDB_OK);
+        assert_eq!(n, 0);
+        let sql = c("CREATE COLLECTION p (year INTEGER) WITH (dim = 2);
+                     INSERT INTO p (id, year, tokens) VALUES ('a', 2001, '[[1,0]]'), ('b', 2002, '[[0,1]]'),
+                                                             ('c', 2003, '[[1,0]]')");
+        assert_eq!(msdb_db_exec(db, sql.as_ptr()), MSDB_OK, "{:?}", take(msdb_db_errmsg(db)));
+        assert_eq!(msdb_changes(db, &mut n), MSDB_OK);
+        assert_eq!(n, 3);
+        let coll = c("p");
+        assert_eq!(msdb_db_count(db, coll.as_ptr(), null(), &mut n), MSDB_OK);
+        assert_eq!(n, 3);
+        let f = c("year >= 2002");
+        assert_eq!(msdb_db_count(db, coll.as_ptr(), f.as_ptr(), &mut n), MSDB_OK);
+        assert_eq!(n, 2);
+        let bad = c("year >>= 1");
+        assert_eq!(msdb_db_count(db, coll.as_ptr(), bad.as_ptr(), &mut n), MSDB_SYNTAX);
+        // The lent message (not freed by the caller), as the copy says.
+        let lent = CStr::from_ptr(msdb_errmsg(db)).to_str().unwrap().to_string();
+        assert!(lent.contains("syntax"), "{lent}");
+        assert_eq!(take(msdb_db_errmsg(db)).unwrap(), lent);
+        assert_eq!(msdb_changes(db, &mut n), MSDB_OK);
+        assert!(!msdb_errmsg(db).is_null(), "msdb_changes leaves the last error alone");
+        assert_eq!(msdb_db_count(db, coll.as_ptr(), null(), &mut n), MSDB_OK);
+        assert!(msdb_errmsg(db).is_null());
+        let mut st = null_mut();
+        let upd = c("UPDATE p SET year = 1999 WHERE year >= ?");
+        assert_eq!(msdb_stmt_prepare(db, upd.as_ptr(), &mut st), MSDB_OK);
+        assert_eq!(msdb_stmt_bind_int64(st, 1, 2002), MSDB_OK);
+        assert_eq!(msdb_stmt_step(st), MSDB_DONE, "{:?}", take(msdb_stmt_errmsg(st)));
+        assert_eq!(msdb_stmt_finalize(st), MSDB_OK);
+        assert_eq!(msdb_changes(db, &mut n), MSDB_OK);
+        assert_eq!(n, 2);
+        let sel = c("SELECT id FROM p");
+        assert_eq!(msdb_db_exec(db, sel.as_ptr()), MSDB_OK);
+        assert_eq!(msdb_changes(db, &mut n), MSDB_OK);
+        assert_eq!(n, 2, "a SELECT changes nothing");
+        let del = c("DELETE FROM p WHERE year = 1999");
+        assert_eq!(msdb_db_exec(db, del.as_ptr()), MSDB_OK);
+        assert_eq!(msdb_changes(db, &mut n), MSDB_OK);
+        assert_eq!(n, 2);
+        assert_eq!(msdb_changes(null(), &mut n), MSDB_MISUSE);
+        assert_eq!(msdb_db_close(db), MSDB_OK);
+    }
+}
+
+/// `msdb_interrupt` from another thread stops a long IMPORT run through `msdb_db_exec`:
+/// `MSDB_INTERRUPTED`, the committed batches kept (a multiple of 1,000 documents).
+#[test]
+fn interrupt_stops_an_import_from_another_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let file = dir.path().join("d.jsonl");
+    let total = 100_000;
+    let lines: String = (0..total).map(|i| format!("{{\"id\": \"d{i}\", \"tokens\": [[1, 0]]}}\n")).collect();
+    std::fs::write(&file, lines).unwrap();
+    // SAFETY: valid arguments throughout; the handle is shared across threads as the
+    // header allows (calls on one handle from several threads are safe).
+    unsafe {
+        let ddl = c("CREATE COLLECTION p WITH (dim = 2)");
+        assert_eq!(msdb_db_exec(db, ddl.as_ptr()), MSDB_OK);
+        let handle = db as usize;
+        let path = dir.path().join("t.msdb");
+        let stopper = std::thread::spawn(move || {
+            // Once a batch is visible to a reader, interrupt.
+            loop {
+                let seen = crate::Database::open_read_only(&path).and_then(|r| r.count("p", None)).unwrap_or(0);
+                if seen > 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(msdb_interrupt(handle as *const msdb_db), MSDB_OK);
+        });
+        let import = c(&format!("IMPORT INTO p FROM '{}'", file.display()));
+        let rc = msdb_db_exec(db, import.as_ptr());
+        stopper.join().unwrap();
+        assert_eq!(rc, MSDB_INTERRUPTED, "{:?}", take(msdb_db_errmsg(db)));
+        assert!(take(msdb_db_errmsg(db)).unwrap().contains("documents are committed"));
+        let coll = c("p");
+        let mut n = 0u64;
+        assert_eq!(msdb_db_count(db, coll.as_ptr(), null(), &mut n), MSDB_OK);
+        assert!(n > 0 && n < total && n % 1000 == 0, "{n}");
+        assert_eq!(msdb_interrupt(null()), MSDB_MISUSE);
+        assert_eq!(msdb_db_close(db), MSDB_OK);
+    }
+}

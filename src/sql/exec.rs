@@ -57,7 +57,7 @@ impl Session {
             Statement::Export { coll, path } => self.export(&coll, &path, progress)?,
             Statement::Update { coll, sets, filter } => {
                 let n = db.update_where(&coll, &filter.unwrap_or_else(every_document), &sets)?;
-                StatementResult::message(format!("updated {n} document{}", if n == 1 { "" } else { "s" }))
+                StatementResult::changed(n, format!("updated {n} document{}", if n == 1 { "" } else { "s" }))
             }
             Statement::Delete { coll, filter } => self.delete(&coll, filter)?,
             Statement::Select { coll, items, req, offset, explain } => {
@@ -201,7 +201,7 @@ impl Session {
             db.insert(coll, &docs)?;
         }
         let verb = if replace { "inserted or replaced" } else { "inserted" };
-        Ok(StatementResult::message(format!("{verb} {n} document{}", if n == 1 { "" } else { "s" })))
+        Ok(StatementResult::changed(n, format!("{verb} {n} document{}", if n == 1 { "" } else { "s" })))
     }
 
     fn import(
@@ -225,12 +225,12 @@ impl Session {
         })?;
         if !unknown.is_empty() {
             let list: Vec<String> = unknown.iter().map(|(k, line)| format!("'{k}' (line {line})")).collect();
-            return Ok(StatementResult::message(format!(
+            return Ok(StatementResult::changed(n, format!(
                 "imported {n} documents into {coll}; fields naming nothing in {coll} were left out: {}",
                 list.join(", ")
             )));
         }
-        Ok(StatementResult::message(format!("imported {n} documents into {coll}")))
+        Ok(StatementResult::changed(n, format!("imported {n} documents into {coll}")))
     }
 
     fn delete(&self, coll: &str, filter: Option<Filter>) -> Result<StatementResult> {
@@ -239,7 +239,7 @@ impl Session {
             Some(f) => db.delete_where(coll, &f)?,
             None => db.delete_where(coll, &every_document())?,
         };
-        Ok(StatementResult::message(format!("deleted {n} document{}", if n == 1 { "" } else { "s" })))
+        Ok(StatementResult::changed(n, format!("deleted {n} document{}", if n == 1 { "" } else { "s" })))
     }
 
     fn hopfield(
@@ -274,6 +274,7 @@ impl Session {
             .collect();
         Ok(StatementResult {
             status: None,
+            changes: None,
             columns: vec!["id".into(), "weight".into()],
             rows,
             message: Some(format!(
@@ -313,6 +314,7 @@ impl Session {
         let rows = r.problems.iter().map(|p| vec![Value::Text(p.clone())]).collect();
         Ok(StatementResult {
             status: (!r.problems.is_empty()).then_some(crate::ErrorCode::Corruption),
+            changes: None,
             columns: vec!["problem".into()],
             rows,
             message: Some(format!(
@@ -511,7 +513,7 @@ impl Session {
         }
         let spec = self.db.describe(coll)?;
         let columns = result_columns(&spec, items, true)?;
-        Ok(StatementResult { rows: hit_rows(&columns, out.hits), columns, message: None, status: None })
+        Ok(StatementResult { rows: hit_rows(&columns, out.hits), columns, message: None, status: None, changes: None })
     }
 
     /// `SELECT … FROM coll [WHERE …] [ORDER BY column [DESC]] [LIMIT n [OFFSET m]]`.
@@ -519,7 +521,7 @@ impl Session {
         let spec = self.db.describe(coll)?;
         let columns = result_columns(&spec, items, false)?;
         let hits = self.db.list(coll, req)?;
-        Ok(StatementResult { rows: hit_rows(&columns, hits), columns, message: None, status: None })
+        Ok(StatementResult { rows: hit_rows(&columns, hits), columns, message: None, status: None, changes: None })
     }
 
     /// `EXPORT coll TO 'file.parquet'`: every live document as Apache Parquet.
@@ -574,7 +576,7 @@ impl Session {
             if !r.ignored.is_empty() {
                 msg.push_str(&format!("; ignored columns the collection lacks: {}", r.ignored.join(", ")));
             }
-            Ok(StatementResult::message(msg))
+            Ok(StatementResult { changes: Some(r.docs as u64), ..StatementResult::message(msg) })
         }
         #[cfg(not(feature = "parquet"))]
         {

@@ -48,11 +48,20 @@ pub struct StatementResult {
     /// success: `CHECK` that found damage says [`crate::ErrorCode::Corruption`] (the shell
     /// exits with it after printing the problems).
     pub status: Option<crate::ErrorCode>,
+    /// Documents the statement inserted, replaced, updated, deleted or imported (`None`
+    /// for a statement that changes no documents) — a number for programs, beside the
+    /// message for people (C: `msdb_changes`).
+    pub changes: Option<u64>,
 }
 
 impl StatementResult {
     fn message(m: impl Into<String>) -> Self {
         Self { message: Some(m.into()), ..Self::default() }
+    }
+
+    /// A message for a statement that changed `n` documents.
+    fn changed(n: impl TryInto<u64>, m: impl Into<String>) -> Self {
+        Self { message: Some(m.into()), changes: n.try_into().ok(), ..Self::default() }
     }
 }
 

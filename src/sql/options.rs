@@ -202,6 +202,7 @@ pub(super) fn table(columns: &[&str], rows: Vec<Vec<Value>>) -> StatementResult 
         rows,
         message: None,
         status: None,
+        changes: None,
     }
 }
 

@@ -115,6 +115,10 @@
 // `msdb_open_options.flags`: do not flush pending vectors into a segment at close.
 #define MSDB_OPEN_NO_FLUSH_ON_CLOSE 2
 
+// `msdb_open_options.flags`: create missing parent directories of a new database
+// (without it a missing parent is `MSDB_IO`, as SQLite refuses a path in no directory).
+#define MSDB_OPEN_CREATE_PARENTS 4
+
 // `msdb_db_insert` flags: replace documents whose id exists instead of failing.
 #define MSDB_INSERT_UPSERT 1
 
@@ -243,7 +247,9 @@ MSDB_API void msdb_free(char *p);
 // open, a NULL handle), or NULL if none failed. Free it with `msdb_free`.
 MSDB_API char *msdb_last_errmsg(void);
 
-// Open (creating if absent, unless read-only) the database directory `path`.
+// Open (creating if absent, unless read-only) the database directory `path`. Its parent
+// directory must exist (`MSDB_IO` otherwise) unless the flags hold
+// `MSDB_OPEN_CREATE_PARENTS`; an empty path is `MSDB_INVALID_ARGUMENT`.
 //
 // On success `*out` is the new handle; on failure `*out` is NULL and, if `errmsg` is not
 // NULL, `*errmsg` is the message (free it with `msdb_free`; NULL on success).
@@ -375,7 +381,8 @@ MSDB_API int msdb_stmt_bind_null(struct msdb_stmt *stmt, size_t index);
 // Bind an integer to parameter `index` (from 1).
 MSDB_API int msdb_stmt_bind_int64(struct msdb_stmt *stmt, size_t index, int64_t value);
 
-// Bind a double to parameter `index` (from 1).
+// Bind a double to parameter `index` (from 1). The value must be finite (NaN and ±inf
+// are `MSDB_INVALID_ARGUMENT` here, not at step).
 MSDB_API int msdb_stmt_bind_double(struct msdb_stmt *stmt, size_t index, double value);
 
 // Bind text (copied) to parameter `index` (from 1).

@@ -97,6 +97,14 @@ static void test_open_errors(const char *dir) {
     CHECK(db == NULL);
     CHECK(msg_has(err, "not found"));
     CHECK(msg_has(msdb_last_errmsg(), "not found"));
+
+    err = NULL;
+    CHECK_RC(msdb_db_open("", NULL, &db, &err), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(err, "empty database path"));
+    err = NULL;
+    CHECK_RC(msdb_db_open(db_path(dir, "no/such/parent/x.msdb"), NULL, &db, &err), MSDB_IO);
+    CHECK(db == NULL);
+    CHECK(msg_has(err, "does not exist"));
 }
 
 static void test_exec(msdb_db *db) {
