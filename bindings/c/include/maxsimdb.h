@@ -247,6 +247,10 @@ MSDB_API void msdb_free(char *p);
 // open, a NULL handle), or NULL if none failed. Free it with `msdb_free`.
 MSDB_API char *msdb_last_errmsg(void);
 
+// The message of the calling thread's last failed call, lent (do not free): valid until
+// the thread's next call into the library. NULL if none failed.
+MSDB_API const char *msdb_last_errmsg_ref(void);
+
 // Open (creating if absent, unless read-only) the database directory `path`. Its parent
 // directory must exist (`MSDB_IO` otherwise) unless the flags hold
 // `MSDB_OPEN_CREATE_PARENTS`; an empty path is `MSDB_INVALID_ARGUMENT`.
@@ -289,6 +293,12 @@ MSDB_API int msdb_db_errcode(const struct msdb_db *db);
 // NULL or closed handle, the calling thread's last message. Free it with `msdb_free`.
 MSDB_API char *msdb_db_errmsg(const struct msdb_db *db);
 
+// The message of the last failed call on this handle, lent as `sqlite3_errmsg` lends
+// it: do not free it; it stays valid until the next call on this handle (from any
+// thread) or its close. NULL if that call succeeded; for a NULL or closed handle, the
+// calling thread's last message (valid until the thread's next call).
+MSDB_API const char *msdb_errmsg(const struct msdb_db *db);
+
 // Run one or more statements of the SQL-like language (separated by `;`), discarding
 // their rows; stops at the first error (earlier statements stay done). Use a prepared
 // statement to read results.
@@ -296,6 +306,33 @@ MSDB_API char *msdb_db_errmsg(const struct msdb_db *db);
 // # Safety
 // `sql` is a NUL-terminated string.
 MSDB_API int msdb_db_exec(struct msdb_db *db, const char *sql);
+
+// `*out` = the documents changed (inserted, replaced, updated, deleted, imported) by the
+// most recent statement or direct write through this handle, or a statement prepared on
+// it, that changes documents (0 before any). Like `sqlite3_changes`, it does not touch
+// the handle's last error.
+//
+// # Safety
+// `out` is writable.
+MSDB_API int msdb_changes(const struct msdb_db *db, uint64_t *out);
+
+// Ask the long operation running on this database (an IMPORT, a CREATE INDEX — through
+// any handle or statement on it) to stop at its next batch boundary; it then returns
+// `MSDB_INTERRUPTED`, keeping what it committed (its message says how to finish). Like
+// `sqlite3_interrupt`: callable from any thread, does nothing when nothing long runs,
+// and does not touch the handle's last error.
+MSDB_API int msdb_interrupt(const struct msdb_db *db);
+
+// `*out` = the number of live documents of `collection` that match `filter` (the
+// language's WHERE syntax, `year >= 2020`; NULL: all of them).
+//
+// # Safety
+// `collection` is a NUL-terminated string; `filter` is NULL or one; `out` is writable.
+MSDB_API
+int msdb_db_count(struct msdb_db *db,
+                  const char *collection,
+                  const char *filter,
+                  uint64_t *out);
 
 // Flush the pending vectors of `collection` (NULL: of every collection) into segments.
 //
