@@ -239,7 +239,12 @@ fn values_read_back_exactly_and_bad_queries_fail_early() {
         let sql = c(&format!("SELECT r FROM p WHERE r = {text}"));
         let mut st = null_mut();
         assert_eq!(msdb_stmt_prepare(db, sql.as_ptr(), &mut st), MSDB_OK);
-        assert_eq!(msdb_stmt_step(st), MSDB_ROW, "the literal finds the JSON value: {:?}", take(msdb_stmt_errmsg(st)));
+        assert_eq!(
+            msdb_stmt_step(st),
+            MSDB_ROW,
+            "the literal finds the JSON value: {:?}",
+            take(msdb_stmt_errmsg(st))
+        );
         let mut r = 0f64;
         assert_eq!(msdb_stmt_column_double(st, 0, &mut r), MSDB_OK);
         assert_eq!(r.to_bits(), text.parse::<f64>().unwrap().to_bits());
@@ -263,11 +268,17 @@ fn values_read_back_exactly_and_bad_queries_fail_early() {
         };
         let mut hits = [msdb_hit { score: 0.0, int_id: 0, id: null_mut() }; 4];
         let mut n = 0;
-        assert_eq!(msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n), MSDB_INVALID_ARGUMENT);
+        assert_eq!(
+            msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n),
+            MSDB_INVALID_ARGUMENT
+        );
         assert!(take(msdb_db_errmsg(db)).unwrap().contains("at least one query vector"));
         q.kind = MSDB_QUERY_DENSE;
         q.n_vectors = 2;
-        assert_eq!(msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n), MSDB_INVALID_ARGUMENT);
+        assert_eq!(
+            msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n),
+            MSDB_INVALID_ARGUMENT
+        );
         assert!(take(msdb_db_errmsg(db)).unwrap().contains("exactly one vector"));
         q.n_vectors = 1;
         assert_eq!(msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n), MSDB_OK);
@@ -352,7 +363,8 @@ fn interrupt_stops_an_import_from_another_thread() {
         let stopper = std::thread::spawn(move || {
             // Once a batch is visible to a reader, interrupt.
             loop {
-                let seen = crate::Database::open_read_only(&path).and_then(|r| r.count("p", None)).unwrap_or(0);
+                let seen =
+                    crate::Database::open_read_only(&path).and_then(|r| r.count("p", None)).unwrap_or(0);
                 if seen > 0 {
                     break;
                 }
@@ -368,7 +380,7 @@ fn interrupt_stops_an_import_from_another_thread() {
         let coll = c("p");
         let mut n = 0u64;
         assert_eq!(msdb_db_count(db, coll.as_ptr(), null(), &mut n), MSDB_OK);
-        assert!(n > 0 && n < total && n % 1000 == 0, "{n}");
+        assert!(n > 0 && n < total && n.is_multiple_of(1000), "{n}");
         assert_eq!(msdb_interrupt(null()), MSDB_MISUSE);
         assert_eq!(msdb_db_close(db), MSDB_OK);
     }

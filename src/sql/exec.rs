@@ -225,10 +225,13 @@ impl Session {
         })?;
         if !unknown.is_empty() {
             let list: Vec<String> = unknown.iter().map(|(k, line)| format!("'{k}' (line {line})")).collect();
-            return Ok(StatementResult::changed(n, format!(
-                "imported {n} documents into {coll}; fields naming nothing in {coll} were left out: {}",
-                list.join(", ")
-            )));
+            return Ok(StatementResult::changed(
+                n,
+                format!(
+                    "imported {n} documents into {coll}; fields naming nothing in {coll} were left out: {}",
+                    list.join(", ")
+                ),
+            ));
         }
         Ok(StatementResult::changed(n, format!("imported {n} documents into {coll}")))
     }
@@ -513,7 +516,13 @@ impl Session {
         }
         let spec = self.db.describe(coll)?;
         let columns = result_columns(&spec, items, true)?;
-        Ok(StatementResult { rows: hit_rows(&columns, out.hits), columns, message: None, status: None, changes: None })
+        Ok(StatementResult {
+            rows: hit_rows(&columns, out.hits),
+            columns,
+            message: None,
+            status: None,
+            changes: None,
+        })
     }
 
     /// `SELECT … FROM coll [WHERE …] [ORDER BY column [DESC]] [LIMIT n [OFFSET m]]`.
@@ -521,7 +530,13 @@ impl Session {
         let spec = self.db.describe(coll)?;
         let columns = result_columns(&spec, items, false)?;
         let hits = self.db.list(coll, req)?;
-        Ok(StatementResult { rows: hit_rows(&columns, hits), columns, message: None, status: None, changes: None })
+        Ok(StatementResult {
+            rows: hit_rows(&columns, hits),
+            columns,
+            message: None,
+            status: None,
+            changes: None,
+        })
     }
 
     /// `EXPORT coll TO 'file.parquet'`: every live document as Apache Parquet.
@@ -576,7 +591,7 @@ impl Session {
             if !r.ignored.is_empty() {
                 msg.push_str(&format!("; ignored columns the collection lacks: {}", r.ignored.join(", ")));
             }
-            Ok(StatementResult { changes: Some(r.docs as u64), ..StatementResult::message(msg) })
+            Ok(StatementResult { changes: Some(r.docs), ..StatementResult::message(msg) })
         }
         #[cfg(not(feature = "parquet"))]
         {
