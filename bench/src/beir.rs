@@ -80,36 +80,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let storage = args.opt("tokens").unwrap_or("f16").to_string();
     let codes = crate::token_codes(&storage)?;
     let text_only = modes.iter().all(|m| m == "bm25");
-    if !reuse && text_only {
-        // BM25 alone needs no model: one placeholder token vector per document.
-        let spec = CollectionSpec::new("beir", VectorSpec::new(1).dtype(Dtype::F32))
-            .column("title", ColumnType::Text)
-            .column("text", ColumnType::Text);
-        db.create_collection(&spec).map_err(e)?;
-        let docs: Vec<Document> = corpus
-            .iter()
-            .take(max_docs)
-            .map(|d| {
-                Document::new(d["_id"].as_str().unwrap_or_default())
-                    .tokens(vec![1.0])
-                    .set("title", d["title"].as_str().unwrap_or_default())
-                    .set("text", d["text"].as_str().unwrap_or_default())
-            })
-            .collect();
-        let started = Instant::now();
-        db.insert("beir", &docs).map_err(e)?;
-        db.flush("beir").map_err(e)?;
-        index_s = started.elapsed().as_secs_f64();
-    } else if !reuse {
-        let mut vectors = VectorSpec::new(0).pooled("model", 0).dtype(Dtype::F16);
-        if let Some(b) = codes {
-            vectors = vectors.codes(b);
-        }
-        let spec = CollectionSpec::new("beir", vectors)
-            .column("title", ColumnType::Text)
-            .column("text", ColumnType::Text)
-            .embedding(EmbeddingSpec::new(model.clone(), &["title", "text"]));
-        db.create_collection(&spec).map_err(e)?;
+    if !reuse {
         let docs: Vec<Document> = corpus
             .iter()
             .take(max_docs)
@@ -119,21 +90,42 @@ pub fn run(args: &Args) -> Result<(), String> {
                     .set("text", d["text"].as_str().unwrap_or_default())
             })
             .collect();
-        let total = docs.len();
-        let started = Instant::now();
-        db.import_text("beir", docs, |n| {
-            eprint!(
-                "\rembedding + indexing: {n}/{total} documents ({:.0} s)",
-                started.elapsed().as_secs_f64()
-            );
-        })
-        .map_err(e)?;
-        db.flush("beir").map_err(e)?;
-        if codes.is_some() {
-            db.compact("beir").map_err(e)?;
+        let text = |vectors: VectorSpec| {
+            CollectionSpec::new("beir", vectors)
+                .column("title", ColumnType::Text)
+                .column("text", ColumnType::Text)
+        };
+        if text_only {
+            // BM25 alone needs no model: one placeholder token vector per document.
+            db.create_collection(&text(VectorSpec::new(1).dtype(Dtype::F32))).map_err(e)?;
+            let docs: Vec<Document> = docs.into_iter().map(|d| d.tokens(vec![1.0])).collect();
+            let started = Instant::now();
+            db.insert("beir", &docs).map_err(e)?;
+            db.flush("beir").map_err(e)?;
+            index_s = started.elapsed().as_secs_f64();
+        } else {
+            let mut vectors = VectorSpec::new(0).pooled("model", 0).dtype(Dtype::F16);
+            if let Some(b) = codes {
+                vectors = vectors.codes(b);
+            }
+            let spec = text(vectors).embedding(EmbeddingSpec::new(model.clone(), &["title", "text"]));
+            db.create_collection(&spec).map_err(e)?;
+            let total = docs.len();
+            let started = Instant::now();
+            db.import_text("beir", docs, |n| {
+                eprint!(
+                    "\rembedding + indexing: {n}/{total} documents ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            })
+            .map_err(e)?;
+            db.flush("beir").map_err(e)?;
+            if codes.is_some() {
+                db.compact("beir").map_err(e)?;
+            }
+            index_s = started.elapsed().as_secs_f64();
+            eprintln!();
         }
-        index_s = started.elapsed().as_secs_f64();
-        eprintln!();
     }
     let stats = db.stats("beir").map_err(e)?;
     let mut extra = serde_json::Map::new();

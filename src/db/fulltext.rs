@@ -91,13 +91,6 @@ impl Default for FullTextOptions {
     }
 }
 
-impl FullTextOptions {
-    /// Whether tantivy's built-in scorer computes these parameters.
-    fn tantivy_scored(&self) -> bool {
-        self.k1 == TANTIVY_K1 && self.b == TANTIVY_B
-    }
-}
-
 fn language(name: &str) -> Result<Option<Language>> {
     use Language::*;
     let all = [
@@ -343,8 +336,7 @@ impl FullText {
             .try_into()
             .map_err(|e| terr(path, e))?;
         let (_, row, body) = schema();
-        let (k1, b) = if opts.tantivy_scored() { (TANTIVY_K1, TANTIVY_B) } else { (opts.k1, opts.b) };
-        Ok(Self { index_id, index, reader, row, body, k1, b, writer: Mutex::new(None) })
+        Ok(Self { index_id, index, reader, row, body, k1: opts.k1, b: opts.b, writer: Mutex::new(None) })
     }
 
     /// Open the index at `path`, verifying the checksums of its live files. `immutable`:

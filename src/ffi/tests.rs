@@ -21,6 +21,30 @@ fn take(p: *mut c_char) -> Option<String> {
     Some(s)
 }
 
+/// The token vectors of [`with_doc`]'s document: (1, 0) and (0, 1).
+const TOKENS: [f32; 4] = [1.0, 0.0, 0.0, 1.0];
+
+/// `f` on a document of a `dim = 2, pooled = 'mean:2'` collection: tokens [`TOKENS`],
+/// mean (0.7, 0.7), text id `id` (or integer `int_id`) and `values` as JSON text.
+fn with_doc<R>(id: Option<&str>, int_id: i64, values: &str, f: impl FnOnce(&msdb_doc) -> R) -> R {
+    let id = id.map(c);
+    let mean = c("mean");
+    let data = [0.7f32, 0.7];
+    let pooled = [msdb_pooled { name: mean.as_ptr(), data: data.as_ptr(), dim: 2 }];
+    let vals = c(values);
+    let doc = msdb_doc {
+        id: id.as_ref().map_or(null(), |s| s.as_ptr()),
+        int_id,
+        tokens: TOKENS.as_ptr(),
+        n_tokens: 2,
+        dim: 2,
+        pooled: pooled.as_ptr(),
+        n_pooled: 1,
+        values_json: vals.as_ptr(),
+    };
+    f(&doc)
+}
+
 fn open(dir: &std::path::Path) -> *mut msdb_db {
     let path = c(dir.join("t.msdb").to_str().unwrap());
     let mut db = null_mut();
@@ -90,25 +114,19 @@ fn insert_search_and_statements_round_trip() {
     // SAFETY: valid arguments throughout.
     unsafe {
         assert_eq!(msdb_db_exec(db, ddl.as_ptr()), MSDB_OK, "{:?}", take(msdb_db_errmsg(db)));
-        let tokens = [1.0f32, 0.0, 0.0, 1.0];
-        let mean = c("mean");
-        let pooled = [msdb_pooled { name: mean.as_ptr(), data: [0.7f32, 0.7].as_ptr(), dim: 2 }];
-        let vals = c(r#"{"year": 2020}"#);
-        let doc = msdb_doc {
-            id: null(),
-            int_id: 42,
-            tokens: tokens.as_ptr(),
-            n_tokens: 2,
-            dim: 2,
-            pooled: pooled.as_ptr(),
-            n_pooled: 1,
-            values_json: vals.as_ptr(),
-        };
+        let tokens = TOKENS;
         let coll = c("p");
-        assert_eq!(msdb_db_insert(db, coll.as_ptr(), &doc, 1, 0), MSDB_OK, "{:?}", take(msdb_db_errmsg(db)));
-        assert_eq!(msdb_db_insert(db, coll.as_ptr(), &doc, 1, 0), MSDB_ALREADY_EXISTS);
-        assert!(take(msdb_db_errmsg(db)).unwrap().contains("42"));
-        assert_eq!(msdb_db_insert(db, coll.as_ptr(), &doc, 1, MSDB_INSERT_UPSERT), MSDB_OK);
+        with_doc(None, 42, r#"{"year": 2020}"#, |doc| {
+            assert_eq!(
+                msdb_db_insert(db, coll.as_ptr(), doc, 1, 0),
+                MSDB_OK,
+                "{:?}",
+                take(msdb_db_errmsg(db))
+            );
+            assert_eq!(msdb_db_insert(db, coll.as_ptr(), doc, 1, 0), MSDB_ALREADY_EXISTS);
+            assert!(take(msdb_db_errmsg(db)).unwrap().contains("42"));
+            assert_eq!(msdb_db_insert(db, coll.as_ptr(), doc, 1, MSDB_INSERT_UPSERT), MSDB_OK);
+        });
         assert!(msdb_db_errmsg(db).is_null());
         let filter = c("year >= 2020");
         let q = msdb_query {
@@ -218,24 +236,13 @@ fn values_read_back_exactly_and_bad_queries_fail_early() {
     // SAFETY: valid arguments throughout.
     unsafe {
         assert_eq!(msdb_db_exec(db, ddl.as_ptr()), MSDB_OK, "{:?}", take(msdb_db_errmsg(db)));
-        let tokens = [1.0f32, 0.0, 0.0, 1.0];
-        let mean = c("mean");
-        let pooled = [msdb_pooled { name: mean.as_ptr(), data: [0.7f32, 0.7].as_ptr(), dim: 2 }];
+        let tokens = TOKENS;
         let text = "0.097264783048820247";
-        let vals = c(&format!(r#"{{"r": {text}}}"#));
-        let id = c("a");
-        let doc = msdb_doc {
-            id: id.as_ptr(),
-            int_id: 0,
-            tokens: tokens.as_ptr(),
-            n_tokens: 2,
-            dim: 2,
-            pooled: pooled.as_ptr(),
-            n_pooled: 1,
-            values_json: vals.as_ptr(),
-        };
         let coll = c("p");
-        assert_eq!(msdb_db_insert(db, coll.as_ptr(), &doc, 1, 0), MSDB_OK, "{:?}", take(msdb_db_errmsg(db)));
+        let rc = with_doc(Some("a"), 0, &format!(r#"{{"r": {text}}}"#), |doc| {
+            msdb_db_insert(db, coll.as_ptr(), doc, 1, 0)
+        });
+        assert_eq!(rc, MSDB_OK, "{:?}", take(msdb_db_errmsg(db)));
         let sql = c(&format!("SELECT r FROM p WHERE r = {text}"));
         let mut st = null_mut();
         assert_eq!(msdb_stmt_prepare(db, sql.as_ptr(), &mut st), MSDB_OK);

@@ -741,15 +741,18 @@ fn read_only_opens_a_database_on_a_directory_the_user_cannot_write() {
     let probe = as_user(&["--read-only", "-c", "SELECT COUNT(*) FROM docs"]);
     let text =
         |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let first_json = |o: &Output| -> J {
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap()
+    };
     assert!(probe.status.success(), "{}", text(&probe));
     assert!(text(&probe).contains('2'), "{}", text(&probe));
     let r = as_user(&["--read-only", "-c", "SELECT id FROM docs ORDER BY maxsim('[[1,0]]') LIMIT 2"]);
     assert!(r.status.success(), "{}", text(&r));
-    let line: J = serde_json::from_str(String::from_utf8_lossy(&r.stdout).lines().next().unwrap()).unwrap();
+    let line = first_json(&r);
     assert_eq!(ids(&line), ["a", "b"]);
     let r = as_user(&["--read-only", "-c", "SELECT id FROM docs ORDER BY bm25('cats') LIMIT 2"]);
     assert!(r.status.success(), "{}", text(&r));
-    let line: J = serde_json::from_str(String::from_utf8_lossy(&r.stdout).lines().next().unwrap()).unwrap();
+    let line = first_json(&r);
     assert_eq!(ids(&line), ["a"]);
     // Writes: refused with the read-only code, and nothing appears in the directory.
     let w = as_user(&["--read-only", "-c", "INSERT INTO docs (id, tokens) VALUES ('c', '[[1,0]]')"]);
