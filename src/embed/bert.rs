@@ -42,6 +42,9 @@ pub struct Config {
     /// `architectures` (e.g. `["HF_ColBERT"]` for Stanford ColBERT checkpoints).
     #[serde(default)]
     pub architectures: Vec<String>,
+    /// `model_type` (`bert`, `modernbert`, …): `modernbert` selects the ModernBERT encoder.
+    #[serde(default)]
+    pub model_type: Option<String>,
 }
 
 fn default_act() -> String {

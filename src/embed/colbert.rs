@@ -599,7 +599,12 @@ fn stanford_settings(dir: &Path, enc: &Encoder) -> Result<ColbertSettings> {
 fn pylate_settings(dir: &Path, enc: &Encoder) -> Result<ColbertSettings> {
     let c: serde_json::Value =
         read_json_opt(&dir.join("config_sentence_transformers.json"))?.unwrap_or_default();
-    let prefix = |k: &str, d: &str| token(enc, c[k].as_str().unwrap_or(d).trim());
+    // PyLate looks the prefix up as written (`"[Q] "`, with its trailing space, in
+    // ModernColBERT models); older BERT-based folders hold `[Q]`.
+    let prefix = |k: &str, d: &str| {
+        let p = c[k].as_str().unwrap_or(d);
+        token(enc, p).or_else(|| token(enc, p.trim()))
+    };
     let expand = c["do_query_expansion"].as_bool().unwrap_or(true);
     let skiplist = match c["skiplist_words"].as_array() {
         Some(words) => words.iter().filter_map(|w| w.as_str().and_then(|w| token(enc, w))).collect(),

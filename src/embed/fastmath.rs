@@ -164,6 +164,40 @@ impl CustomOp1 for Gelu {
     }
 }
 
+struct Geglu;
+
+impl CustomOp1 for Geglu {
+    fn name(&self) -> &'static str {
+        "msdb-geglu"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let u = contiguous_f32(s, l)?;
+        let dims = l.dims();
+        let two_i = *dims.last().unwrap_or(&0);
+        if two_i % 2 != 0 {
+            candle_core::bail!("GeGLU input width {two_i} is odd");
+        }
+        let i = two_i / 2;
+        let mut out = vec![0f32; u.len() / 2];
+        if i > 0 {
+            out.par_chunks_mut(i).zip(u.par_chunks(two_i)).for_each(|(d, row)| {
+                gelu_dispatch(&row[..i], d, 0);
+                d.iter_mut().zip(&row[i..]).for_each(|(x, g)| *x *= g);
+            });
+        }
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = i;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+/// GeGLU of the last dimension: `gelu(u[.., :I]) · u[.., I:]` (exact GELU; f32, CPU).
+pub(crate) fn geglu(t: &Tensor) -> candle_core::Result<Tensor> {
+    t.contiguous()?.apply_op1_no_bwd(&Geglu)
+}
+
 /// Exact GELU of a tensor (f32, CPU).
 pub(crate) fn gelu(t: &Tensor) -> candle_core::Result<Tensor> {
     t.contiguous()?.apply_op1_no_bwd(&Gelu)

@@ -1,4 +1,4 @@
-//! In-process embeddings with candle (feature `embed`): BERT-family encoders, pooling
+//! In-process embeddings with candle (feature `embed`): BERT-family and ModernBERT encoders, pooling
 //! operators, ColBERT-style token embeddings and token pooling.
 
 pub mod bert;
@@ -6,6 +6,7 @@ pub mod colbert;
 mod fastmath;
 mod fused;
 pub mod model;
+pub mod modernbert;
 pub mod pooling;
 pub mod token_pool;
 pub mod trainable;

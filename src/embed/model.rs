@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::bert::{cerr, cpu, Bert, Config};
+use super::modernbert::{ModernBert, ModernConfig};
 use super::pooling::{l2_normalize, Pooling};
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -49,9 +50,32 @@ struct StModule {
     ty: String,
 }
 
-/// A BERT-family encoder with its tokenizer and sentence-transformers settings.
+/// The transformer under an [`Encoder`], chosen by `config.json`'s `model_type`.
+enum Backbone {
+    Bert(Bert),
+    ModernBert(ModernBert),
+}
+
+impl Backbone {
+    /// Hidden states per layer (embedding output first) and the last hidden state.
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<(Vec<Tensor>, Tensor)> {
+        match self {
+            Backbone::Bert(b) => {
+                let types = ids.zeros_like().map_err(cerr)?;
+                let layers = b.forward(ids, &types, mask)?;
+                let last = layers.last().cloned().ok_or_else(|| Error::invalid("model has no layers"))?;
+                Ok((layers, last))
+            }
+            Backbone::ModernBert(m) => m.forward(ids, mask),
+        }
+    }
+}
+
+/// A BERT-family or ModernBERT encoder with its tokenizer and sentence-transformers
+/// settings.
 pub struct Encoder {
-    bert: Bert,
+    backbone: Backbone,
+    config: Config,
     tokenizer: Tokenizer,
     max_len: usize,
     pooling: Pooling,
@@ -152,21 +176,42 @@ impl Encoder {
     /// # Errors
     /// [`Error::Io`] for missing files, [`Error::InvalidArgument`] for malformed ones.
     pub fn load(dir: &Path) -> Result<Self> {
-        let config: Config = read_json(&dir.join("config.json"))?;
+        let cfg_path = dir.join("config.json");
+        let raw: serde_json::Value = read_json(&cfg_path)?;
+        let config: Config = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::invalid(format!("{}: {e}", cfg_path.display())))?;
         let st = dir.join("model.safetensors");
-        let (vb, weights) = if st.is_file() {
-            (load_safetensors(&st)?, st)
+        let (backbone, weights) = if config.model_type.as_deref() == Some("modernbert") {
+            let mc = ModernConfig::from_json(&raw, &cfg_path)?;
+            (Backbone::ModernBert(ModernBert::load(&st, &mc)?), st)
+        } else if st.is_file() {
+            (Backbone::Bert(Bert::load(load_safetensors(&st)?, &config)?), st)
         } else {
             let pth = dir.join("pytorch_model.bin");
-            (VarBuilder::from_pth(&pth, DType::F32, &cpu()).map_err(cerr)?, pth)
+            let vb = VarBuilder::from_pth(&pth, DType::F32, &cpu()).map_err(cerr)?;
+            (Backbone::Bert(Bert::load(vb, &config)?), pth)
         };
-        let bert = Bert::load(vb, &config)?;
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tok_path)
             .map_err(|e| Error::invalid(format!("{}: {e}", tok_path.display())))?;
         let st_max =
             read_json_opt::<StConfig>(&dir.join("sentence_bert_config.json"))?.and_then(|c| c.max_seq_length);
-        let max_len = st_max.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
+        // PyLate ignores `max_seq_length` (it saves `document_length - 1` there) and
+        // truncates at its query / document lengths: the tokenizer must allow the longer.
+        let pylate: Option<serde_json::Value> =
+            read_json_opt(&dir.join("config_sentence_transformers.json"))?;
+        let pylate_len = pylate
+            .as_ref()
+            .map(|c| {
+                c["document_length"].as_u64().unwrap_or(0).max(c["query_length"].as_u64().unwrap_or(0))
+                    as usize
+            })
+            .filter(|&n| n > 0);
+        let max_len = match (st_max, pylate_len) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b).unwrap_or(config.max_position_embeddings),
+        }
+        .min(config.max_position_embeddings);
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
@@ -175,7 +220,8 @@ impl Encoder {
         let name = dir.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
         Ok(Self {
             pad_id: config.pad_token_id,
-            bert,
+            backbone,
+            config,
             tokenizer,
             max_len,
             pooling,
@@ -208,13 +254,13 @@ impl Encoder {
     /// The model's `config.json`.
     #[must_use]
     pub fn config(&self) -> &Config {
-        &self.bert.config
+        &self.config
     }
 
     /// Hidden size.
     #[must_use]
     pub fn dim(&self) -> usize {
-        self.bert.config.hidden_size
+        self.config.hidden_size
     }
 
     /// Longest input in tokens (special tokens included).
@@ -332,8 +378,7 @@ impl Encoder {
         let dev = cpu();
         let ids = Tensor::from_vec(flat, shape, &dev).map_err(cerr)?;
         let mask_t = Tensor::from_vec(mask, shape, &dev).map_err(cerr)?;
-        let types = ids.zeros_like().map_err(cerr)?;
-        let layers = self.bert.forward(&ids, &types, &mask_t)?;
+        let (layers, last) = self.backbone.forward(&ids, &mask_t)?;
         let d = self.dim();
         let take = |t: &Tensor| -> Result<Vec<Vec<f32>>> {
             let v: Vec<Vec<Vec<f32>>> = t.to_vec3().map_err(cerr)?;
@@ -342,7 +387,7 @@ impl Encoder {
                 .map(|(rows, s)| rows.into_iter().take(s.len()).flatten().collect())
                 .collect())
         };
-        let last = take(layers.last().ok_or_else(|| Error::invalid("model has no layers"))?)?;
+        let last = take(&last)?;
         let mut every: Vec<Vec<Vec<f32>>> = vec![Vec::new(); batch.len()];
         if all_layers {
             for l in &layers {

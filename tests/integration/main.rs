@@ -22,6 +22,8 @@ mod fulltext;
 mod hnsw;
 mod hopfield;
 mod migrations;
+#[cfg(all(feature = "embed", feature = "parquet"))]
+mod modernbert;
 mod plaid;
 mod search;
 mod shell;
