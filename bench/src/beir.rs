@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use crate::metrics::{ndcg_at, recall_at};
 use crate::{report, Args};
 
-fn read_jsonl(path: &Path) -> Result<Vec<Value>, String> {
+pub(crate) fn read_jsonl(path: &Path) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())

@@ -1,12 +1,13 @@
 //! maxsimdb bench runner: `cargo run --release -p maxsimdb-bench -- SUITE [options]`.
 //!
 //! Prints a readable table; with `--json`, one JSON object as the last line.
-//! Suites: `kernel`, `beir`, `scale`, `crash`, `corrupt`, `backup`, `export`.
+//! Suites: `kernel`, `beir`, `scale`, `embed`, `crash`, `corrupt`, `backup`, `export`.
 
 mod backup;
 mod beir;
 mod corrupt;
 mod crash;
+mod embed;
 mod export;
 mod kernel;
 mod metrics;
@@ -96,9 +97,10 @@ fn main() -> ExitCode {
         "crash-child" => crash::child(&args),
         "beir" => beir::run(&args),
         "scale" => scale::run(&args),
-        other => {
-            Err(format!("unknown suite '{other}': use kernel, beir, scale, crash, corrupt, backup or export"))
-        }
+        "embed" => embed::run(&args),
+        other => Err(format!(
+            "unknown suite '{other}': use kernel, beir, scale, embed, crash, corrupt, backup or export"
+        )),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -413,6 +413,11 @@ impl TokenEncoder {
         &self.encoder
     }
 
+    /// The underlying encoder, mutably (e.g. its `batch_size`).
+    pub fn encoder_mut(&mut self) -> &mut Encoder {
+        &mut self.encoder
+    }
+
     /// Query/document settings.
     #[must_use]
     pub fn settings(&self) -> &ColbertSettings {

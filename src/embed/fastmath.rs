@@ -174,7 +174,7 @@ impl CustomOp1 for Geglu {
         let u = contiguous_f32(s, l)?;
         let dims = l.dims();
         let two_i = *dims.last().unwrap_or(&0);
-        if two_i % 2 != 0 {
+        if !two_i.is_multiple_of(2) {
             candle_core::bail!("GeGLU input width {two_i} is odd");
         }
         let i = two_i / 2;
