@@ -1,10 +1,10 @@
 """maxsimdb for Python: a thin ctypes binding over the C API (bindings/c/include/maxsimdb.h).
 
 No compiler and no dependencies beyond the standard library: it loads ``libmaxsimdb.so``
-(``.dylib`` on macOS) from ``$MAXSIMDB_LIB``, else from the repository's ``target/release``
-or ``target/debug``, else from the system library path. Build it with::
+(``.dylib`` on macOS) from ``$MAXSIMDB_LIB``, else from the repository's ``target/release/capi``
+or ``target/debug/capi`` (or those folders' parents), else from the system library path. Build it with::
 
-    cargo rustc --release --lib --crate-type cdylib
+    PROFILE=release scripts/build-capi.sh
 
 Example::
 
@@ -73,12 +73,13 @@ def _library_path():
     name = {"darwin": "libmaxsimdb.dylib", "win32": "maxsimdb.dll"}.get(sys.platform, "libmaxsimdb.so")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for profile in ("release", "debug"):
-        p = os.path.join(root, "target", profile, name)
-        if os.path.exists(p):
-            return p
+        for sub in ("capi", ""):  # scripts/build-capi.sh puts the libraries in capi/
+            p = os.path.join(root, "target", profile, sub, name)
+            if os.path.exists(p):
+                return p
     found = ctypes.util.find_library("maxsimdb")
     if found is None:
-        raise OSError("libmaxsimdb not found: build it (cargo rustc --release --lib --crate-type cdylib) "
+        raise OSError("libmaxsimdb not found: build it (PROFILE=release scripts/build-capi.sh) "
                       "or set MAXSIMDB_LIB to its path")
     return found
 

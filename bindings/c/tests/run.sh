@@ -27,11 +27,19 @@ else
     echo "cbindgen not installed: header check skipped (cargo install cbindgen --version 0.29.2)" >&2
 fi
 
-echo "== libraries: libmaxsimdb.so + libmaxsimdb.a ($profile)"
-cargo rustc --lib --locked "${release_flag[@]}" --crate-type cdylib --crate-type staticlib \
-    -- --print native-static-libs 2> "$work/rustc.log" || { cat "$work/rustc.log" >&2; exit 1; }
-native_libs="$(sed -n 's/.*native-static-libs: //p' "$work/rustc.log" | tail -1)"
-[ -n "$native_libs" ] || native_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
+echo "== libraries: libmaxsimdb.so.0 + libmaxsimdb.a ($profile, scripts/build-capi.sh)"
+PROFILE="$profile" scripts/build-capi.sh
+out="$out/capi"
+native_libs="$(cat "$out/native-libs.txt")"
+
+echo "== exported symbols: msdb_* only, SONAME libmaxsimdb.so.0"
+foreign="$(nm -D --defined-only "$out/libmaxsimdb.so" | awk '$3 !~ /^msdb_/ { print $3 }')"
+[ -z "$foreign" ] || { echo "libmaxsimdb.so exports foreign symbols:" >&2; echo "$foreign" | head >&2; exit 1; }
+readelf -d "$out/libmaxsimdb.so" | grep -q 'Library soname: \[libmaxsimdb.so.0\]' || {
+    echo "libmaxsimdb.so has no SONAME libmaxsimdb.so.0" >&2; exit 1; }
+foreign="$(readelf -Ws "$out/libmaxsimdb.a" | awk '($5 == "GLOBAL" || $5 == "WEAK") && $7 != "UND" && $8 !~ /^msdb_/ { print $8 }')"
+[ -z "$foreign" ] || { echo "libmaxsimdb.a defines foreign global symbols:" >&2; echo "$foreign" | head >&2; exit 1; }
+echo "$(nm -D --defined-only "$out/libmaxsimdb.so" | wc -l) dynamic symbols, all msdb_*"
 
 cc_flags=(-std=c11 -Wall -Wextra -Werror -O1 -g -I bindings/c/include)
 echo "== compile: shared and static"
@@ -43,6 +51,19 @@ cc "${cc_flags[@]}" bindings/c/tests/test_capi.c -o "$work/test_static" "$out/li
 if ldd "$work/test_static" | grep -q libmaxsimdb; then
     echo "test_static links libmaxsimdb.so" >&2
     exit 1
+fi
+
+echo "== beside the system SQLite (static and shared)"
+if [ -f /usr/include/sqlite3.h ] && { [ -e /usr/lib/x86_64-linux-gnu/libsqlite3.so ] || [ -e /usr/lib/libsqlite3.so ] || ldconfig -p | grep -q 'libsqlite3.so '; }; then
+    # shellcheck disable=SC2086 # the native libraries are separate words
+    cc "${cc_flags[@]}" bindings/c/tests/system_sqlite.c -o "$work/sqlite_static" "$out/libmaxsimdb.a" -lsqlite3 $native_libs
+    cc "${cc_flags[@]}" bindings/c/tests/system_sqlite.c -o "$work/sqlite_shared" -L "$out" -lmaxsimdb -lsqlite3 -lm \
+        -Wl,-rpath,"$out"
+    mkdir "$work/sq1" "$work/sq2"
+    "$work/sqlite_static" "$work/sq1"
+    "$work/sqlite_shared" "$work/sq2"
+else
+    echo "the system SQLite (libsqlite3-dev) is not installed: link test skipped" >&2
 fi
 
 echo "== run: static"
@@ -60,7 +81,7 @@ fi
 
 echo "== the example program of bindings/c/README.md"
 sed -n '/^```c$/,/^```$/p' bindings/c/README.md | sed '1d;$d' > "$work/example.c"
-cc "${cc_flags[@]}" "$work/example.c" -o "$work/example" -L "$out" -lmaxsimdb -Wl,-rpath,"$out"
+cc "${cc_flags[@]}" "$work/example.c" -o "$work/example" -L "$out" -lmaxsimdb -lm -Wl,-rpath,"$out"
 (cd "$work" && ./example) | tee "$work/example.out"
 printf 'a 2.000\nb 1.000\nDogs bark 1.000\n' | diff - "$work/example.out"
 
