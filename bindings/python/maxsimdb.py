@@ -53,18 +53,19 @@ class _Doc(Structure):
     _fields_ = [
         ("id", c_char_p), ("int_id", c_int64), ("tokens", POINTER(c_float)), ("n_tokens", c_size_t),
         ("dim", c_size_t), ("pooled", POINTER(_Pooled)), ("n_pooled", c_size_t), ("values_json", c_char_p),
+        ("values", c_void_p), ("n_values", c_size_t),
     ]
 
 
 class _Query(Structure):
     _fields_ = [
         ("kind", c_uint32), ("vectors", POINTER(c_float)), ("n_vectors", c_size_t), ("dim", c_size_t),
-        ("text", c_char_p), ("field", c_char_p), ("filter", c_char_p),
+        ("text", c_char_p), ("field", c_char_p), ("filter", c_char_p), ("columns", c_char_p),
     ]
 
 
 class _Hit(Structure):
-    _fields_ = [("score", c_double), ("int_id", c_int64), ("id", c_void_p)]
+    _fields_ = [("score", c_double), ("int_id", c_int64), ("id", c_void_p), ("values_json", c_void_p)]
 
 
 def _library_path():

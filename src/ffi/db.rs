@@ -75,6 +75,11 @@ pub struct msdb_doc {
     pub n_pooled: usize,
     /// Scalar columns as a JSON object (`{"year": 2020, "title": "…"}`), or NULL.
     pub values_json: *const c_char,
+    /// Scalar columns as `n_values` typed values (no JSON to write), or NULL; may be
+    /// given with `values_json` as long as no column appears in both.
+    pub values: *const super::docs::msdb_value,
+    /// Number of typed values.
+    pub n_values: usize,
 }
 
 /// `msdb_query.kind`: late interaction (MaxSim) over the token vectors (the default).
@@ -104,6 +109,9 @@ pub struct msdb_query {
     pub field: *const c_char,
     /// A filter in the language's WHERE syntax (`year >= 2020 AND lang = 'en'`), or NULL.
     pub filter: *const c_char,
+    /// Scalar columns each hit carries in `msdb_hit.values_json`: comma-separated names
+    /// (`"title,year"`), `"*"` for all, or NULL for none.
+    pub columns: *const c_char,
 }
 
 /// One search result. `id` is allocated by the library: release the ids of a filled
@@ -117,6 +125,9 @@ pub struct msdb_hit {
     pub int_id: i64,
     /// The id as text (integer ids in decimal).
     pub id: *mut c_char,
+    /// The columns `msdb_query.columns` asked for, as a JSON object, or NULL when it asked
+    /// for none. Released with the id by `msdb_hits_free`.
+    pub values_json: *mut c_char,
 }
 
 /// What a `msdb_db *` token stands for.
@@ -139,7 +150,7 @@ impl DbHandle {
         }
     }
 
-    fn db(&self) -> &Database {
+    pub(super) fn db(&self) -> &Database {
         self.session.database()
     }
 }
@@ -456,6 +467,13 @@ unsafe fn document(d: &msdb_doc, i: usize, spec: &crate::CollectionSpec) -> Resu
             doc.values.push((k, v));
         }
     }
+    // SAFETY: caller contract.
+    for (k, v) in unsafe { super::docs::typed_values(d.values, d.n_values, &what("values"))? } {
+        if doc.values.iter().any(|(n, _)| *n == k) {
+            return Err(Error::invalid(format!("{}: column '{k}' is also in values_json", what("values"))));
+        }
+        doc.values.push((k, v));
+    }
     Ok(doc)
 }
 
@@ -618,13 +636,51 @@ pub unsafe extern "C" fn msdb_db_search(
         let q = unsafe { query.read_unaligned() };
         // SAFETY: caller contract for the query's pointers.
         let req = unsafe { request(&q, &spec, capacity)? };
+        // SAFETY: caller contract.
+        let columns = match unsafe { opt_text(q.columns, "msdb_query.columns")? } {
+            None => None,
+            Some(c) if c.trim() == "*" => {
+                Some(spec.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+            }
+            Some(c) => Some(
+                c.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| {
+                        spec.columns
+                            .iter()
+                            .find(|d| d.name.eq_ignore_ascii_case(c))
+                            .map(|d| d.name.clone())
+                            .ok_or_else(|| Error::NotFound {
+                                kind: "column",
+                                name: format!("{c} (msdb_query.columns)"),
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
         let found = h.db().search(coll, &req)?;
         for (i, hit) in found.iter().take(capacity).enumerate() {
             let int_id = match hit.id {
                 DocId::Int(v) => v,
                 DocId::Text(_) => 0,
             };
-            let out = msdb_hit { score: f64::from(hit.score), int_id, id: alloc_string(&hit.id.to_string()) };
+            let values_json = columns.as_ref().map_or(std::ptr::null_mut(), |cols| {
+                let obj: serde_json::Map<String, serde_json::Value> = cols
+                    .iter()
+                    .map(|c| {
+                        let v = hit.values.iter().find(|(k, _)| k == c).map_or(&Value::Null, |(_, v)| v);
+                        (c.clone(), super::docs::value_json(v))
+                    })
+                    .collect();
+                alloc_string(&serde_json::Value::Object(obj).to_string())
+            });
+            let out = msdb_hit {
+                score: f64::from(hit.score),
+                int_id,
+                id: alloc_string(&hit.id.to_string()),
+                values_json,
+            };
             // SAFETY: `hits` has room for `capacity` elements and i < capacity.
             unsafe { hits.add(i).write_unaligned(out) };
         }
@@ -634,8 +690,8 @@ pub unsafe extern "C" fn msdb_db_search(
     })
 }
 
-/// Free the ids of `n` hits filled by `msdb_db_search` and set them to NULL (the array
-/// itself is the caller's). NULL `hits` is a no-op.
+/// Free the ids (and `values_json`) of `n` hits filled by `msdb_db_search` and set them to
+/// NULL (the array itself is the caller's). NULL `hits` is a no-op.
 ///
 /// # Safety
 /// `hits` is NULL or points to `n` hits filled by `msdb_db_search` (or with NULL ids).
@@ -649,7 +705,10 @@ pub unsafe extern "C" fn msdb_hits_free(hits: *mut msdb_hit, n: usize) {
         let h = unsafe { &mut *hits.add(i) };
         // SAFETY: ids come from `alloc_string` (or are NULL, a no-op).
         unsafe { super::msdb_free(h.id) };
+        // SAFETY: as above (`alloc_string` or NULL).
+        unsafe { super::msdb_free(h.values_json) };
         h.id = std::ptr::null_mut();
+        h.values_json = std::ptr::null_mut();
     }
 }
 

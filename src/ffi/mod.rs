@@ -20,9 +20,11 @@
 #![allow(non_camel_case_types, reason = "C type names")]
 
 mod db;
+mod docs;
 mod stmt;
 
 pub use db::*;
+pub use docs::*;
 pub use stmt::*;
 
 use std::cell::RefCell;
@@ -194,10 +196,17 @@ struct Registry {
     next: usize,
     dbs: BTreeMap<usize, Arc<db::DbHandle>>,
     stmts: BTreeMap<usize, Arc<stmt::StmtHandle>>,
+    docs: BTreeMap<usize, Arc<docs::DocData>>,
+    cursors: BTreeMap<usize, Arc<docs::CursorData>>,
 }
 
-static REGISTRY: Mutex<Registry> =
-    Mutex::new(Registry { next: 0, dbs: BTreeMap::new(), stmts: BTreeMap::new() });
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    next: 0,
+    dbs: BTreeMap::new(),
+    stmts: BTreeMap::new(),
+    docs: BTreeMap::new(),
+    cursors: BTreeMap::new(),
+});
 
 impl Registry {
     /// A fresh token: never 0, never reused, aligned like a pointer.

@@ -46,6 +46,8 @@ struct StmtState {
     names: Vec<CString>,
     /// NUL-terminated text of the current row's cells, made on first request.
     cells: Vec<Option<Vec<u8>>>,
+    /// The current row's vector cells as floats (rows, dim, values), made on first request.
+    vectors: Vec<Option<(usize, usize, Vec<f32>)>>,
     message: Option<CString>,
     err: LastError,
 }
@@ -307,8 +309,10 @@ pub extern "C" fn msdb_stmt_step(stmt: *mut msdb_stmt) -> c_int {
         let next = st.row.map_or(0, |i| (i + 1).min(rows));
         st.row = Some(next);
         st.cells.clear();
+        st.vectors.clear();
         if next < rows {
             st.cells.resize(st.names.len(), None);
+            st.vectors.resize(st.names.len(), None);
             Ok(MSDB_ROW)
         } else {
             Ok(MSDB_DONE)
@@ -476,6 +480,80 @@ pub unsafe extern "C" fn msdb_stmt_column_text(
         }
         Ok(MSDB_OK)
     })
+}
+
+/// Column `col` of the current row as floats: a vector column of `SELECT` (`tokens`: a
+/// `rows × dim` row-major matrix; a pooled vector: `rows` 1). The floats are exactly the
+/// stored (f32, or decoded f16 / codes) values and belong to the statement: valid until the
+/// next step, reset or finalize. NULL gives a NULL pointer and 0 rows; a cell that is not a
+/// vector (an array of numbers, or an array of equally long such arrays) is
+/// `MSDB_INVALID_ARGUMENT`. `rows` and `dim` may be NULL.
+///
+/// # Safety
+/// `out` is writable; `rows` and `dim` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn msdb_stmt_column_vector(
+    stmt: *mut msdb_stmt,
+    col: usize,
+    out: *mut *const f32,
+    rows: *mut usize,
+    dim: *mut usize,
+) -> c_int {
+    const WHAT: &str = "msdb_stmt_column_vector";
+    with_stmt(stmt, WHAT, |_, st| {
+        let parsed = match st.cell(col, WHAT)? {
+            Value::Null => None,
+            Value::Json(j) => Some(json_floats(j).ok_or_else(|| {
+                Error::invalid(format!("{WHAT}: column {col} is JSON but not a vector or matrix of numbers"))
+            })?),
+            Value::Text(t) => Some(
+                serde_json::from_str::<serde_json::Value>(t)
+                    .ok()
+                    .as_ref()
+                    .and_then(json_floats)
+                    .ok_or_else(|| Error::invalid(format!("{WHAT}: column {col} is text, not a vector")))?,
+            ),
+            _ => return Err(Error::invalid(format!("{WHAT}: column {col} is a number, not a vector"))),
+        };
+        let (ptr, r, d) = match parsed {
+            None => (std::ptr::null(), 0, 0),
+            Some(v) => {
+                let slot = st.vectors[col].get_or_insert(v);
+                (slot.2.as_ptr(), slot.0, slot.1)
+            }
+        };
+        // SAFETY: caller contract.
+        unsafe { put(out, ptr, "msdb_stmt_column_vector: out")? };
+        for (p, v) in [(rows, r), (dim, d)] {
+            if !p.is_null() {
+                // SAFETY: non-null and writable by the caller contract.
+                unsafe { p.write_unaligned(v) };
+            }
+        }
+        Ok(MSDB_OK)
+    })
+}
+
+/// A JSON array of numbers (1 × n) or of equally long arrays of numbers (rows × dim).
+fn json_floats(j: &serde_json::Value) -> Option<(usize, usize, Vec<f32>)> {
+    let arr = j.as_array()?;
+    let nums = |a: &[serde_json::Value]| {
+        a.iter().map(|x| x.as_f64().map(|v| v as f32)).collect::<Option<Vec<f32>>>()
+    };
+    if arr.first().is_some_and(serde_json::Value::is_array) {
+        let dim = arr[0].as_array()?.len();
+        let mut out = Vec::with_capacity(arr.len() * dim);
+        for row in arr {
+            let r = row.as_array()?;
+            if r.len() != dim {
+                return None;
+            }
+            out.extend(nums(r)?);
+        }
+        Some((arr.len(), dim, out))
+    } else {
+        Some((1, arr.len(), nums(arr)?))
+    }
 }
 
 /// The `score` column of the current row (a search's relevance score).

@@ -41,6 +41,8 @@ fn with_doc<R>(id: Option<&str>, int_id: i64, values: &str, f: impl FnOnce(&msdb
         pooled: pooled.as_ptr(),
         n_pooled: 1,
         values_json: vals.as_ptr(),
+        values: null(),
+        n_values: 0,
     };
     f(&doc)
 }
@@ -137,8 +139,9 @@ fn insert_search_and_statements_round_trip() {
             text: null(),
             field: null(),
             filter: filter.as_ptr(),
+            columns: null(),
         };
-        let mut hits = [msdb_hit { score: 0.0, int_id: 0, id: null_mut() }; 4];
+        let mut hits = [msdb_hit { score: 0.0, int_id: 0, id: null_mut(), values_json: null_mut() }; 4];
         let mut n = 99;
         assert_eq!(msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n), MSDB_OK);
         assert_eq!(n, 1);
@@ -191,6 +194,7 @@ fn null_pointers_are_misuse_not_crashes() {
             text: null(),
             field: null(),
             filter: null(),
+            columns: null(),
         };
         let mut n = 0;
         let coll = c("nope");
@@ -272,8 +276,9 @@ fn values_read_back_exactly_and_bad_queries_fail_early() {
             text: null(),
             field: null(),
             filter: null(),
+            columns: null(),
         };
-        let mut hits = [msdb_hit { score: 0.0, int_id: 0, id: null_mut() }; 4];
+        let mut hits = [msdb_hit { score: 0.0, int_id: 0, id: null_mut(), values_json: null_mut() }; 4];
         let mut n = 0;
         assert_eq!(
             msdb_db_search(db, coll.as_ptr(), &q, hits.as_mut_ptr(), 4, &mut n),

@@ -517,7 +517,7 @@ impl Session {
         let spec = self.db.describe(coll)?;
         let columns = result_columns(&spec, items, true)?;
         Ok(StatementResult {
-            rows: hit_rows(&columns, out.hits),
+            rows: self.hit_rows(&spec, &columns, out.hits)?,
             columns,
             message: None,
             status: None,
@@ -531,12 +531,44 @@ impl Session {
         let columns = result_columns(&spec, items, false)?;
         let hits = self.db.list(coll, req)?;
         Ok(StatementResult {
-            rows: hit_rows(&columns, hits),
+            rows: self.hit_rows(&spec, &columns, hits)?,
             columns,
             message: None,
             status: None,
             changes: None,
         })
+    }
+
+    /// One result row per hit, in `columns` order; vector columns (`tokens`, pooled
+    /// vectors) are read from the stored document as JSON arrays (f32 values, exact).
+    fn hit_rows(
+        &self,
+        spec: &CollectionSpec,
+        columns: &[String],
+        hits: Vec<crate::Hit>,
+    ) -> Result<Vec<Vec<Value>>> {
+        let vectors = columns.iter().any(|c| is_vector_column(spec, c));
+        hits.into_iter()
+            .map(|h| {
+                let stored = if vectors { self.db.get(&spec.name, &h.id)? } else { None };
+                Ok(columns
+                    .iter()
+                    .map(|c| match c.as_str() {
+                        "id" => match &h.id {
+                            DocId::Int(i) => Value::Integer(*i),
+                            other => Value::Text(other.to_string()),
+                        },
+                        "score" => Value::Real(f64::from(h.score)),
+                        name if is_vector_column(spec, name) => {
+                            stored.as_ref().map_or(Value::Null, |d| vector_value(spec, d, name))
+                        }
+                        name => {
+                            h.values.iter().find(|(k, _)| k == name).map_or(Value::Null, |(_, v)| v.clone())
+                        }
+                    })
+                    .collect())
+            })
+            .collect()
     }
 
     /// `EXPORT coll TO 'file.parquet'`: every live document as Apache Parquet.
@@ -604,7 +636,7 @@ impl Session {
 }
 
 /// A filter every document passes (`DELETE` / `UPDATE` without `WHERE`).
-fn every_document() -> Filter {
+pub(crate) fn every_document() -> Filter {
     Filter::Not(Box::new(Filter::is_null(crate::ID_COLUMN)))
 }
 
@@ -625,6 +657,8 @@ fn result_columns(spec: &CollectionSpec, items: &[String], scored: bool) -> Resu
             ));
         } else if it.eq_ignore_ascii_case("id") || it.eq_ignore_ascii_case("score") {
             columns.push(it.to_lowercase());
+        } else if is_vector_column(spec, it) {
+            columns.push(it.clone());
         } else {
             let c = spec
                 .columns
@@ -637,21 +671,21 @@ fn result_columns(spec: &CollectionSpec, items: &[String], scored: bool) -> Resu
     Ok(columns)
 }
 
-/// One result row per hit, in `columns` order.
-fn hit_rows(columns: &[String], hits: Vec<crate::Hit>) -> Vec<Vec<Value>> {
-    hits.into_iter()
-        .map(|h| {
-            columns
-                .iter()
-                .map(|c| match c.as_str() {
-                    "id" => match &h.id {
-                        DocId::Int(i) => Value::Integer(*i),
-                        other => Value::Text(other.to_string()),
-                    },
-                    "score" => Value::Real(f64::from(h.score)),
-                    name => h.values.iter().find(|(k, _)| k == name).map_or(Value::Null, |(_, v)| v.clone()),
-                })
-                .collect()
-        })
-        .collect()
+/// Whether `name` selects a vector: `tokens` or a pooled vector's name (a scalar column of
+/// the same name wins).
+fn is_vector_column(spec: &CollectionSpec, name: &str) -> bool {
+    !spec.columns.iter().any(|c| c.name == name)
+        && (name == "tokens" || spec.vectors.pooled.iter().any(|p| p.name == name))
+}
+
+/// A stored vector as JSON: `tokens` as an array of rows, a pooled vector as one array.
+fn vector_value(spec: &CollectionSpec, d: &crate::StoredDocument, name: &str) -> Value {
+    let arr =
+        |v: &[f32]| serde_json::Value::Array(v.iter().map(|&x| serde_json::json!(f64::from(x))).collect());
+    if name == "tokens" {
+        let dim = spec.vectors.token_dim.max(1);
+        Value::Json(serde_json::Value::Array(d.tokens.chunks(dim).map(arr).collect()))
+    } else {
+        d.pooled.iter().find(|(n, _)| n == name).map_or(Value::Null, |(_, v)| Value::Json(arr(v)))
+    }
 }

@@ -25,6 +25,7 @@ use crate::{
     Database, Error, Fusion, HnswParams, HopfieldLookup, ListRequest, MuveraOptions, PlaidOptions, Query,
     Result, SearchRequest,
 };
+pub(crate) use exec::every_document;
 
 mod ast;
 mod exec;

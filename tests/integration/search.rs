@@ -207,3 +207,51 @@ fn limits() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// `SELECT tokens, <pooled>` returns the stored vectors as JSON arrays, exactly (f32
+/// collections) — in listings and in searches; a scalar column of the same name wins.
+#[test]
+fn select_returns_vector_columns_exactly() {
+    let (_dir, db) = tempdb();
+    let spec =
+        CollectionSpec::new("v", VectorSpec::new(2).pooled("mean", 2).pooled("title", 2).dtype(Dtype::F32))
+            .column("title", maxsimdb::ColumnType::Text);
+    db.create_collection(&spec).unwrap();
+    let tokens = vec![0.1f32, 0.2, 1.0 / 3.0, -7.25];
+    db.insert(
+        "v",
+        &[Document::new("a")
+            .tokens(tokens.clone())
+            .pooled("mean", vec![0.3, 0.4])
+            .pooled("title", vec![1.0, 0.0])
+            .set("title", "A")],
+    )
+    .unwrap();
+    let s = maxsimdb::sql::Session::new(db.clone());
+    let floats = |v: &Value| -> Vec<f32> {
+        let Value::Json(j) = v else { panic!("{v:?} is not JSON") };
+        let mut out = Vec::new();
+        for x in j.as_array().unwrap() {
+            match x.as_array() {
+                Some(row) => out.extend(row.iter().map(|y| y.as_f64().unwrap() as f32)),
+                None => out.push(x.as_f64().unwrap() as f32),
+            }
+        }
+        out
+    };
+    for sql in [
+        "SELECT id, tokens, mean, title FROM v",
+        "SELECT id, tokens, mean, title FROM v ORDER BY maxsim('[[1,0]]')",
+    ] {
+        let r = s.execute(sql).unwrap().remove(0);
+        assert_eq!(r.columns, ["id", "tokens", "mean", "title"], "{sql}");
+        let row = &r.rows[0];
+        assert_eq!(
+            floats(&row[1]).iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            tokens.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(floats(&row[2]), [0.3, 0.4]);
+        assert_eq!(row[3], Value::Text("A".into()), "the scalar column named like a pooled vector wins");
+    }
+    assert!(s.execute("SELECT id, nope FROM v").is_err());
+}

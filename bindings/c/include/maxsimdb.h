@@ -7,15 +7,20 @@
  * MSDB_DONE. The message of a failed call: msdb_db_errmsg / msdb_stmt_errmsg (per
  * handle) or msdb_last_errmsg (per thread), each a copy to release with msdb_free.
  *
- * Handles. msdb_db and msdb_stmt are opaque handles checked on every call: NULL, a
- * closed or finalized handle, or a pointer not from this library gives MSDB_MISUSE,
- * never a crash. Closing/finalizing NULL is a no-op; closing twice is MSDB_MISUSE.
+ * Handles. msdb_db, msdb_stmt, msdb_document and msdb_cursor are opaque handles checked
+ * on every call: NULL, a closed or freed handle, or a pointer not from this library gives
+ * MSDB_MISUSE, never a crash. Closing/freeing NULL is a no-op; closing twice is
+ * MSDB_MISUSE.
  *
- * Ownership. Strings the library allocates (error messages, msdb_hit.id) are released
- * with msdb_free (hits: msdb_hits_free). Pointers a statement hands out (column names,
- * column text, messages) belong to the statement: column text stays valid until the
- * next msdb_stmt_step, msdb_stmt_reset or msdb_stmt_finalize on it; column names and
- * the message until the next reset or finalize. Everything the caller passes in is
+ * Ownership. The caller frees exactly these: strings returned as char * (error messages
+ * from msdb_*_errmsg and msdb_last_errmsg; msdb_free), the ids and values_json of filled
+ * hits (msdb_hits_free), documents from msdb_db_get / msdb_cursor_next
+ * (msdb_document_free), cursors (msdb_cursor_free), statements (msdb_stmt_finalize) and
+ * database handles (msdb_db_close). Everything returned as const (char *, float *) is
+ * lent: a document's id, values, tokens and pooled vectors until msdb_document_free;
+ * a statement's column text and vectors until its next msdb_stmt_step, msdb_stmt_reset
+ * or msdb_stmt_finalize, its column names and message until the next reset or finalize;
+ * msdb_errmsg until the next call on that handle. Everything the caller passes in is
  * copied before the call returns.
  *
  * Thread safety. The library is thread-safe. One msdb_db may be used by any number of
@@ -131,6 +136,9 @@
 // `msdb_query.kind`: BM25 over the full-text index (`text` only).
 #define MSDB_QUERY_BM25 2
 
+// `msdb_collection_spec.flags`: documents have INTEGER ids (default: TEXT).
+#define MSDB_SPEC_INTEGER_IDS 1
+
 // `msdb_stmt_column_type`: SQL NULL.
 #define MSDB_TYPE_NULL 0
 
@@ -146,9 +154,16 @@
 // `msdb_stmt_column_type`: JSON (read it with `msdb_stmt_column_text`).
 #define MSDB_TYPE_JSON 4
 
+// An iteration over a collection's documents (opaque): `msdb_db_scan`.
+typedef struct msdb_cursor msdb_cursor;
+
 // An open database (opaque). Any number of threads may call functions on one handle at
 // the same time; see the header's thread-safety notes.
 typedef struct msdb_db msdb_db;
+
+// A document read back (opaque): `msdb_db_get`, `msdb_cursor_next`. Release it with
+// `msdb_document_free`; everything its accessors lend stays valid until then.
+typedef struct msdb_document msdb_document;
 
 // A prepared statement (opaque). Use one statement from one thread at a time.
 typedef struct msdb_stmt msdb_stmt;
@@ -174,6 +189,22 @@ typedef struct msdb_pooled {
   size_t dim;
 } msdb_pooled;
 
+// A typed scalar value of one column: in `msdb_doc.values` and `msdb_db_update` (the
+// caller's strings, copied during the call), and as read from a document by
+// `msdb_document_value` (the document's strings, lent until `msdb_document_free`).
+typedef struct msdb_value {
+  // Column name (NUL-terminated UTF-8).
+  const char *name;
+  // `MSDB_TYPE_NULL`, `_INTEGER`, `_REAL`, `_TEXT` or `_JSON`.
+  int kind;
+  // The value of an INTEGER.
+  int64_t int_value;
+  // The value of a REAL (finite).
+  double real_value;
+  // TEXT, or the JSON text of a JSON value (NUL-terminated UTF-8); NULL otherwise.
+  const char *text;
+} msdb_value;
+
 // A document for `msdb_db_insert`.
 typedef struct msdb_doc {
   // Text id (NUL-terminated UTF-8), or NULL to use `int_id` (collections with INTEGER ids).
@@ -193,6 +224,11 @@ typedef struct msdb_doc {
   size_t n_pooled;
   // Scalar columns as a JSON object (`{"year": 2020, "title": "…"}`), or NULL.
   const char *values_json;
+  // Scalar columns as `n_values` typed values (no JSON to write), or NULL; may be
+  // given with `values_json` as long as no column appears in both.
+  const struct msdb_value *values;
+  // Number of typed values.
+  size_t n_values;
 } msdb_doc;
 
 // A search for `msdb_db_search`.
@@ -213,6 +249,9 @@ typedef struct msdb_query {
   const char *field;
   // A filter in the language's WHERE syntax (`year >= 2020 AND lang = 'en'`), or NULL.
   const char *filter;
+  // Scalar columns each hit carries in `msdb_hit.values_json`: comma-separated names
+  // (`"title,year"`), `"*"` for all, or NULL for none.
+  const char *columns;
 } msdb_query;
 
 // One search result. `id` is allocated by the library: release the ids of a filled
@@ -224,7 +263,82 @@ typedef struct msdb_hit {
   int64_t int_id;
   // The id as text (integer ids in decimal).
   char *id;
+  // The columns `msdb_query.columns` asked for, as a JSON object, or NULL when it asked
+  // for none. Released with the id by `msdb_hits_free`.
+  char *values_json;
 } msdb_hit;
+
+// A pooled vector of `msdb_collection_spec`.
+typedef struct msdb_pooled_def {
+  // Its name (a pooling operator's name, e.g. `"mean"`, for a collection with a model).
+  const char *name;
+  // Its dimension (0 with a model: taken from the model).
+  size_t dim;
+} msdb_pooled_def;
+
+// A column of `msdb_collection_spec`.
+typedef struct msdb_column_def {
+  // Column name.
+  const char *name;
+  // `MSDB_TYPE_INTEGER`, `_REAL`, `_TEXT` or `_JSON`.
+  int kind;
+} msdb_column_def;
+
+// A collection for `msdb_db_create_collection` (what `CREATE COLLECTION` declares).
+typedef struct msdb_collection_spec {
+  // Collection name.
+  const char *name;
+  // Token vector dimension (0 with a model: taken from the model).
+  size_t token_dim;
+  // Token storage: NULL or `"f16"` (default), `"f32"`, `"plaid4"`, `"plaid2"`, `"plaid1"`.
+  const char *tokens;
+  // `n_pooled` pooled vectors, or NULL.
+  const struct msdb_pooled_def *pooled;
+  // Number of pooled vectors.
+  size_t n_pooled;
+  // `n_columns` scalar columns, or NULL.
+  const struct msdb_column_def *columns;
+  // Number of columns.
+  size_t n_columns;
+  // `MSDB_SPEC_*` flags, or 0.
+  uint32_t flags;
+  // Embedding model (folder path or cached name), or NULL for your own vectors.
+  const char *model;
+  // With a model: the text columns it embeds, comma-separated (`"title,abstract"`).
+  const char *embed_columns;
+  // Recall target of approximate plans (0: the default, 0.95).
+  double recall;
+} msdb_collection_spec;
+
+// A document id: text, or an integer when `id` is NULL.
+typedef struct msdb_id {
+  // Text id (NUL-terminated UTF-8), or NULL to use `int_id`.
+  const char *id;
+  // Integer id, used when `id` is NULL.
+  int64_t int_id;
+} msdb_id;
+
+// Statistics of a collection (`msdb_db_stats`).
+typedef struct msdb_stats {
+  // Live documents.
+  uint64_t docs;
+  // Documents whose vectors are not yet in a segment.
+  uint64_t pending_docs;
+  // Pending token vectors.
+  uint64_t pending_tokens;
+  // Segment files.
+  uint64_t segments;
+  // Token vectors in segments (deleted rows not yet compacted included).
+  uint64_t segment_tokens;
+  // Deleted rows still in segments.
+  uint64_t tombstones;
+  // Bytes of segment files.
+  uint64_t segment_bytes;
+  // Bytes of every index's files.
+  uint64_t index_bytes;
+  // Bytes of the catalog file (shared by all collections).
+  uint64_t catalog_bytes;
+} msdb_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -371,8 +485,8 @@ int msdb_db_search(struct msdb_db *db,
                    size_t capacity,
                    size_t *n_hits);
 
-// Free the ids of `n` hits filled by `msdb_db_search` and set them to NULL (the array
-// itself is the caller's). NULL `hits` is a no-op.
+// Free the ids (and `values_json`) of `n` hits filled by `msdb_db_search` and set them to
+// NULL (the array itself is the caller's). NULL `hits` is a no-op.
 //
 // # Safety
 // `hits` is NULL or points to `n` hits filled by `msdb_db_search` (or with NULL ids).
@@ -393,6 +507,180 @@ MSDB_API int msdb_db_backup(struct msdb_db *db, const char *path);
 // # Safety
 // `archive` and `dir` are NUL-terminated strings; `errmsg` is NULL or writable.
 MSDB_API int msdb_restore(const char *archive, const char *dir, char **errmsg);
+
+// Read document `id` (or `int_id` when `id` is NULL) of `collection`: `*out` is a new
+// document handle, or NULL with `MSDB_OK` when the collection has no such document.
+// Release it with `msdb_document_free`.
+//
+// # Safety
+// `collection` is a NUL-terminated string; `id` is NULL or one; `out` is writable.
+MSDB_API
+int msdb_db_get(struct msdb_db *db,
+                const char *collection,
+                const char *id,
+                int64_t int_id,
+                struct msdb_document **out);
+
+// The document's id: `*id` its text (integer ids in decimal; lent), `*int_id` the
+// integer id (0 for text ids). Either pointer may be NULL.
+//
+// # Safety
+// `id` and `int_id` are NULL or writable.
+MSDB_API int msdb_document_id(const struct msdb_document *doc, const char **id, int64_t *int_id);
+
+// The token vectors: `*data` points to `*n_tokens × *dim` floats, row-major (lent; the
+// stored vectors as f32, decoded from f16 or codes). A document stored without vectors
+// has 0 tokens.
+//
+// # Safety
+// `data`, `n_tokens` and `dim` are writable.
+MSDB_API
+int msdb_document_tokens(const struct msdb_document *doc,
+                         const float **data,
+                         size_t *n_tokens,
+                         size_t *dim);
+
+// `*out` = the number of pooled vectors (the collection's, in spec order).
+//
+// # Safety
+// `out` is writable.
+MSDB_API int msdb_document_pooled_count(const struct msdb_document *doc, size_t *out);
+
+// Pooled vector `i` (from 0): its name, `*dim` floats at `*data` (both lent). `name` may
+// be NULL.
+//
+// # Safety
+// `name` is NULL or writable; `data` and `dim` are writable.
+MSDB_API
+int msdb_document_pooled(const struct msdb_document *doc,
+                         size_t i,
+                         const char **name,
+                         const float **data,
+                         size_t *dim);
+
+// `*out` = the number of scalar columns (every column of the collection, in order).
+//
+// # Safety
+// `out` is writable.
+MSDB_API int msdb_document_value_count(const struct msdb_document *doc, size_t *out);
+
+// Scalar column `i` (from 0) as a typed value; its `name` and `text` are lent.
+//
+// # Safety
+// `out` is writable.
+MSDB_API int msdb_document_value(const struct msdb_document *doc, size_t i, struct msdb_value *out);
+
+// The scalar columns as one JSON object (`{"year": 2020, "title": "…"}`; lent).
+//
+// # Safety
+// `out` is writable.
+MSDB_API int msdb_document_values_json(const struct msdb_document *doc, const char **out);
+
+// Release a document handle (and everything its accessors lent). NULL is a no-op;
+// freeing twice is `MSDB_MISUSE`.
+MSDB_API int msdb_document_free(struct msdb_document *doc);
+
+// Iterate the live documents of `collection` that match `filter` (the WHERE syntax;
+// NULL: all), in insertion order. The set of ids is taken now; documents deleted before
+// `msdb_cursor_next` reaches them are skipped, updates made meanwhile are seen. Release
+// the cursor with `msdb_cursor_free`.
+//
+// # Safety
+// `collection` is a NUL-terminated string; `filter` is NULL or one; `out` is writable.
+MSDB_API
+int msdb_db_scan(struct msdb_db *db,
+                 const char *collection,
+                 const char *filter,
+                 struct msdb_cursor **out);
+
+// The next document of a scan: `MSDB_ROW` with `*out` a new document handle (release it
+// with `msdb_document_free`), or `MSDB_DONE` with `*out` NULL at the end (again on every
+// further call).
+//
+// # Safety
+// `out` is writable.
+MSDB_API int msdb_cursor_next(struct msdb_cursor *cursor, struct msdb_document **out);
+
+// Release a cursor. NULL is a no-op; freeing twice is `MSDB_MISUSE`. Documents it
+// returned stay valid until they are freed.
+MSDB_API int msdb_cursor_free(struct msdb_cursor *cursor);
+
+// Create a collection (what `CREATE COLLECTION` does).
+//
+// # Safety
+// `spec` points to a spec whose pointers follow `msdb_collection_spec`'s documentation.
+MSDB_API int msdb_db_create_collection(struct msdb_db *db, const struct msdb_collection_spec *spec);
+
+// Drop a collection and its files (`DROP COLLECTION`).
+//
+// # Safety
+// `collection` is a NUL-terminated string.
+MSDB_API int msdb_db_drop_collection(struct msdb_db *db, const char *collection);
+
+// Delete `n` documents by id in one transaction; `*deleted` (may be NULL) = how many
+// existed. Ids that do not exist are not an error.
+//
+// # Safety
+// `collection` is a NUL-terminated string; `ids` points to `n` ids; `deleted` is NULL or
+// writable.
+MSDB_API
+int msdb_db_delete(struct msdb_db *db,
+                   const char *collection,
+                   const struct msdb_id *ids,
+                   size_t n,
+                   uint64_t *deleted);
+
+// Delete every document matching `filter` (the WHERE syntax; NULL: every document);
+// `*deleted` (may be NULL) = how many.
+//
+// # Safety
+// `collection` is a NUL-terminated string; `filter` is NULL or one; `deleted` is NULL or
+// writable.
+MSDB_API
+int msdb_db_delete_where(struct msdb_db *db,
+                         const char *collection,
+                         const char *filter,
+                         uint64_t *deleted);
+
+// Set `n` scalar columns of document `id` (vectors unchanged); `MSDB_NOT_FOUND` when
+// there is no such document.
+//
+// # Safety
+// `collection` is a NUL-terminated string; `id` points to an id; `values` points to `n`
+// values.
+MSDB_API
+int msdb_db_update(struct msdb_db *db,
+                   const char *collection,
+                   const struct msdb_id *id,
+                   const struct msdb_value *values,
+                   size_t n);
+
+// Set `n` scalar columns of every document matching `filter` (NULL: every document), in
+// one transaction; `*updated` (may be NULL) = how many.
+//
+// # Safety
+// `collection` is a NUL-terminated string; `filter` is NULL or one; `values` points to
+// `n` values; `updated` is NULL or writable.
+MSDB_API
+int msdb_db_update_where(struct msdb_db *db,
+                         const char *collection,
+                         const char *filter,
+                         const struct msdb_value *values,
+                         size_t n,
+                         uint64_t *updated);
+
+// Compact `collection` (`VACUUM`): merge its segments without deleted rows. `*compacted`
+// (may be NULL) = 1 if anything changed, 0 if there was nothing to do.
+//
+// # Safety
+// `collection` is a NUL-terminated string; `compacted` is NULL or writable.
+MSDB_API int msdb_db_compact(struct msdb_db *db, const char *collection, int *compacted);
+
+// Statistics of `collection` into `*out`.
+//
+// # Safety
+// `collection` is a NUL-terminated string; `out` is writable.
+MSDB_API int msdb_db_stats(struct msdb_db *db, const char *collection, struct msdb_stats *out);
 
 // Prepare one statement of the SQL-like language; `?` and `?N` mark parameters (bound
 // with `msdb_stmt_bind_*`, numbered from 1; unbound ones are NULL). Syntax errors before
@@ -510,6 +798,22 @@ int msdb_stmt_column_text(struct msdb_stmt *stmt,
                           size_t col,
                           const char **out,
                           size_t *len);
+
+// Column `col` of the current row as floats: a vector column of `SELECT` (`tokens`: a
+// `rows × dim` row-major matrix; a pooled vector: `rows` 1). The floats are exactly the
+// stored (f32, or decoded f16 / codes) values and belong to the statement: valid until the
+// next step, reset or finalize. NULL gives a NULL pointer and 0 rows; a cell that is not a
+// vector (an array of numbers, or an array of equally long such arrays) is
+// `MSDB_INVALID_ARGUMENT`. `rows` and `dim` may be NULL.
+//
+// # Safety
+// `out` is writable; `rows` and `dim` are NULL or writable.
+MSDB_API
+int msdb_stmt_column_vector(struct msdb_stmt *stmt,
+                            size_t col,
+                            const float **out,
+                            size_t *rows,
+                            size_t *dim);
 
 // The `score` column of the current row (a search's relevance score).
 // `MSDB_NOT_FOUND` if the result has no such column.

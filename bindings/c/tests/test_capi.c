@@ -554,6 +554,237 @@ static void test_misuse_after_close(msdb_db *db) {
     CHECK_RC(msdb_db_errcode(NULL), MSDB_MISUSE);
 }
 
+/* The direct calls of a program that never writes SQL: create from a spec struct, typed
+ * values, read back by id and by scan, vector columns of a statement, hits carrying
+ * columns, update, delete, compact, stats, drop. */
+static void test_direct_calls(msdb_db *db) {
+    msdb_column_def cols[3] = {{"title", MSDB_TYPE_TEXT}, {"year", MSDB_TYPE_INTEGER}, {"r", MSDB_TYPE_REAL}};
+    msdb_pooled_def pdef[1] = {{"mean", 2}};
+    msdb_collection_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.name = "direct";
+    spec.token_dim = 2;
+    spec.tokens = "f32";
+    spec.pooled = pdef;
+    spec.n_pooled = 1;
+    spec.columns = cols;
+    spec.n_columns = 3;
+    spec.flags = MSDB_SPEC_INTEGER_IDS;
+    CHECK_RC(msdb_db_create_collection(db, &spec), MSDB_OK);
+    CHECK_RC(msdb_db_create_collection(db, &spec), MSDB_ALREADY_EXISTS);
+    msdb_collection_spec bad = spec;
+    bad.name = "bad";
+    bad.tokens = "f8";
+    CHECK_RC(msdb_db_create_collection(db, &bad), MSDB_INVALID_ARGUMENT);
+    bad.tokens = NULL;
+    msdb_column_def badcol = {"x", 42};
+    bad.columns = &badcol;
+    bad.n_columns = 1;
+    CHECK_RC(msdb_db_create_collection(db, &bad), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(msdb_db_errmsg(db), "columns[0].kind"));
+    CHECK_RC(msdb_db_create_collection(db, NULL), MSDB_MISUSE);
+
+    /* Typed values: no JSON to write; REAL exact to the bit. */
+    const double r = 0.097264783048820247;
+    float tokens[10][4];
+    msdb_value vals[10][3];
+    msdb_doc docs[10];
+    msdb_pooled pooled[10];
+    char titles[10][16];
+    for (int i = 0; i < 10; i++) {
+        doc_tokens((float)i, tokens[i]);
+        snprintf(titles[i], sizeof titles[i], "t%d", i);
+        memset(vals[i], 0, sizeof vals[i]);
+        vals[i][0].name = "title";
+        vals[i][0].kind = MSDB_TYPE_TEXT;
+        vals[i][0].text = titles[i];
+        vals[i][1].name = "year";
+        vals[i][1].kind = MSDB_TYPE_INTEGER;
+        vals[i][1].int_value = 2000 + i;
+        vals[i][2].name = "r";
+        vals[i][2].kind = i == 9 ? MSDB_TYPE_NULL : MSDB_TYPE_REAL;
+        vals[i][2].real_value = r * i;
+        memset(&docs[i], 0, sizeof docs[i]);
+        docs[i].int_id = 100 + i;
+        docs[i].tokens = &tokens[i][0];
+        docs[i].n_tokens = 2;
+        docs[i].dim = 2;
+        docs[i].values = vals[i];
+        docs[i].n_values = 3;
+        pooled[i].name = "mean";
+        pooled[i].data = tokens[i];
+        pooled[i].dim = 2;
+        docs[i].pooled = &pooled[i];
+        docs[i].n_pooled = 1;
+    }
+    CHECK_RC(msdb_db_insert(db, "direct", docs, 10, 0), MSDB_OK);
+    uint64_t changes = 0;
+    CHECK_RC(msdb_changes(db, &changes), MSDB_OK);
+    CHECK(changes == 10);
+    msdb_doc twice = docs[0];
+    twice.int_id = 999;
+    twice.values_json = "{\"year\": 1}";
+    CHECK_RC(msdb_db_insert(db, "direct", &twice, 1, 0), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(msdb_db_errmsg(db), "also in values_json"));
+    msdb_value nan_value = {"r", MSDB_TYPE_REAL, 0, NAN, NULL};
+    twice.values_json = NULL;
+    twice.values = &nan_value;
+    twice.n_values = 1;
+    CHECK_RC(msdb_db_insert(db, "direct", &twice, 1, 0), MSDB_INVALID_ARGUMENT);
+    msdb_value wrong_type = {"year", MSDB_TYPE_TEXT, 0, 0, "not a number"};
+    twice.values = &wrong_type;
+    CHECK_RC(msdb_db_insert(db, "direct", &twice, 1, 0), MSDB_INVALID_ARGUMENT);
+
+    /* Read back by id: every column typed, tokens and the id. */
+    msdb_document *d = NULL;
+    CHECK_RC(msdb_db_get(db, "direct", NULL, 103, &d), MSDB_OK);
+    CHECK(d != NULL);
+    if (d != NULL) {
+        const char *id = NULL;
+        int64_t int_id = 0;
+        CHECK_RC(msdb_document_id(d, &id, &int_id), MSDB_OK);
+        CHECK(int_id == 103 && strcmp(id, "103") == 0);
+        const float *t = NULL;
+        size_t nt = 0, dim = 0;
+        CHECK_RC(msdb_document_tokens(d, &t, &nt, &dim), MSDB_OK);
+        CHECK(nt == 2 && dim == 2 && memcmp(t, tokens[3], sizeof tokens[3]) == 0);
+        size_t nv = 0;
+        CHECK_RC(msdb_document_value_count(d, &nv), MSDB_OK);
+        CHECK(nv == 3);
+        msdb_value v;
+        CHECK_RC(msdb_document_value(d, 0, &v), MSDB_OK);
+        CHECK(v.kind == MSDB_TYPE_TEXT && strcmp(v.name, "title") == 0 && strcmp(v.text, "t3") == 0);
+        CHECK_RC(msdb_document_value(d, 1, &v), MSDB_OK);
+        CHECK(v.kind == MSDB_TYPE_INTEGER && v.int_value == 2003);
+        CHECK_RC(msdb_document_value(d, 2, &v), MSDB_OK);
+        CHECK(v.kind == MSDB_TYPE_REAL && v.real_value == r * 3);
+        CHECK_RC(msdb_document_value(d, 3, &v), MSDB_INVALID_ARGUMENT);
+        const char *json = NULL;
+        CHECK_RC(msdb_document_values_json(d, &json), MSDB_OK);
+        CHECK(json != NULL && strstr(json, "\"year\":2003") != NULL);
+        size_t np = 9;
+        CHECK_RC(msdb_document_pooled_count(d, &np), MSDB_OK);
+        CHECK(np == 1);
+        const char *pname = NULL;
+        const float *pv = NULL;
+        size_t pd = 0;
+        CHECK_RC(msdb_document_pooled(d, 0, &pname, &pv, &pd), MSDB_OK);
+        CHECK(strcmp(pname, "mean") == 0 && pd == 2 && memcmp(pv, tokens[3], 2 * sizeof(float)) == 0);
+        CHECK_RC(msdb_document_pooled(d, 1, &pname, &pv, &pd), MSDB_INVALID_ARGUMENT);
+        CHECK_RC(msdb_document_free(d), MSDB_OK);
+        CHECK_RC(msdb_document_free(d), MSDB_MISUSE);
+    }
+    CHECK_RC(msdb_document_free(NULL), MSDB_OK);
+    CHECK_RC(msdb_db_get(db, "direct", NULL, 12345, &d), MSDB_OK);
+    CHECK(d == NULL);
+    CHECK_RC(msdb_db_get(db, "direct", "abc", 0, &d), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_db_get(db, "nowhere", NULL, 1, &d), MSDB_NOT_FOUND);
+    CHECK_RC(msdb_document_value_count((msdb_document *)db, &changes), MSDB_MISUSE);
+
+    /* Iterate with a filter, in insertion order. */
+    msdb_cursor *cur = NULL;
+    CHECK_RC(msdb_db_scan(db, "direct", "year >= 2005", &cur), MSDB_OK);
+    int seen = 0, in_order = 1;
+    for (;;) {
+        msdb_document *doc = NULL;
+        int rc = msdb_cursor_next(cur, &doc);
+        if (rc != MSDB_ROW) {
+            CHECK_RC(rc, MSDB_DONE);
+            CHECK(doc == NULL);
+            break;
+        }
+        int64_t id = 0;
+        CHECK_RC(msdb_document_id(doc, NULL, &id), MSDB_OK);
+        in_order &= id == 105 + seen;
+        seen++;
+        msdb_document_free(doc);
+    }
+    CHECK(seen == 5 && in_order);
+    CHECK_RC(msdb_cursor_next(cur, &d), MSDB_DONE);
+    CHECK_RC(msdb_cursor_free(cur), MSDB_OK);
+    CHECK_RC(msdb_cursor_free(cur), MSDB_MISUSE);
+    CHECK_RC(msdb_db_scan(db, "direct", "nope = 1", &cur), MSDB_NOT_FOUND);
+    CHECK(cur == NULL);
+
+    /* Vector columns of a statement. */
+    msdb_stmt *st = NULL;
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT id, tokens, mean FROM direct WHERE id = 104", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    const float *vec = NULL;
+    size_t rows = 0, dim = 0;
+    CHECK_RC(msdb_stmt_column_vector(st, 1, &vec, &rows, &dim), MSDB_OK);
+    CHECK(rows == 2 && dim == 2 && vec != NULL && memcmp(vec, tokens[4], sizeof tokens[4]) == 0);
+    CHECK_RC(msdb_stmt_column_vector(st, 2, &vec, &rows, &dim), MSDB_OK);
+    CHECK(rows == 1 && dim == 2 && memcmp(vec, tokens[4], 2 * sizeof(float)) == 0);
+    CHECK_RC(msdb_stmt_column_vector(st, 0, &vec, &rows, &dim), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_stmt_step(st), MSDB_DONE);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+
+    /* Hits carry the columns asked for. */
+    float q[4];
+    doc_tokens(2.1f, q);
+    msdb_query query = {0};
+    query.vectors = q;
+    query.n_vectors = 2;
+    query.dim = 2;
+    query.columns = "title, year";
+    msdb_hit hits[3];
+    size_t n = 0;
+    CHECK_RC(msdb_db_search(db, "direct", &query, hits, 3, &n), MSDB_OK);
+    CHECK(n == 3 && hits[0].int_id == 102 && hits[0].values_json != NULL &&
+          strcmp(hits[0].values_json, "{\"title\":\"t2\",\"year\":2002}") == 0);
+    msdb_hits_free(hits, n);
+    CHECK(hits[0].values_json == NULL);
+    query.columns = "nope";
+    CHECK_RC(msdb_db_search(db, "direct", &query, hits, 3, &n), MSDB_NOT_FOUND);
+    query.columns = NULL;
+    CHECK_RC(msdb_db_search(db, "direct", &query, hits, 3, &n), MSDB_OK);
+    CHECK(hits[0].values_json == NULL);
+    msdb_hits_free(hits, n);
+
+    /* Update, delete, compact, stats, drop (the vectors in a segment first, so deletes
+     * leave tombstones for compaction). */
+    CHECK_RC(msdb_db_flush(db, "direct"), MSDB_OK);
+    msdb_id one = {NULL, 101};
+    msdb_value upd = {"title", MSDB_TYPE_TEXT, 0, 0, "renamed"};
+    CHECK_RC(msdb_db_update(db, "direct", &one, &upd, 1), MSDB_OK);
+    CHECK_RC(msdb_db_get(db, "direct", NULL, 101, &d), MSDB_OK);
+    if (d != NULL) {
+        msdb_value v;
+        CHECK_RC(msdb_document_value(d, 0, &v), MSDB_OK);
+        CHECK(strcmp(v.text, "renamed") == 0);
+        msdb_document_free(d);
+    }
+    msdb_id missing = {NULL, 4242};
+    CHECK_RC(msdb_db_update(db, "direct", &missing, &upd, 1), MSDB_NOT_FOUND);
+    uint64_t count = 0;
+    msdb_value stamp = {"r", MSDB_TYPE_REAL, 0, 1.5, NULL};
+    CHECK_RC(msdb_db_update_where(db, "direct", "year < 2003", &stamp, 1, &count), MSDB_OK);
+    CHECK(count == 3);
+    CHECK_RC(msdb_db_count(db, "direct", "r = 1.5", &count), MSDB_OK);
+    CHECK(count == 3);
+    msdb_id del[3] = {{NULL, 100}, {NULL, 101}, {NULL, 5555}};
+    CHECK_RC(msdb_db_delete(db, "direct", del, 3, &count), MSDB_OK);
+    CHECK(count == 2);
+    CHECK_RC(msdb_changes(db, &changes), MSDB_OK);
+    CHECK(changes == 2);
+    CHECK_RC(msdb_db_delete_where(db, "direct", "year >= 2008", &count), MSDB_OK);
+    CHECK(count == 2);
+    msdb_stats stats;
+    CHECK_RC(msdb_db_stats(db, "direct", &stats), MSDB_OK);
+    CHECK(stats.docs == 6 && stats.segments >= 1 && stats.segment_bytes > 0 && stats.catalog_bytes > 0);
+    int compacted = -1;
+    CHECK_RC(msdb_db_compact(db, "direct", &compacted), MSDB_OK);
+    CHECK(compacted == 1);
+    CHECK_RC(msdb_db_stats(db, "direct", &stats), MSDB_OK);
+    CHECK(stats.docs == 6 && stats.tombstones == 0 && stats.segment_tokens == 12);
+    CHECK_RC(msdb_db_delete_where(db, "direct", NULL, &count), MSDB_OK);
+    CHECK(count == 6);
+    CHECK_RC(msdb_db_drop_collection(db, "direct"), MSDB_OK);
+    CHECK_RC(msdb_db_drop_collection(db, "direct"), MSDB_NOT_FOUND);
+    CHECK_RC(msdb_db_stats(db, "direct", &stats), MSDB_NOT_FOUND);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s SCRATCH_DIR\n", argv[0]);
@@ -570,6 +801,7 @@ int main(int argc, char **argv) {
     test_insert(db);
     test_search(db);
     test_statements(db);
+    test_direct_calls(db);
     test_threads(db);
     test_flush_and_reopen(dir, &db);
     test_backup_restore(dir, db);
