@@ -42,7 +42,8 @@ class Error(Exception):
 
 
 class _OpenOptions(Structure):
-    _fields_ = [("flags", c_uint32), ("flush_threshold_tokens", c_uint64), ("retire_grace_ms", c_uint64)]
+    _fields_ = [("size", c_size_t), ("flags", c_uint32), ("flush_threshold_tokens", c_uint64),
+                ("retire_grace_ms", c_uint64)]
 
 
 class _Pooled(Structure):
@@ -51,7 +52,7 @@ class _Pooled(Structure):
 
 class _Doc(Structure):
     _fields_ = [
-        ("id", c_char_p), ("int_id", c_int64), ("tokens", POINTER(c_float)), ("n_tokens", c_size_t),
+        ("size", c_size_t), ("id", c_char_p), ("int_id", c_int64), ("tokens", POINTER(c_float)), ("n_tokens", c_size_t),
         ("dim", c_size_t), ("pooled", POINTER(_Pooled)), ("n_pooled", c_size_t), ("values_json", c_char_p),
         ("values", c_void_p), ("n_values", c_size_t),
     ]
@@ -59,7 +60,7 @@ class _Doc(Structure):
 
 class _Query(Structure):
     _fields_ = [
-        ("kind", c_uint32), ("vectors", POINTER(c_float)), ("n_vectors", c_size_t), ("dim", c_size_t),
+        ("size", c_size_t), ("kind", c_uint32), ("vectors", POINTER(c_float)), ("n_vectors", c_size_t), ("dim", c_size_t),
         ("text", c_char_p), ("field", c_char_p), ("filter", c_char_p), ("columns", c_char_p),
     ]
 
@@ -163,7 +164,8 @@ class Database:
     """An open database directory (created if absent unless ``read_only``)."""
 
     def __init__(self, path, read_only=False, flush_threshold_tokens=0):
-        opts = _OpenOptions(MSDB_OPEN_READ_ONLY if read_only else 0, flush_threshold_tokens, 0)
+        opts = _OpenOptions(ctypes.sizeof(_OpenOptions), MSDB_OPEN_READ_ONLY if read_only else 0,
+                            flush_threshold_tokens, 0)
         handle, err = c_void_p(), c_void_p()
         rc = _lib.msdb_db_open(os.fsencode(path), byref(opts), byref(handle), byref(err))
         _check(rc, err.value)
@@ -249,6 +251,7 @@ class Database:
         keep = []  # keeps the ctypes buffers alive for the call
         arr = (_Doc * len(docs))()
         for d, doc in zip(arr, docs):
+            d.size = ctypes.sizeof(_Doc)
             if isinstance(doc["id"], int):
                 d.int_id = doc["id"]
             else:
@@ -274,7 +277,7 @@ class Database:
         """The best ``k`` documents as ``[(id, score)]``: MaxSim with ``tokens``, dense with
         ``vector`` (pooled ``field``), or by ``text`` (``kind`` "maxsim", "dense", "bm25")."""
         kind = kind or ("dense" if vector is not None else "maxsim")
-        q = _Query(kind=QUERY_KINDS[kind])
+        q = _Query(size=ctypes.sizeof(_Query), kind=QUERY_KINDS[kind])
         vecs = tokens if tokens is not None else ([vector] if vector is not None else None)
         if vecs is not None:
             data, q.n_vectors, q.dim = _floats([list(v) for v in vecs])

@@ -26,10 +26,13 @@ pub const MSDB_OPEN_NO_FLUSH_ON_CLOSE: u32 = 2;
 /// (without it a missing parent is `MSDB_IO`, as SQLite refuses a path in no directory).
 pub const MSDB_OPEN_CREATE_PARENTS: u32 = 4;
 
-/// Options of `msdb_db_open`. A zeroed struct (or a NULL pointer) means the defaults.
+/// Options of `msdb_db_open`. A NULL pointer, or a struct with only `size` set, means the
+/// defaults.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct msdb_open_options {
+    /// `sizeof(msdb_open_options)`: set it before the call (the library reads the fields that fit in it).
+    pub size: usize,
     /// `MSDB_OPEN_*` flags, or 0.
     pub flags: u32,
     /// Pending token vectors that trigger an automatic flush; 0 = default (262,144).
@@ -58,6 +61,8 @@ pub struct msdb_pooled {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct msdb_doc {
+    /// `sizeof(msdb_doc)`: set it before the call (the library reads the fields that fit in it).
+    pub size: usize,
     /// Text id (NUL-terminated UTF-8), or NULL to use `int_id` (collections with INTEGER ids).
     pub id: *const c_char,
     /// Integer id, used when `id` is NULL.
@@ -93,6 +98,8 @@ pub const MSDB_QUERY_BM25: u32 = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct msdb_query {
+    /// `sizeof(msdb_query)`: set it before the call (the library reads the fields that fit in it).
+    pub size: usize,
     /// `MSDB_QUERY_*`.
     pub kind: u32,
     /// Query vectors, row-major `n_vectors × dim` (MaxSim: the query's token vectors;
@@ -224,8 +231,8 @@ pub unsafe extern "C" fn msdb_db_open(
         let o = if options.is_null() {
             msdb_open_options::default()
         } else {
-            // SAFETY: a valid options struct by the caller contract (read unaligned).
-            unsafe { options.read_unaligned() }
+            // SAFETY: a valid options struct by the caller contract.
+            unsafe { super::read_sized(options, "msdb_open_options")? }
         };
         let b = builder(path, o)?;
         let flush = o.flags & MSDB_OPEN_NO_FLUSH_ON_CLOSE == 0;
@@ -497,7 +504,7 @@ pub unsafe extern "C" fn msdb_db_insert(
         // SAFETY: caller contract.
         let coll = unsafe { text(collection, "msdb_db_insert: collection")? };
         // SAFETY: caller contract.
-        let raw = unsafe { slice(docs, n, "msdb_db_insert: docs")? };
+        let raw = unsafe { super::read_sized_array(docs, n, "msdb_db_insert: docs")? };
         if flags & !MSDB_INSERT_UPSERT != 0 {
             return Err(Error::invalid(format!("msdb_db_insert: unknown flags {flags:#x}")));
         }
@@ -632,8 +639,8 @@ pub unsafe extern "C" fn msdb_db_search(
             )));
         }
         let spec = h.db().describe(coll)?;
-        // SAFETY: non-null; the caller guarantees a valid query (read unaligned).
-        let q = unsafe { query.read_unaligned() };
+        // SAFETY: non-null; the caller guarantees a valid query.
+        let q = unsafe { super::read_sized(query, "msdb_query")? };
         // SAFETY: caller contract for the query's pointers.
         let req = unsafe { request(&q, &spec, capacity)? };
         // SAFETY: caller contract.
@@ -765,3 +772,12 @@ pub unsafe extern "C" fn msdb_restore(
     // SAFETY: caller contract for `errmsg`.
     unsafe { report_to(r, errmsg) }
 }
+
+// SAFETY: repr(C), starts with its usize size, valid when zeroed (pointers NULL, numbers 0).
+unsafe impl super::SizedStruct for msdb_open_options {}
+
+// SAFETY: repr(C), starts with its usize size, valid when zeroed (pointers NULL, numbers 0).
+unsafe impl super::SizedStruct for msdb_doc {}
+
+// SAFETY: repr(C), starts with its usize size, valid when zeroed (pointers NULL, numbers 0).
+unsafe impl super::SizedStruct for msdb_query {}

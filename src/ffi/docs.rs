@@ -73,6 +73,8 @@ pub const MSDB_SPEC_INTEGER_IDS: u32 = 1;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct msdb_collection_spec {
+    /// `sizeof(msdb_collection_spec)`: set it before the call (the library reads the fields that fit in it).
+    pub size: usize,
     /// Collection name.
     pub name: *const c_char,
     /// Token vector dimension (0 with a model: taken from the model).
@@ -647,8 +649,8 @@ pub unsafe extern "C" fn msdb_db_create_collection(
         if spec.is_null() {
             return Err(misuse("msdb_db_create_collection: spec is NULL"));
         }
-        // SAFETY: non-null; the caller guarantees a valid spec (read unaligned).
-        let s = unsafe { spec.read_unaligned() };
+        // SAFETY: non-null; the caller guarantees a valid spec.
+        let s = unsafe { super::read_sized(spec, "msdb_collection_spec")? };
         // SAFETY: caller contract for the spec's pointers.
         h.db().create_collection(&unsafe { collection_spec(&s)? })?;
         Ok(MSDB_OK)
@@ -844,3 +846,6 @@ pub unsafe extern "C" fn msdb_db_stats(
         Ok(MSDB_OK)
     })
 }
+
+// SAFETY: repr(C), starts with its usize size, valid when zeroed (pointers NULL, numbers 0).
+unsafe impl super::SizedStruct for msdb_collection_spec {}

@@ -41,6 +41,9 @@ pub const MSDB_VERSION_MAJOR: u32 = 0;
 pub const MSDB_VERSION_MINOR: u32 = 1;
 /// Patch version of the library.
 pub const MSDB_VERSION_PATCH: u32 = 0;
+/// `MAJOR × 1,000,000 + MINOR × 1,000 + PATCH` of the header (compare with
+/// `msdb_version_number()` at run time).
+pub const MSDB_VERSION_NUMBER: u32 = 1_000;
 
 // Status codes: the values of `ErrorCode` (literals, so cbindgen can write them; the test
 // `status_codes_are_the_error_codes` keeps them equal).
@@ -90,6 +93,14 @@ pub extern "C" fn msdb_version() -> *const c_char {
         Err(_) => panic!("version has a NUL"),
     };
     V.as_ptr()
+}
+
+/// The library's version as `MAJOR × 1,000,000 + MINOR × 1,000 + PATCH`, to compare with
+/// the header's `MSDB_VERSION_NUMBER` (a program built against a newer header than the
+/// library it runs with may use structs this library does not know).
+#[no_mangle]
+pub extern "C" fn msdb_version_number() -> u32 {
+    MSDB_VERSION_MAJOR * 1_000_000 + MSDB_VERSION_MINOR * 1_000 + MSDB_VERSION_PATCH
 }
 
 /// The name of a status code (`"MSDB_NOT_FOUND"`), or `"MSDB_UNKNOWN"` (static; do not free).
@@ -300,6 +311,84 @@ unsafe fn put<T>(p: *mut T, v: T, what: &str) -> Result<()> {
     // alignment assumption about caller memory).
     unsafe { p.write_unaligned(v) };
     Ok(())
+}
+
+/// A struct the caller fills whose first field is its `size` (`sizeof` in the caller's
+/// header): the library reads the fields that fit in `size` and treats the rest as zero,
+/// so a program built against an older header keeps working.
+///
+/// # Safety
+/// Implementors are `repr(C)`, start with a `usize` size field, and are valid when zeroed.
+unsafe trait SizedStruct: Copy {}
+
+/// Read one sized struct at `p` (see [`SizedStruct`]).
+///
+/// # Safety
+/// `p` is NULL or points to `size` readable bytes starting with the `size` field.
+unsafe fn read_sized<T: SizedStruct>(p: *const T, what: &str) -> Result<T> {
+    if p.is_null() {
+        return Err(misuse(format!("{what} is NULL")));
+    }
+    // SAFETY: the first field is a usize (trait contract); read unaligned.
+    let size = unsafe { p.cast::<usize>().read_unaligned() };
+    // SAFETY: forwarded contract.
+    unsafe { read_sized_at(p.cast::<u8>(), size, what) }
+}
+
+/// # Safety
+/// `p` points to `size` readable bytes.
+unsafe fn read_sized_at<T: SizedStruct>(p: *const u8, size: usize, what: &str) -> Result<T> {
+    let ty = std::any::type_name::<T>().rsplit("::").next().unwrap_or("struct");
+    if size < std::mem::size_of::<usize>() {
+        return Err(misuse(format!("{what}.size is {size}: set it to sizeof({ty})")));
+    }
+    if size > std::mem::size_of::<T>() {
+        return Err(Error::invalid(format!(
+            "{what}.size is {size}, larger than this library's {ty} ({} bytes): the program was built against a newer header than the library it runs with",
+            std::mem::size_of::<T>()
+        )));
+    }
+    let mut out = std::mem::MaybeUninit::<T>::zeroed();
+    // SAFETY: `size` bytes are readable (caller contract) and fit in `T`; a zeroed `T`
+    // is valid (trait contract) and so is one with a prefix copied from a caller's `T`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(p, out.as_mut_ptr().cast::<u8>(), size);
+        Ok(out.assume_init())
+    }
+}
+
+/// Read `n` sized structs laid out at the caller's stride (the first element's `size`;
+/// every element must carry the same).
+///
+/// # Safety
+/// `p` is NULL (with `n` 0) or points to `n` elements of the caller's struct.
+unsafe fn read_sized_array<T: SizedStruct>(p: *const T, n: usize, what: &str) -> Result<Vec<T>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(misuse(format!("{what} is NULL but its length is {n}")));
+    }
+    // SAFETY: the first element starts with its size (caller contract).
+    let stride = unsafe { p.cast::<usize>().read_unaligned() };
+    (0..n)
+        .map(|i| {
+            let w = format!("{what}[{i}]");
+            let at =
+                i.checked_mul(stride).ok_or_else(|| Error::invalid(format!("{what}: too many elements")))?;
+            // SAFETY: element i lies at i × stride (caller contract).
+            let q = unsafe { p.cast::<u8>().add(at) };
+            // SAFETY: as above.
+            let size = unsafe { q.cast::<usize>().read_unaligned() };
+            if size != stride {
+                return Err(misuse(format!(
+                    "{w}.size is {size} but {what}[0].size is {stride}: set every element's size"
+                )));
+            }
+            // SAFETY: as above.
+            unsafe { read_sized_at(q, size, &w) }
+        })
+        .collect()
 }
 
 /// `rows × dim` floats (checked product).

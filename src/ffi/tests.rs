@@ -33,6 +33,7 @@ fn with_doc<R>(id: Option<&str>, int_id: i64, values: &str, f: impl FnOnce(&msdb
     let pooled = [msdb_pooled { name: mean.as_ptr(), data: data.as_ptr(), dim: 2 }];
     let vals = c(values);
     let doc = msdb_doc {
+        size: std::mem::size_of::<msdb_doc>(),
         id: id.as_ref().map_or(null(), |s| s.as_ptr()),
         int_id,
         tokens: TOKENS.as_ptr(),
@@ -132,6 +133,7 @@ fn insert_search_and_statements_round_trip() {
         assert!(msdb_db_errmsg(db).is_null());
         let filter = c("year >= 2020");
         let q = msdb_query {
+            size: std::mem::size_of::<msdb_query>(),
             kind: MSDB_QUERY_MAXSIM,
             vectors: tokens.as_ptr(),
             n_vectors: 2,
@@ -187,6 +189,7 @@ fn null_pointers_are_misuse_not_crashes() {
         assert_eq!(msdb_db_exec(null_mut(), null()), MSDB_MISUSE);
         assert_eq!(msdb_db_open(null(), null(), null_mut(), null_mut()), MSDB_MISUSE);
         let q = msdb_query {
+            size: std::mem::size_of::<msdb_query>(),
             kind: 0,
             vectors: null(),
             n_vectors: 3,
@@ -223,7 +226,11 @@ fn open_refuses_an_empty_path_and_a_missing_parent_unless_asked() {
         assert_eq!(msdb_db_open(path.as_ptr(), null(), &mut db, &mut msg), MSDB_IO);
         assert!(take(msg).unwrap().contains("does not exist: create it first"));
         assert!(!dir.path().join("typo").exists(), "nothing was created");
-        let o = msdb_open_options { flags: MSDB_OPEN_CREATE_PARENTS, ..Default::default() };
+        let o = msdb_open_options {
+            size: std::mem::size_of::<msdb_open_options>(),
+            flags: MSDB_OPEN_CREATE_PARENTS,
+            ..Default::default()
+        };
         assert_eq!(msdb_db_open(path.as_ptr(), &o, &mut db, &mut msg), MSDB_OK, "{:?}", take(msg));
         assert!(deep.join("catalog.sqlite").exists());
         assert_eq!(msdb_db_close(db), MSDB_OK);
@@ -269,6 +276,7 @@ fn values_read_back_exactly_and_bad_queries_fail_early() {
         assert_eq!(msdb_stmt_finalize(st), MSDB_OK);
 
         let mut q = msdb_query {
+            size: std::mem::size_of::<msdb_query>(),
             kind: MSDB_QUERY_MAXSIM,
             vectors: tokens.as_ptr(),
             n_vectors: 0,

@@ -32,6 +32,15 @@
  * of processes may open it with MSDB_OPEN_READ_ONLY.
  *
  * Panics inside the library are caught at the boundary and returned as MSDB_INTERNAL.
+ *
+ * ABI. The structs a caller fills (msdb_open_options, msdb_doc, msdb_query,
+ * msdb_collection_spec) start with `size`, which must be sizeof the struct in the header
+ * the program was compiled with: the library reads the fields that fit and treats any
+ * newer ones as zero, so a program built against an older header keeps working with a
+ * newer library. MSDB_SIZED(type) initialises one (`msdb_doc d = MSDB_SIZED(msdb_doc);`);
+ * in an array every element carries the same size. msdb_version_number() gives the
+ * library's version to compare with MSDB_VERSION_NUMBER. The header needs C99 (C++: C++20,
+ * for MSDB_SIZED's designated initializer).
  */
 
 
@@ -50,6 +59,9 @@
 #  endif
 #endif
 
+/* A struct the caller fills, with its size set and every other field zero. */
+#define MSDB_SIZED(type) {.size = sizeof(type)}
+
 
 // Major version of the library (also `msdb_version()`).
 #define MSDB_VERSION_MAJOR 0
@@ -59,6 +71,10 @@
 
 // Patch version of the library.
 #define MSDB_VERSION_PATCH 0
+
+// `MAJOR × 1,000,000 + MINOR × 1,000 + PATCH` of the header (compare with
+// `msdb_version_number()` at run time).
+#define MSDB_VERSION_NUMBER 1000
 
 // Success.
 #define MSDB_OK 0
@@ -168,8 +184,11 @@ typedef struct msdb_document msdb_document;
 // A prepared statement (opaque). Use one statement from one thread at a time.
 typedef struct msdb_stmt msdb_stmt;
 
-// Options of `msdb_db_open`. A zeroed struct (or a NULL pointer) means the defaults.
+// Options of `msdb_db_open`. A NULL pointer, or a struct with only `size` set, means the
+// defaults.
 typedef struct msdb_open_options {
+  // `sizeof(msdb_open_options)`: set it before the call (the library reads the fields that fit in it).
+  size_t size;
   // `MSDB_OPEN_*` flags, or 0.
   uint32_t flags;
   // Pending token vectors that trigger an automatic flush; 0 = default (262,144).
@@ -207,6 +226,8 @@ typedef struct msdb_value {
 
 // A document for `msdb_db_insert`.
 typedef struct msdb_doc {
+  // `sizeof(msdb_doc)`: set it before the call (the library reads the fields that fit in it).
+  size_t size;
   // Text id (NUL-terminated UTF-8), or NULL to use `int_id` (collections with INTEGER ids).
   const char *id;
   // Integer id, used when `id` is NULL.
@@ -233,6 +254,8 @@ typedef struct msdb_doc {
 
 // A search for `msdb_db_search`.
 typedef struct msdb_query {
+  // `sizeof(msdb_query)`: set it before the call (the library reads the fields that fit in it).
+  size_t size;
   // `MSDB_QUERY_*`.
   uint32_t kind;
   // Query vectors, row-major `n_vectors × dim` (MaxSim: the query's token vectors;
@@ -286,6 +309,8 @@ typedef struct msdb_column_def {
 
 // A collection for `msdb_db_create_collection` (what `CREATE COLLECTION` declares).
 typedef struct msdb_collection_spec {
+  // `sizeof(msdb_collection_spec)`: set it before the call (the library reads the fields that fit in it).
+  size_t size;
   // Collection name.
   const char *name;
   // Token vector dimension (0 with a model: taken from the model).
@@ -346,6 +371,11 @@ extern "C" {
 
 // The library's version, `"MAJOR.MINOR.PATCH"` (static; do not free).
 MSDB_API const char *msdb_version(void);
+
+// The library's version as `MAJOR × 1,000,000 + MINOR × 1,000 + PATCH`, to compare with
+// the header's `MSDB_VERSION_NUMBER` (a program built against a newer header than the
+// library it runs with may use structs this library does not know).
+MSDB_API uint32_t msdb_version_number(void);
 
 // The name of a status code (`"MSDB_NOT_FOUND"`), or `"MSDB_UNKNOWN"` (static; do not free).
 MSDB_API const char *msdb_status_name(int status);

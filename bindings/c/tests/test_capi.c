@@ -6,6 +6,7 @@
  *   test_capi DIR     (DIR: an empty scratch directory)
  */
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,13 +85,13 @@ static void test_open_errors(const char *dir) {
     CHECK(msg_has(err, "path is NULL"));
     CHECK_RC(msdb_db_open(db_path(dir, "x.msdb"), NULL, NULL, NULL), MSDB_MISUSE);
 
-    msdb_open_options bad = {0};
+    msdb_open_options bad = MSDB_SIZED(msdb_open_options);
     bad.flags = 0x80;
     err = NULL;
     CHECK_RC(msdb_db_open(db_path(dir, "x.msdb"), &bad, &db, &err), MSDB_INVALID_ARGUMENT);
     CHECK(msg_has(err, "unknown open flags"));
 
-    msdb_open_options ro = {0};
+    msdb_open_options ro = MSDB_SIZED(msdb_open_options);
     ro.flags = MSDB_OPEN_READ_ONLY;
     err = NULL;
     CHECK_RC(msdb_db_open(db_path(dir, "missing.msdb"), &ro, &db, &err), MSDB_NOT_FOUND);
@@ -137,6 +138,7 @@ static void test_insert(msdb_db *db) {
         pooled[i].data = tokens[i];
         pooled[i].dim = 2;
         memset(&docs[i], 0, sizeof docs[i]);
+        docs[i].size = sizeof docs[i];
         docs[i].id = ids[i];
         docs[i].tokens = &tokens[i][0];
         docs[i].n_tokens = 2;
@@ -189,7 +191,7 @@ static void test_insert(msdb_db *db) {
 static void test_search(msdb_db *db) {
     float q[4];
     doc_tokens(5.2f, q); /* nearest: doc-5, doc-6, doc-4, doc-7, ... */
-    msdb_query query = {0};
+    msdb_query query = MSDB_SIZED(msdb_query);
     query.kind = MSDB_QUERY_MAXSIM;
     query.vectors = q;
     query.n_vectors = 2;
@@ -406,7 +408,7 @@ static void *search_worker(void *arg) {
     for (int i = 0; i < 10; i++) {
         float q[4];
         doc_tokens((float)i, q);
-        msdb_query query = {0};
+        msdb_query query = MSDB_SIZED(msdb_query);
         query.vectors = q;
         query.n_vectors = 2;
         query.dim = 2;
@@ -457,7 +459,7 @@ static void test_flush_and_reopen(const char *dir, msdb_db **dbp) {
     char *err = NULL;
     CHECK_RC(msdb_db_open(db_path(dir, "main.msdb"), NULL, &second, &err), MSDB_LOCKED);
     CHECK(msg_has(err, "locked"));
-    msdb_open_options ro = {0};
+    msdb_open_options ro = MSDB_SIZED(msdb_open_options);
     ro.flags = MSDB_OPEN_READ_ONLY;
     msdb_db *reader = NULL;
     CHECK_RC(msdb_db_open(db_path(dir, "main.msdb"), &ro, &reader, NULL), MSDB_OK);
@@ -469,7 +471,7 @@ static void test_flush_and_reopen(const char *dir, msdb_db **dbp) {
     CHECK_RC(msdb_db_close(reader), MSDB_OK);
 
     CHECK_RC(msdb_db_close(db), MSDB_OK);
-    msdb_open_options opts = {0};
+    msdb_open_options opts = MSDB_SIZED(msdb_open_options);
     opts.flush_threshold_tokens = 4;
     opts.retire_grace_ms = 10;
     opts.flags = MSDB_OPEN_NO_FLUSH_ON_CLOSE;
@@ -544,7 +546,7 @@ static void test_misuse_after_close(msdb_db *db) {
     CHECK(st == NULL);
     msdb_hit hits[1];
     size_t n;
-    msdb_query q = {0};
+    msdb_query q = MSDB_SIZED(msdb_query);
     CHECK_RC(msdb_db_search(db, "docs", &q, hits, 1, &n), MSDB_MISUSE);
     CHECK_RC(msdb_db_insert(db, "docs", NULL, 0, 0), MSDB_MISUSE);
     CHECK_RC(msdb_db_errcode(db), MSDB_MISUSE);
@@ -562,6 +564,7 @@ static void test_direct_calls(msdb_db *db) {
     msdb_pooled_def pdef[1] = {{"mean", 2}};
     msdb_collection_spec spec;
     memset(&spec, 0, sizeof spec);
+    spec.size = sizeof spec;
     spec.name = "direct";
     spec.token_dim = 2;
     spec.tokens = "f32";
@@ -583,6 +586,15 @@ static void test_direct_calls(msdb_db *db) {
     CHECK_RC(msdb_db_create_collection(db, &bad), MSDB_INVALID_ARGUMENT);
     CHECK(msg_has(msdb_db_errmsg(db), "columns[0].kind"));
     CHECK_RC(msdb_db_create_collection(db, NULL), MSDB_MISUSE);
+    bad = spec;
+    bad.name = "unsized";
+    bad.size = 0;
+    CHECK_RC(msdb_db_create_collection(db, &bad), MSDB_MISUSE);
+    CHECK(msg_has(msdb_db_errmsg(db), "sizeof(msdb_collection_spec)"));
+    bad.size = sizeof bad + 8;
+    CHECK_RC(msdb_db_create_collection(db, &bad), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(msdb_db_errmsg(db), "newer header"));
+    CHECK(msdb_version_number() == MSDB_VERSION_NUMBER);
 
     /* Typed values: no JSON to write; REAL exact to the bit. */
     const double r = 0.097264783048820247;
@@ -605,6 +617,7 @@ static void test_direct_calls(msdb_db *db) {
         vals[i][2].kind = i == 9 ? MSDB_TYPE_NULL : MSDB_TYPE_REAL;
         vals[i][2].real_value = r * i;
         memset(&docs[i], 0, sizeof docs[i]);
+        docs[i].size = sizeof docs[i];
         docs[i].int_id = 100 + i;
         docs[i].tokens = &tokens[i][0];
         docs[i].n_tokens = 2;
@@ -634,6 +647,33 @@ static void test_direct_calls(msdb_db *db) {
     msdb_value wrong_type = {"year", MSDB_TYPE_TEXT, 0, 0, "not a number"};
     twice.values = &wrong_type;
     CHECK_RC(msdb_db_insert(db, "direct", &twice, 1, 0), MSDB_INVALID_ARGUMENT);
+
+    /* A program built against the header before typed values: its msdb_doc ends at
+     * values_json, and an array of them has that stride. */
+    {
+        size_t old_size = offsetof(msdb_doc, values);
+        unsigned char buf[2 * sizeof(msdb_doc)];
+        memset(buf, 0xAB, sizeof buf); /* garbage beyond old_size must not be read */
+        for (int i = 0; i < 2; i++) {
+            msdb_doc d = docs[i];
+            d.int_id = 200 + i;
+            d.values = NULL;
+            d.n_values = 0;
+            d.values_json = "{\"title\": \"old header\"}";
+            d.size = old_size;
+            memcpy(buf + i * old_size, &d, old_size);
+        }
+        CHECK_RC(msdb_db_insert(db, "direct", (const msdb_doc *)buf, 2, 0), MSDB_OK);
+        CHECK_RC(msdb_db_count(db, "direct", "title = 'old header'", &changes), MSDB_OK);
+        CHECK(changes == 2);
+        uint64_t gone = 0;
+        msdb_id olds[2] = {{NULL, 200}, {NULL, 201}};
+        CHECK_RC(msdb_db_delete(db, "direct", olds, 2, &gone), MSDB_OK);
+        CHECK(gone == 2);
+        msdb_doc mixed[2] = {docs[0], docs[1]};
+        mixed[1].size = old_size;
+        CHECK_RC(msdb_db_insert(db, "direct", mixed, 2, 0), MSDB_MISUSE);
+    }
 
     /* Read back by id: every column typed, tokens and the id. */
     msdb_document *d = NULL;
@@ -723,7 +763,7 @@ static void test_direct_calls(msdb_db *db) {
     /* Hits carry the columns asked for. */
     float q[4];
     doc_tokens(2.1f, q);
-    msdb_query query = {0};
+    msdb_query query = MSDB_SIZED(msdb_query);
     query.vectors = q;
     query.n_vectors = 2;
     query.dim = 2;
