@@ -110,6 +110,10 @@ pub enum Error {
     /// was called (Ctrl-C in the shell); the message says what was kept and how to finish.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// The object is still in use (the C API's `MSDB_BUSY`: closing a database handle that
+    /// has live statements or cursors); the message says what to finalize.
+    #[error("busy: {0}")]
+    Busy(String),
     /// An internal failure (a panic caught at the C API boundary).
     #[error("internal error: {0}")]
     Internal(String),
@@ -155,6 +159,8 @@ pub enum ErrorCode {
     Misuse = 14,
     /// A long operation was interrupted (Ctrl-C, `Database::interrupt`).
     Interrupted = 15,
+    /// Still in use: a database handle with live statements or cursors (C API close).
+    Busy = 16,
 }
 
 impl Error {
@@ -176,6 +182,7 @@ impl Error {
             Error::Syntax { .. } => ErrorCode::Syntax,
             Error::Misuse(_) => ErrorCode::Misuse,
             Error::Interrupted(_) => ErrorCode::Interrupted,
+            Error::Busy(_) => ErrorCode::Busy,
             Error::LockPoisoned(_) | Error::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -278,16 +278,58 @@ pub unsafe extern "C" fn msdb_db_clone(db: *const msdb_db, out: *mut *mut msdb_d
 }
 
 /// Close a handle: flush pending vectors (unless opened with
-/// `MSDB_OPEN_NO_FLUSH_ON_CLOSE`) and release it. NULL is a no-op; a handle closed
-/// already is `MSDB_MISUSE`. The handle is released even when the final flush fails
-/// (acknowledged writes are safe in the catalog and flushed at the next open). Statements
-/// prepared on it stay usable until finalized; the database itself is released when the
-/// last handle and statement on it are gone.
+/// `MSDB_OPEN_NO_FLUSH_ON_CLOSE`) and release it. As `sqlite3_close`, a handle with live
+/// statements (or cursors) prepared on it is not closed: the call returns `MSDB_BUSY`
+/// naming how many, and the handle stays usable — finalize them first
+/// (`msdb_db_finalize_statements` does all at once) or close with `msdb_db_close_v2`.
+/// NULL is a no-op; a handle closed already is `MSDB_MISUSE`. The handle is released even
+/// when the final flush fails (acknowledged writes are safe in the catalog and flushed at
+/// the next open).
 ///
 /// # Safety
 /// None beyond passing a value obtained from this library (or NULL).
 #[no_mangle]
 pub unsafe extern "C" fn msdb_db_close(db: *mut msdb_db) -> c_int {
+    if db.is_null() {
+        return MSDB_OK;
+    }
+    let busy = {
+        let reg = lock(&REGISTRY);
+        let t = db as usize;
+        match reg.dbs.get(&t) {
+            None => None,
+            Some(h) => {
+                let stmts = reg.stmts.values().filter(|s| s.db_token == t).count();
+                let cursors = reg.cursors.values().filter(|c| c.db_token == t).count();
+                (stmts + cursors > 0).then(|| (Arc::clone(h), stmts, cursors))
+            }
+        }
+    };
+    if let Some((h, stmts, cursors)) = busy {
+        let e = Error::Busy(format!(
+            "msdb_db_close: {stmts} statement{} and {cursors} cursor{} are still open on this handle: finalize them (msdb_db_finalize_statements finalizes all), or close with msdb_db_close_v2",
+            if stmts == 1 { "" } else { "s" },
+            if cursors == 1 { "" } else { "s" },
+        ));
+        let r = Err(e);
+        let code = status(&r);
+        lock(&h.err).set(code, r.as_ref().err());
+        return code;
+    }
+    // SAFETY: forwarded.
+    unsafe { msdb_db_close_v2(db) }
+}
+
+/// Close a handle even while statements or cursors prepared on it live (as
+/// `sqlite3_close_v2`): the handle is released now; those statements and cursors stay
+/// usable until finalized, and the database itself is released (flushed, unless opened
+/// with `MSDB_OPEN_NO_FLUSH_ON_CLOSE`) when the last handle and statement on it are gone.
+/// NULL is a no-op; a handle closed already is `MSDB_MISUSE`.
+///
+/// # Safety
+/// None beyond passing a value obtained from this library (or NULL).
+#[no_mangle]
+pub unsafe extern "C" fn msdb_db_close_v2(db: *mut msdb_db) -> c_int {
     if db.is_null() {
         return MSDB_OK;
     }
@@ -301,6 +343,30 @@ pub unsafe extern "C" fn msdb_db_close(db: *mut msdb_db) -> c_int {
         }
         Ok(MSDB_OK)
     }))
+}
+
+/// Finalize every statement and free every cursor prepared on this handle (documents
+/// read through them stay valid until freed); `*n` (may be NULL) = how many. Their
+/// handles become invalid (`MSDB_MISUSE`), as after `msdb_stmt_finalize`.
+///
+/// # Safety
+/// `n` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn msdb_db_finalize_statements(db: *mut msdb_db, n: *mut usize) -> c_int {
+    with_db(db, "msdb_db_finalize_statements", |_| {
+        let t = db as usize;
+        let mut reg = lock(&REGISTRY);
+        let before = reg.stmts.len() + reg.cursors.len();
+        reg.stmts.retain(|_, s| s.db_token != t);
+        reg.cursors.retain(|_, c| c.db_token != t);
+        let done = before - reg.stmts.len() - reg.cursors.len();
+        drop(reg);
+        if !n.is_null() {
+            // SAFETY: non-null and writable by the caller contract.
+            unsafe { n.write_unaligned(done) };
+        }
+        Ok(MSDB_OK)
+    })
 }
 
 /// The status of the last call on this handle (`MSDB_OK` if it succeeded). A NULL or

@@ -150,6 +150,8 @@ pub(super) struct DocData {
 /// What a `msdb_cursor *` stands for: the matching ids (a snapshot taken by
 /// `msdb_db_scan`) and the next position.
 pub(super) struct CursorData {
+    /// The token of the database handle it was opened on.
+    pub(super) db_token: usize,
     db: Arc<DbHandle>,
     collection: String,
     ids: Vec<DocId>,
@@ -496,6 +498,7 @@ pub unsafe extern "C" fn msdb_db_scan(
     out: *mut *mut msdb_cursor,
 ) -> c_int {
     let handle = lock(&REGISTRY).dbs.get(&(db as usize)).cloned();
+    let h_token = db as usize;
     with_db(db, "msdb_db_scan", |h| {
         // SAFETY: caller contract.
         unsafe { put(out, std::ptr::null_mut(), "msdb_db_scan: out")? };
@@ -508,7 +511,7 @@ pub unsafe extern "C" fn msdb_db_scan(
         }
         let ids = h.db().list(coll, &req)?.into_iter().map(|hit| hit.id).collect();
         let db = handle.ok_or_else(|| misuse("msdb_db_scan: the database handle was closed"))?;
-        let c = CursorData { db, collection: coll.to_string(), ids, next: Mutex::new(0) };
+        let c = CursorData { db_token: h_token, db, collection: coll.to_string(), ids, next: Mutex::new(0) };
         let mut reg = lock(&REGISTRY);
         let t = reg.token();
         reg.cursors.insert(t, Arc::new(c));

@@ -80,6 +80,9 @@ pub const MSDB_SYNTAX: c_int = 13;
 pub const MSDB_MISUSE: c_int = 14;
 /// A long operation was interrupted; the message says what was kept.
 pub const MSDB_INTERRUPTED: c_int = 15;
+/// The handle is still in use: `msdb_db_close` on a handle with live statements or
+/// cursors (finalize them, or use `msdb_db_close_v2`).
+pub const MSDB_BUSY: c_int = 16;
 /// `msdb_stmt_step`: a row is ready to be read.
 pub const MSDB_ROW: c_int = 100;
 /// `msdb_stmt_step`: the statement has run and has no more rows.
@@ -123,6 +126,7 @@ pub extern "C" fn msdb_status_name(status: c_int) -> *const c_char {
         MSDB_SYNTAX => c"MSDB_SYNTAX",
         MSDB_MISUSE => c"MSDB_MISUSE",
         MSDB_INTERRUPTED => c"MSDB_INTERRUPTED",
+        MSDB_BUSY => c"MSDB_BUSY",
         MSDB_ROW => c"MSDB_ROW",
         MSDB_DONE => c"MSDB_DONE",
         _ => c"MSDB_UNKNOWN",

@@ -29,6 +29,9 @@ pub const MSDB_TYPE_JSON: c_int = 4;
 
 /// What a `msdb_stmt *` token stands for.
 pub(super) struct StmtHandle {
+    /// The token of the database handle it was prepared on (`msdb_db_close` is busy while
+    /// it lives).
+    pub(super) db_token: usize,
     session: Session,
     /// The changes counter of the database handle it was prepared on (`msdb_changes`).
     changes: Arc<std::sync::atomic::AtomicU64>,
@@ -124,7 +127,9 @@ pub unsafe extern "C" fn msdb_stmt_prepare(
     // SAFETY: caller contract (`put` checks NULL; the call below reports it).
     let _ = unsafe { put(out, std::ptr::null_mut(), "out") };
     // SAFETY: caller contract, forwarded.
-    with_db(db, "msdb_stmt_prepare", |h| unsafe { prepare(h.session.clone(), h.changes.clone(), sql, out) })
+    with_db(db, "msdb_stmt_prepare", |h| unsafe {
+        prepare(h.session.clone(), h.changes.clone(), db as usize, sql, out)
+    })
 }
 
 /// # Safety
@@ -132,6 +137,7 @@ pub unsafe extern "C" fn msdb_stmt_prepare(
 unsafe fn prepare(
     session: Session,
     changes: Arc<std::sync::atomic::AtomicU64>,
+    db_token: usize,
     sql: *const c_char,
     out: *mut *mut msdb_stmt,
 ) -> Result<c_int> {
@@ -141,7 +147,7 @@ unsafe fn prepare(
     let sql = unsafe { text(sql, "msdb_stmt_prepare: sql")? };
     let n = crate::sql::prepare(sql)?;
     let st = StmtState { params: vec![Value::Null; n], ..StmtState::default() };
-    let handle = StmtHandle { session, changes, sql: sql.to_string(), st: Mutex::new(st) };
+    let handle = StmtHandle { db_token, session, changes, sql: sql.to_string(), st: Mutex::new(st) };
     let token = {
         let mut reg = lock(&REGISTRY);
         let t = reg.token();

@@ -93,6 +93,7 @@ fn status_codes_are_the_error_codes() {
         (MSDB_SYNTAX, E::Syntax),
         (MSDB_MISUSE, E::Misuse),
         (MSDB_INTERRUPTED, E::Interrupted),
+        (MSDB_BUSY, E::Busy),
     ];
     for (c, e) in pairs {
         assert_eq!(c, e as i32, "{e:?}");

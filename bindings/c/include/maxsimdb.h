@@ -124,6 +124,10 @@
 // A long operation was interrupted; the message says what was kept.
 #define MSDB_INTERRUPTED 15
 
+// The handle is still in use: `msdb_db_close` on a handle with live statements or
+// cursors (finalize them, or use `msdb_db_close_v2`).
+#define MSDB_BUSY 16
+
 // `msdb_stmt_step`: a row is ready to be read.
 #define MSDB_ROW 100
 
@@ -419,15 +423,35 @@ int msdb_db_open(const char *path,
 MSDB_API int msdb_db_clone(const struct msdb_db *db, struct msdb_db **out);
 
 // Close a handle: flush pending vectors (unless opened with
-// `MSDB_OPEN_NO_FLUSH_ON_CLOSE`) and release it. NULL is a no-op; a handle closed
-// already is `MSDB_MISUSE`. The handle is released even when the final flush fails
-// (acknowledged writes are safe in the catalog and flushed at the next open). Statements
-// prepared on it stay usable until finalized; the database itself is released when the
-// last handle and statement on it are gone.
+// `MSDB_OPEN_NO_FLUSH_ON_CLOSE`) and release it. As `sqlite3_close`, a handle with live
+// statements (or cursors) prepared on it is not closed: the call returns `MSDB_BUSY`
+// naming how many, and the handle stays usable — finalize them first
+// (`msdb_db_finalize_statements` does all at once) or close with `msdb_db_close_v2`.
+// NULL is a no-op; a handle closed already is `MSDB_MISUSE`. The handle is released even
+// when the final flush fails (acknowledged writes are safe in the catalog and flushed at
+// the next open).
 //
 // # Safety
 // None beyond passing a value obtained from this library (or NULL).
 MSDB_API int msdb_db_close(struct msdb_db *db);
+
+// Close a handle even while statements or cursors prepared on it live (as
+// `sqlite3_close_v2`): the handle is released now; those statements and cursors stay
+// usable until finalized, and the database itself is released (flushed, unless opened
+// with `MSDB_OPEN_NO_FLUSH_ON_CLOSE`) when the last handle and statement on it are gone.
+// NULL is a no-op; a handle closed already is `MSDB_MISUSE`.
+//
+// # Safety
+// None beyond passing a value obtained from this library (or NULL).
+MSDB_API int msdb_db_close_v2(struct msdb_db *db);
+
+// Finalize every statement and free every cursor prepared on this handle (documents
+// read through them stay valid until freed); `*n` (may be NULL) = how many. Their
+// handles become invalid (`MSDB_MISUSE`), as after `msdb_stmt_finalize`.
+//
+// # Safety
+// `n` is NULL or writable.
+MSDB_API int msdb_db_finalize_statements(struct msdb_db *db, size_t *n);
 
 // The status of the last call on this handle (`MSDB_OK` if it succeeded). A NULL or
 // closed handle gives `MSDB_MISUSE`.

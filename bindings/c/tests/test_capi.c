@@ -383,11 +383,11 @@ static void test_statements(msdb_db *db) {
     CHECK_RC(msdb_stmt_prepare(db, NULL, &st), MSDB_MISUSE);
     CHECK_RC(msdb_stmt_prepare(db, "FLUSH docs", NULL), MSDB_MISUSE);
 
-    /* A statement outlives the handle it was prepared on. */
+    /* With msdb_db_close_v2 a statement outlives the handle it was prepared on. */
     msdb_db *clone = NULL;
     CHECK_RC(msdb_db_clone(db, &clone), MSDB_OK);
     CHECK_RC(msdb_stmt_prepare(clone, "SHOW COLLECTIONS", &st), MSDB_OK);
-    CHECK_RC(msdb_db_close(clone), MSDB_OK);
+    CHECK_RC(msdb_db_close_v2(clone), MSDB_OK);
     CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
     CHECK_RC(msdb_stmt_column_text(st, 0, &txt, &len), MSDB_OK);
     CHECK(txt && strcmp(txt, "docs") == 0);
@@ -825,6 +825,46 @@ static void test_direct_calls(msdb_db *db) {
     CHECK_RC(msdb_db_stats(db, "direct", &stats), MSDB_NOT_FOUND);
 }
 
+/* sqlite3_close semantics: BUSY while statements or cursors live; close_v2 defers;
+ * finalize_statements finalizes them all. */
+static void test_close_with_live_statements(const char *dir) {
+    msdb_db *db = NULL;
+    CHECK_RC(msdb_db_open(db_path(dir, "busy.msdb"), NULL, &db, NULL), MSDB_OK);
+    CHECK_RC(msdb_db_exec(db, "CREATE COLLECTION b WITH (dim = 2); INSERT INTO b (id, tokens) VALUES ('x', '[[1,0]]')"), MSDB_OK);
+    msdb_stmt *s1 = NULL, *s2 = NULL;
+    msdb_cursor *cur = NULL;
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT id FROM b", &s1), MSDB_OK);
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT COUNT(*) FROM b", &s2), MSDB_OK);
+    CHECK_RC(msdb_db_scan(db, "b", NULL, &cur), MSDB_OK);
+    /* A statement on another handle does not make this one busy. */
+    msdb_db *other = NULL;
+    msdb_stmt *s3 = NULL;
+    CHECK_RC(msdb_db_clone(db, &other), MSDB_OK);
+    CHECK_RC(msdb_stmt_prepare(other, "SHOW COLLECTIONS", &s3), MSDB_OK);
+
+    CHECK_RC(msdb_db_close(db), MSDB_BUSY);
+    CHECK(strcmp(msdb_status_name(MSDB_BUSY), "MSDB_BUSY") == 0);
+    CHECK(msg_has(msdb_db_errmsg(db), "2 statements and 1 cursor"));
+    CHECK_RC(msdb_stmt_step(s1), MSDB_ROW); /* still usable */
+    CHECK_RC(msdb_stmt_finalize(s1), MSDB_OK);
+    CHECK_RC(msdb_db_close(db), MSDB_BUSY);
+    size_t n = 0;
+    CHECK_RC(msdb_db_finalize_statements(db, &n), MSDB_OK);
+    CHECK(n == 2);
+    CHECK_RC(msdb_stmt_step(s2), MSDB_MISUSE);
+    msdb_document *d = NULL;
+    CHECK_RC(msdb_cursor_next(cur, &d), MSDB_MISUSE);
+    CHECK_RC(msdb_db_close(db), MSDB_OK);
+
+    /* close_v2: released now, its statement keeps working until finalized. */
+    CHECK_RC(msdb_db_close(other), MSDB_BUSY);
+    CHECK_RC(msdb_db_close_v2(other), MSDB_OK);
+    CHECK_RC(msdb_db_close_v2(other), MSDB_MISUSE);
+    CHECK_RC(msdb_stmt_step(s3), MSDB_ROW);
+    CHECK_RC(msdb_stmt_finalize(s3), MSDB_OK);
+    CHECK_RC(msdb_db_close_v2(NULL), MSDB_OK);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s SCRATCH_DIR\n", argv[0]);
@@ -846,6 +886,7 @@ int main(int argc, char **argv) {
     test_flush_and_reopen(dir, &db);
     test_backup_restore(dir, db);
     test_misuse_after_close(db);
+    test_close_with_live_statements(dir);
 
     printf("%d checks, %d failed\n", checks, failures);
     return failures == 0 ? 0 : 1;
