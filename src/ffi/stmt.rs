@@ -33,6 +33,8 @@ pub(super) struct StmtHandle {
     /// it lives).
     pub(super) db_token: usize,
     session: Session,
+    /// Named parameters (`:name`) and their indices.
+    param_names: Vec<(String, usize)>,
     /// The changes counter of the database handle it was prepared on (`msdb_changes`).
     changes: Arc<std::sync::atomic::AtomicU64>,
     sql: String,
@@ -111,10 +113,13 @@ fn with_stmt(
     code
 }
 
-/// Prepare one statement of the SQL-like language; `?` and `?N` mark parameters (bound
-/// with `msdb_stmt_bind_*`, numbered from 1; unbound ones are NULL). Syntax errors before
-/// the first parameter are reported here (on the database handle); errors that depend on
-/// bound values, when it runs. On failure `*out` is NULL.
+/// Prepare one statement of the SQL-like language; `?`, `?N` and `:name` mark parameters
+/// (bound with `msdb_stmt_bind_*`, numbered from 1 as in SQLite: `?N` is N, `:name` keeps
+/// the index of its first appearance, `?` and a new name take one more than the largest so
+/// far; `msdb_stmt_bind_parameter_index` finds a name's). Unbound ones are NULL. Syntax
+/// errors before the first parameter are reported here (on the database handle); errors
+/// that depend on bound values, when it runs. On failure `*out` is NULL. A string of
+/// several statements is `MSDB_INVALID_ARGUMENT`: use `msdb_stmt_prepare_v2`.
 ///
 /// # Safety
 /// `sql` is a NUL-terminated string; `out` is writable.
@@ -128,7 +133,30 @@ pub unsafe extern "C" fn msdb_stmt_prepare(
     let _ = unsafe { put(out, std::ptr::null_mut(), "out") };
     // SAFETY: caller contract, forwarded.
     with_db(db, "msdb_stmt_prepare", |h| unsafe {
-        prepare(h.session.clone(), h.changes.clone(), db as usize, sql, out)
+        prepare(h.session.clone(), h.changes.clone(), db as usize, sql, out, None)
+    })
+}
+
+/// Prepare the first statement of `sql` (which may hold several) and set `*tail` to the
+/// rest: the text after that statement and its `;`, a pointer into `sql` (at its NUL when
+/// nothing follows). As `sqlite3_prepare_v2`, a `sql` with no statement left (only
+/// whitespace, comments or `;`) gives `MSDB_OK` with `*out` NULL, so a loop
+/// `while (*tail)` runs a script statement by statement. `tail` may be NULL.
+///
+/// # Safety
+/// `sql` is a NUL-terminated string; `out` is writable; `tail` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn msdb_stmt_prepare_v2(
+    db: *mut msdb_db,
+    sql: *const c_char,
+    out: *mut *mut msdb_stmt,
+    tail: *mut *const c_char,
+) -> c_int {
+    // SAFETY: caller contract (`put` checks NULL; the call below reports it).
+    let _ = unsafe { put(out, std::ptr::null_mut(), "out") };
+    // SAFETY: caller contract, forwarded.
+    with_db(db, "msdb_stmt_prepare_v2", |h| unsafe {
+        prepare(h.session.clone(), h.changes.clone(), db as usize, sql, out, Some(tail))
     })
 }
 
@@ -140,14 +168,40 @@ unsafe fn prepare(
     db_token: usize,
     sql: *const c_char,
     out: *mut *mut msdb_stmt,
+    tail: Option<*mut *const c_char>,
 ) -> Result<c_int> {
     // SAFETY: caller contract.
     unsafe { put(out, std::ptr::null_mut(), "msdb_stmt_prepare: out")? };
     // SAFETY: caller contract.
-    let sql = unsafe { text(sql, "msdb_stmt_prepare: sql")? };
-    let n = crate::sql::prepare(sql)?;
-    let st = StmtState { params: vec![Value::Null; n], ..StmtState::default() };
-    let handle = StmtHandle { db_token, session, changes, sql: sql.to_string(), st: Mutex::new(st) };
+    let text_sql = unsafe { text(sql, "msdb_stmt_prepare: sql")? };
+    let (p, first) = match tail {
+        None => {
+            let p = crate::sql::prepare_one(text_sql)?;
+            (p, text_sql)
+        }
+        Some(tail) => {
+            let found = crate::sql::prepare_first(text_sql)?;
+            let end = found.as_ref().map_or(text_sql.len(), |p| p.end);
+            if !tail.is_null() {
+                // SAFETY: `end` ≤ the string's length: a pointer into the caller's string
+                // (at its NUL when nothing follows); `tail` is writable by the contract.
+                unsafe { tail.write_unaligned(sql.add(end)) };
+            }
+            match found {
+                None => return Ok(MSDB_OK),
+                Some(p) => (p, &text_sql[..end]),
+            }
+        }
+    };
+    let st = StmtState { params: vec![Value::Null; p.params], ..StmtState::default() };
+    let handle = StmtHandle {
+        db_token,
+        session,
+        param_names: p.names,
+        changes,
+        sql: first.to_string(),
+        st: Mutex::new(st),
+    };
     let token = {
         let mut reg = lock(&REGISTRY);
         let t = reg.token();
@@ -169,6 +223,40 @@ pub extern "C" fn msdb_stmt_finalize(stmt: *mut msdb_stmt) -> c_int {
         Some(_) => MSDB_OK,
         None => status(&Err(misuse("msdb_stmt_finalize: not a live statement handle (finalized twice?)"))),
     }
+}
+
+/// `*out` = the index (from 1) of the named parameter `name` (`":year"`, or `"year"`),
+/// for the `msdb_stmt_bind_*` calls; `MSDB_NOT_FOUND` if the statement has no such name.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn msdb_stmt_bind_parameter_index(
+    stmt: *mut msdb_stmt,
+    name: *const c_char,
+    out: *mut usize,
+) -> c_int {
+    with_stmt(stmt, "msdb_stmt_bind_parameter_index", |h, _| {
+        // SAFETY: caller contract.
+        let n = unsafe { text(name, "msdb_stmt_bind_parameter_index: name")? };
+        let bare = n.strip_prefix([':', '$']).unwrap_or(n);
+        let i = h.param_names.iter().find(|(k, _)| k == bare).map(|(_, i)| *i).ok_or_else(|| {
+            Error::NotFound {
+                kind: "parameter",
+                name: format!(
+                    "{n} (the statement's named parameters: {})",
+                    if h.param_names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        h.param_names.iter().map(|(k, _)| format!(":{k}")).collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            }
+        })?;
+        // SAFETY: caller contract.
+        unsafe { put(out, i, "msdb_stmt_bind_parameter_index: out")? };
+        Ok(MSDB_OK)
+    })
 }
 
 /// The number of parameters the statement takes.
@@ -336,15 +424,23 @@ pub extern "C" fn msdb_stmt_reset(stmt: *mut msdb_stmt) -> c_int {
     })
 }
 
-/// The number of result columns (0 for statements that return no table). Valid once
-/// `msdb_stmt_step` has run the statement.
+/// The number of result columns (0 for statements that return no table). Before the
+/// first `msdb_stmt_step` it comes from the statement's text and the collection's columns
+/// (with the current bindings), without running it; `msdb_stmt_column_name` likewise.
 ///
 /// # Safety
 /// `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn msdb_stmt_column_count(stmt: *mut msdb_stmt, out: *mut usize) -> c_int {
-    with_stmt(stmt, "msdb_stmt_column_count", |_, st| {
-        let n = st.result("msdb_stmt_column_count")?.columns.len();
+    with_stmt(stmt, "msdb_stmt_column_count", |h, st| {
+        let n = match &st.result {
+            Some(r) => r.columns.len(),
+            None => {
+                let cols = h.session.result_columns(&h.sql, &st.params)?;
+                st.names = cols.iter().filter_map(|c| nul_terminated(c)).collect();
+                cols.len()
+            }
+        };
         // SAFETY: caller contract.
         unsafe { put(out, n, "msdb_stmt_column_count: out")? };
         Ok(MSDB_OK)
@@ -362,8 +458,12 @@ pub unsafe extern "C" fn msdb_stmt_column_name(
     col: usize,
     out: *mut *const c_char,
 ) -> c_int {
-    with_stmt(stmt, "msdb_stmt_column_name", |_, st| {
-        let n = st.result("msdb_stmt_column_name")?.columns.len();
+    with_stmt(stmt, "msdb_stmt_column_name", |h, st| {
+        if st.result.is_none() {
+            let cols = h.session.result_columns(&h.sql, &st.params)?;
+            st.names = cols.iter().filter_map(|c| nul_terminated(c)).collect();
+        }
+        let n = st.names.len();
         let name = st.names.get(col).ok_or_else(|| {
             Error::invalid(format!("msdb_stmt_column_name: column {col} out of range (0..{n})"))
         })?;

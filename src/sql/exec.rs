@@ -66,7 +66,7 @@ impl Session {
             Statement::List { coll, items, req } => self.list(&coll, &items, &req)?,
             Statement::Count { coll, filter } => {
                 let n = db.count(&coll, filter.as_ref())?;
-                table(&["count"], vec![vec![int(n)]])
+                table(COUNT_COLUMNS, vec![vec![int(n)]])
             }
             Statement::Hopfield { coll, field, vector, known, opts } => {
                 self.hopfield(&coll, &field, &vector, known.as_deref(), &opts)?
@@ -106,7 +106,7 @@ impl Session {
                 int(st.segment_bytes),
             ]);
         }
-        Ok(table(&["collection", "docs", "segments", "bytes"], rows))
+        Ok(table(SHOW_COLLECTIONS_COLUMNS, rows))
     }
 
     fn show_indexes(&self, coll: &str) -> Result<StatementResult> {
@@ -137,7 +137,7 @@ impl Session {
                 ]
             })
             .collect();
-        Ok(table(&["kind", "params", "segments_indexed", "segments", "bytes", "state"], rows))
+        Ok(table(SHOW_INDEXES_COLUMNS, rows))
     }
 
     fn describe(&self, n: &str) -> Result<StatementResult> {
@@ -175,7 +175,7 @@ impl Session {
                 Value::Text(format!("model {} over ({})", e.model, e.text_columns.join(", "))),
             ]);
         }
-        Ok(table(&["name", "type"], rows))
+        Ok(table(DESCRIBE_COLUMNS, rows))
     }
 
     fn insert(&self, coll: &str, rows: Vec<Vec<(String, Value)>>, replace: bool) -> Result<StatementResult> {
@@ -278,7 +278,7 @@ impl Session {
         Ok(StatementResult {
             status: None,
             changes: None,
-            columns: vec!["id".into(), "weight".into()],
+            columns: strings(HOPFIELD_COLUMNS),
             rows,
             message: Some(format!(
                 "energy {:.6}, steps {}, {}; state {state}",
@@ -318,7 +318,7 @@ impl Session {
         Ok(StatementResult {
             status: (!r.problems.is_empty()).then_some(crate::ErrorCode::Corruption),
             changes: None,
-            columns: vec!["problem".into()],
+            columns: strings(CHECK_COLUMNS),
             rows,
             message: Some(format!(
                 "checked {} segments ({} bytes): {}",
@@ -351,7 +351,7 @@ impl Session {
         .chain(std::iter::once(("catalog_bytes".to_string(), s.catalog_bytes)))
         .map(|(k, v)| vec![Value::Text(k), int(v)])
         .collect();
-        Ok(table(&["stat", "value"], rows))
+        Ok(table(STATS_COLUMNS, rows))
     }
 
     fn create_index(
@@ -512,7 +512,7 @@ impl Session {
                     Value::Real(s.micros as f64 / 1e3),
                 ]);
             }
-            return Ok(table(&["step", "name", "docs", "ms"], rows));
+            return Ok(table(EXPLAIN_COLUMNS, rows));
         }
         let spec = self.db.describe(coll)?;
         let columns = result_columns(&spec, items, true)?;
@@ -635,6 +635,39 @@ impl Session {
     }
 }
 
+const COUNT_COLUMNS: &[&str] = &["count"];
+const SHOW_COLLECTIONS_COLUMNS: &[&str] = &["collection", "docs", "segments", "bytes"];
+const SHOW_INDEXES_COLUMNS: &[&str] = &["kind", "params", "segments_indexed", "segments", "bytes", "state"];
+const DESCRIBE_COLUMNS: &[&str] = &["name", "type"];
+const STATS_COLUMNS: &[&str] = &["stat", "value"];
+pub(super) const EXPLAIN_COLUMNS: &[&str] = &["step", "name", "docs", "ms"];
+const HOPFIELD_COLUMNS: &[&str] = &["id", "weight"];
+const CHECK_COLUMNS: &[&str] = &["problem"];
+
+pub(super) fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| (*s).to_string()).collect()
+}
+
+impl Session {
+    /// The result columns `s` will have, without running it (none for statements that
+    /// return only a message).
+    pub(super) fn columns_of(&self, s: &Statement) -> Result<Vec<String>> {
+        Ok(match s {
+            Statement::Select { explain: true, .. } => strings(EXPLAIN_COLUMNS),
+            Statement::Select { coll, items, .. } => result_columns(&self.db.describe(coll)?, items, true)?,
+            Statement::List { coll, items, .. } => result_columns(&self.db.describe(coll)?, items, false)?,
+            Statement::Count { .. } => strings(COUNT_COLUMNS),
+            Statement::ShowCollections => strings(SHOW_COLLECTIONS_COLUMNS),
+            Statement::ShowIndexes(_) => strings(SHOW_INDEXES_COLUMNS),
+            Statement::Describe(_) => strings(DESCRIBE_COLUMNS),
+            Statement::Stats(_) => strings(STATS_COLUMNS),
+            Statement::Hopfield { .. } => strings(HOPFIELD_COLUMNS),
+            Statement::Check => strings(CHECK_COLUMNS),
+            _ => Vec::new(),
+        })
+    }
+}
+
 /// A filter every document passes (`DELETE` / `UPDATE` without `WHERE`).
 pub(crate) fn every_document() -> Filter {
     Filter::Not(Box::new(Filter::is_null(crate::ID_COLUMN)))
@@ -642,7 +675,7 @@ pub(crate) fn every_document() -> Filter {
 
 /// The result columns of a `SELECT` list: `*` is `id` (and `score` for a search) and every
 /// column; `score` only in a search.
-fn result_columns(spec: &CollectionSpec, items: &[String], scored: bool) -> Result<Vec<String>> {
+pub(super) fn result_columns(spec: &CollectionSpec, items: &[String], scored: bool) -> Result<Vec<String>> {
     let mut columns = Vec::new();
     for it in items {
         if it == "*" {

@@ -24,6 +24,10 @@ pub(super) type PResult<T> = std::result::Result<T, Fail>;
 pub(super) struct Grammar<'p, 'a> {
     pub(super) p: &'p mut Parser<'a>,
     pub(super) params: &'p [Value],
+    /// The parameter index of each placeholder in text order ([`super::param_indices`]);
+    /// empty where no parameters are bound (filters).
+    pub(super) indices: &'p [usize],
+    /// Placeholders consumed so far.
     pub(super) next_param: &'p mut usize,
 }
 
@@ -97,13 +101,15 @@ impl Grammar<'_, '_> {
     }
 
     pub(super) fn param(&mut self, ph: &str) -> PResult<Value> {
-        let i = if ph == "?" {
-            *self.next_param += 1;
-            *self.next_param
-        } else {
-            ph.trim_start_matches(['?', '$', ':'])
+        let k = *self.next_param;
+        *self.next_param += 1;
+        let i = match self.indices.get(k) {
+            Some(&i) => i,
+            None if ph == "?" => k + 1,
+            None => ph
+                .trim_start_matches(['?', '$', ':'])
                 .parse::<usize>()
-                .map_err(|_| Error::invalid(format!("bad parameter '{ph}': use ? or ?N")))?
+                .map_err(|_| Error::invalid(format!("bad parameter '{ph}': use ?, ?N or :name")))?,
         };
         self.params.get(i.wrapping_sub(1)).cloned().ok_or_else(|| {
             Error::invalid(format!("parameter {i} is not bound ({} given)", self.params.len())).into()

@@ -736,17 +736,41 @@ MSDB_API int msdb_db_compact(struct msdb_db *db, const char *collection, int *co
 // `collection` is a NUL-terminated string; `out` is writable.
 MSDB_API int msdb_db_stats(struct msdb_db *db, const char *collection, struct msdb_stats *out);
 
-// Prepare one statement of the SQL-like language; `?` and `?N` mark parameters (bound
-// with `msdb_stmt_bind_*`, numbered from 1; unbound ones are NULL). Syntax errors before
-// the first parameter are reported here (on the database handle); errors that depend on
-// bound values, when it runs. On failure `*out` is NULL.
+// Prepare one statement of the SQL-like language; `?`, `?N` and `:name` mark parameters
+// (bound with `msdb_stmt_bind_*`, numbered from 1 as in SQLite: `?N` is N, `:name` keeps
+// the index of its first appearance, `?` and a new name take one more than the largest so
+// far; `msdb_stmt_bind_parameter_index` finds a name's). Unbound ones are NULL. Syntax
+// errors before the first parameter are reported here (on the database handle); errors
+// that depend on bound values, when it runs. On failure `*out` is NULL. A string of
+// several statements is `MSDB_INVALID_ARGUMENT`: use `msdb_stmt_prepare_v2`.
 //
 // # Safety
 // `sql` is a NUL-terminated string; `out` is writable.
 MSDB_API int msdb_stmt_prepare(struct msdb_db *db, const char *sql, struct msdb_stmt **out);
 
+// Prepare the first statement of `sql` (which may hold several) and set `*tail` to the
+// rest: the text after that statement and its `;`, a pointer into `sql` (at its NUL when
+// nothing follows). As `sqlite3_prepare_v2`, a `sql` with no statement left (only
+// whitespace, comments or `;`) gives `MSDB_OK` with `*out` NULL, so a loop
+// `while (*tail)` runs a script statement by statement. `tail` may be NULL.
+//
+// # Safety
+// `sql` is a NUL-terminated string; `out` is writable; `tail` is NULL or writable.
+MSDB_API
+int msdb_stmt_prepare_v2(struct msdb_db *db,
+                         const char *sql,
+                         struct msdb_stmt **out,
+                         const char **tail);
+
 // Release a statement. NULL is a no-op; finalizing twice is `MSDB_MISUSE`.
 MSDB_API int msdb_stmt_finalize(struct msdb_stmt *stmt);
+
+// `*out` = the index (from 1) of the named parameter `name` (`":year"`, or `"year"`),
+// for the `msdb_stmt_bind_*` calls; `MSDB_NOT_FOUND` if the statement has no such name.
+//
+// # Safety
+// `name` is a NUL-terminated string; `out` is writable.
+MSDB_API int msdb_stmt_bind_parameter_index(struct msdb_stmt *stmt, const char *name, size_t *out);
 
 // The number of parameters the statement takes.
 //
@@ -806,8 +830,9 @@ MSDB_API int msdb_stmt_step(struct msdb_stmt *stmt);
 // rows become invalid.
 MSDB_API int msdb_stmt_reset(struct msdb_stmt *stmt);
 
-// The number of result columns (0 for statements that return no table). Valid once
-// `msdb_stmt_step` has run the statement.
+// The number of result columns (0 for statements that return no table). Before the
+// first `msdb_stmt_step` it comes from the statement's text and the collection's columns
+// (with the current bindings), without running it; `msdb_stmt_column_name` likewise.
 //
 // # Safety
 // `out` is writable.

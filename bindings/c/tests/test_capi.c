@@ -263,7 +263,8 @@ static void test_statements(msdb_db *db) {
     CHECK_RC(msdb_stmt_param_count(st, &np), MSDB_OK);
     CHECK(np == 4);
     size_t nc;
-    CHECK_RC(msdb_stmt_column_count(st, &nc), MSDB_MISUSE); /* not run yet */
+    CHECK_RC(msdb_stmt_column_count(st, &nc), MSDB_OK); /* known before it runs */
+    CHECK(nc == 4);
     float q[4];
     doc_tokens(5.2f, q);
     CHECK_RC(msdb_stmt_bind_double(st, 1, 2003.0), MSDB_OK);
@@ -865,6 +866,77 @@ static void test_close_with_live_statements(const char *dir) {
     CHECK_RC(msdb_db_close_v2(NULL), MSDB_OK);
 }
 
+/* Scripts statement by statement (prepare_v2's tail), columns before the first step, named
+ * parameters. */
+static void test_tail_columns_and_names(msdb_db *db) {
+    const char *script = "CREATE COLLECTION t2 (title TEXT, year INTEGER) WITH (dim = 2);\n"
+                         "  INSERT INTO t2 (id, tokens, title, year) VALUES ('p', '[[1,0]]', 'Caf\xc3\xa9', 2021);"
+                         " -- a comment\n SELECT id, title FROM t2 WHERE year >= 2020;  ";
+    const char *tail = script;
+    int statements = 0, rows = 0;
+    while (tail != NULL && *tail) {
+        msdb_stmt *st = NULL;
+        CHECK_RC(msdb_stmt_prepare_v2(db, tail, &st, &tail), MSDB_OK);
+        if (st == NULL) break; /* only whitespace or comments left */
+        statements++;
+        int rc;
+        while ((rc = msdb_stmt_step(st)) == MSDB_ROW) rows++;
+        CHECK_RC(rc, MSDB_DONE);
+        msdb_stmt_finalize(st);
+    }
+    CHECK(statements == 3 && rows == 1);
+    CHECK(tail != NULL && *tail == '\0');
+    msdb_stmt *st = (msdb_stmt *)0x1;
+    CHECK_RC(msdb_stmt_prepare_v2(db, "  ;; ", &st, &tail), MSDB_OK);
+    CHECK(st == NULL && *tail == '\0');
+    CHECK_RC(msdb_stmt_prepare_v2(db, "SELEC 1; FLUSH t2", &st, &tail), MSDB_SYNTAX);
+    CHECK_RC(msdb_stmt_prepare(db, "FLUSH t2; FLUSH t2", &st), MSDB_INVALID_ARGUMENT);
+
+    /* Columns before the first step. */
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT *, score FROM t2 WHERE year > :y ORDER BY maxsim(:q) LIMIT 3", &st), MSDB_OK);
+    size_t n = 0;
+    CHECK_RC(msdb_stmt_column_count(st, &n), MSDB_OK);
+    CHECK(n == 5); /* id, score, title, year, score */
+    const char *name = NULL;
+    CHECK_RC(msdb_stmt_column_name(st, 2, &name), MSDB_OK);
+    CHECK(name && strcmp(name, "title") == 0);
+    /* Named parameters: indices by first appearance, bound by index. */
+    size_t pc = 0, iy = 0, iq = 0;
+    CHECK_RC(msdb_stmt_param_count(st, &pc), MSDB_OK);
+    CHECK(pc == 2);
+    CHECK_RC(msdb_stmt_bind_parameter_index(st, ":y", &iy), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_parameter_index(st, "q", &iq), MSDB_OK);
+    CHECK(iy == 1 && iq == 2);
+    CHECK_RC(msdb_stmt_bind_parameter_index(st, ":nope", &iq), MSDB_NOT_FOUND);
+    CHECK(msg_has(msdb_stmt_errmsg(st), ":y, :q"));
+    float q[2] = {1.0f, 0.0f};
+    CHECK_RC(msdb_stmt_bind_int64(st, iy, 2020), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_matrix(st, 2, q, 1, 2), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    const char *txt = NULL;
+    CHECK_RC(msdb_stmt_column_text(st, 2, &txt, NULL), MSDB_OK);
+    CHECK(txt && strcmp(txt, "Caf\xc3\xa9") == 0);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    /* The same name twice is one parameter; ?N and a later ? follow SQLite. */
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT id FROM t2 WHERE year >= :y AND year <= :y AND title = ?3 AND id = ?", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_param_count(st, &pc), MSDB_OK);
+    CHECK(pc == 4);
+    CHECK_RC(msdb_stmt_bind_int64(st, 1, 2021), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_text(st, 3, "Caf\xc3\xa9"), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_text(st, 4, "p"), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_ROW);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    /* A statement that returns only a message has no columns. */
+    CHECK_RC(msdb_stmt_prepare(db, "FLUSH t2", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_column_count(st, &n), MSDB_OK);
+    CHECK(n == 0);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    CHECK_RC(msdb_stmt_prepare(db, "SELECT nope FROM t2", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_column_count(st, &n), MSDB_NOT_FOUND);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    CHECK_RC(msdb_db_exec(db, "DROP COLLECTION t2"), MSDB_OK);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s SCRATCH_DIR\n", argv[0]);
@@ -882,6 +954,7 @@ int main(int argc, char **argv) {
     test_search(db);
     test_statements(db);
     test_direct_calls(db);
+    test_tail_columns_and_names(db);
     test_threads(db);
     test_flush_and_reopen(dir, &db);
     test_backup_restore(dir, db);
