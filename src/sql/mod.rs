@@ -279,6 +279,9 @@ fn tokenize(sql: &str) -> Result<Vec<sqlparser::tokenizer::TokenWithSpan>> {
         .map_err(|e| syntax(ParserError::TokenizerError(e.to_string()), sql, Location { line: 1, column: 1 }))
 }
 
+/// Named parameters and their indices (from 1), in order of first appearance.
+pub type NamedParams = Vec<(String, usize)>;
+
 /// The parameter index (from 1) of every placeholder of `tokens`, in text order, and the
 /// named ones, by SQLite's rules: `?N` (or `$N`) is N; `:name` (or `$name`) is the index its
 /// name got at its first appearance, else one more than the largest index so far; `?` is
@@ -289,8 +292,8 @@ fn tokenize(sql: &str) -> Result<Vec<sqlparser::tokenizer::TokenWithSpan>> {
 /// placeholder.
 pub(crate) fn param_indices(
     tokens: &[sqlparser::tokenizer::TokenWithSpan],
-) -> Result<(Vec<usize>, Vec<(String, usize)>)> {
-    let (mut indices, mut names, mut highest) = (Vec::new(), Vec::<(String, usize)>::new(), 0usize);
+) -> Result<(Vec<usize>, NamedParams)> {
+    let (mut indices, mut names, mut highest) = (Vec::new(), NamedParams::new(), 0usize);
     for (k, t) in tokens.iter().enumerate() {
         // `:name` arrives as a colon and a word (the parser joins them into a placeholder).
         let joined;
@@ -340,7 +343,7 @@ pub struct Prepared {
     /// How many parameters it takes (the largest index).
     pub params: usize,
     /// Named parameters (`:name`) and their indices (from 1).
-    pub names: Vec<(String, usize)>,
+    pub names: NamedParams,
 }
 
 /// Check the first statement of `sql` (syntax errors before its first parameter are

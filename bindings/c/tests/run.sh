@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the C libraries, checks the committed header, compiles the C test against the
-# shared and the static library, runs both (the shared one under valgrind memcheck when
-# valgrind is installed: zero errors, zero leaks), then the Python binding's test.
+# Builds the C libraries, checks the committed header and the exported symbols, links
+# beside the system SQLite, compiles the C test against the shared and the static library
+# and runs it three times: static, static under ASan + UBSan + LeakSanitizer, shared under
+# valgrind memcheck when valgrind is installed (zero errors, zero leaks); then the C
+# README's example and the Python binding's test.
 #
 #   bindings/c/tests/run.sh            (from anywhere; uses target/debug)
 #   PROFILE=release bindings/c/tests/run.sh
@@ -68,6 +70,11 @@ fi
 
 echo "== run: static"
 mkdir "$work/static" && "$work/test_static" "$work/static"
+echo "== run: static, under AddressSanitizer + UndefinedBehaviorSanitizer (leaks included)"
+# shellcheck disable=SC2086 # the native libraries are separate words
+cc "${cc_flags[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+    bindings/c/tests/test_capi.c -o "$work/test_asan" "$out/libmaxsimdb.a" $native_libs
+mkdir "$work/asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$work/test_asan" "$work/asan"
 echo "== run: shared$(command -v valgrind >/dev/null && echo ', under valgrind memcheck')"
 mkdir "$work/shared"
 if command -v valgrind >/dev/null; then
@@ -83,7 +90,7 @@ echo "== the example program of bindings/c/README.md"
 sed -n '/^```c$/,/^```$/p' bindings/c/README.md | sed '1d;$d' > "$work/example.c"
 cc "${cc_flags[@]}" "$work/example.c" -o "$work/example" -L "$out" -lmaxsimdb -lm -Wl,-rpath,"$out"
 (cd "$work" && ./example) | tee "$work/example.out"
-printf 'a 2.000\nb 1.000\nDogs bark 1.000\n' | diff - "$work/example.out"
+printf 'a 2.000\nb 1.000\ntitle: Cats purr, 2 x 2 tokens\nlisted a\nlisted b\nDogs bark 1.000\n' | diff - "$work/example.out"
 
 echo "== python binding"
 MAXSIMDB_LIB="$out/libmaxsimdb.so" python3 -m unittest discover -s bindings/python -p 'test_*.py' -v
