@@ -106,6 +106,58 @@ pub extern "C" fn msdb_version_number() -> u32 {
     MSDB_VERSION_MAJOR * 1_000_000 + MSDB_VERSION_MINOR * 1_000 + MSDB_VERSION_PATCH
 }
 
+/// Join the library's worker threads (as `sqlite3_shutdown`), so that nothing of the
+/// library is left running — for leak checkers and for programs that unload it. Every
+/// database handle, statement, document and cursor must be released first (`MSDB_BUSY`
+/// naming what is still open otherwise). A later call into the library starts the workers
+/// again. Not thread-safe with other calls: call it when no other thread uses the library.
+#[no_mangle]
+pub extern "C" fn msdb_shutdown() -> c_int {
+    let r = (|| {
+        let reg = lock(&REGISTRY);
+        let live = [
+            (reg.dbs.len(), "database handle"),
+            (reg.stmts.len(), "statement"),
+            (reg.docs.len(), "document"),
+            (reg.cursors.len(), "cursor"),
+        ];
+        let open: Vec<String> = live
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+            .collect();
+        drop(reg);
+        if !open.is_empty() {
+            return Err(Error::Busy(format!(
+                "msdb_shutdown: {} still open: close, finalize or free them first",
+                open.join(", ")
+            )));
+        }
+        let Some(p) = lock(&POOL).take() else { return Ok(MSDB_OK) };
+        let p = match Arc::try_unwrap(p) {
+            Ok(p) => p,
+            Err(p) => {
+                *lock(&POOL) = Some(p);
+                return Err(Error::Busy("msdb_shutdown: a call into the library is still running".into()));
+            }
+        };
+        let threads = std::mem::take(&mut *lock(&p.threads));
+        drop(p.pool); // the workers finish their loops and exit
+        for t in threads {
+            t.join().map_err(|_| Error::Internal("msdb_shutdown: a worker thread panicked".into()))?;
+        }
+        // The workers' work-stealing deques registered each thread with crossbeam-epoch's
+        // global collector; an exited thread's entry is unlinked and freed only when
+        // another thread walks that list. Walk it now (a few epochs, so the deferred frees
+        // run), leaving nothing of the workers behind.
+        for _ in 0..4 {
+            crossbeam_epoch::pin().flush();
+        }
+        Ok(MSDB_OK)
+    })();
+    status(&r)
+}
+
 /// The name of a status code (`"MSDB_NOT_FOUND"`), or `"MSDB_UNKNOWN"` (static; do not free).
 #[no_mangle]
 pub extern "C" fn msdb_status_name(status: c_int) -> *const c_char {
@@ -245,9 +297,68 @@ fn status(r: &Result<c_int>) -> c_int {
     code
 }
 
-/// Run `f`, turning a panic into [`Error::Internal`] with the panic's message.
+/// The worker threads the C API computes on: a library-owned rayon pool (one thread per
+/// core) whose threads `msdb_shutdown` can join — rayon's global pool lives until the
+/// process exits. Started at the first call that needs it (again after a shutdown).
+struct LibPool {
+    pool: rayon::ThreadPool,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+static POOL: Mutex<Option<Arc<LibPool>>> = Mutex::new(None);
+
+fn lib_pool() -> Result<Arc<LibPool>> {
+    let mut slot = lock(&POOL);
+    if let Some(p) = slot.as_ref() {
+        return Ok(Arc::clone(p));
+    }
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("maxsimdb-worker-{i}"))
+        .spawn_handler(move |t| {
+            let mut b = std::thread::Builder::new();
+            if let Some(name) = t.name() {
+                b = b.name(name.to_owned());
+            }
+            if let Some(size) = t.stack_size() {
+                b = b.stack_size(size);
+            }
+            lock(&keep).push(b.spawn(|| t.run())?);
+            Ok(())
+        })
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the worker threads: {e}")))?;
+    let handles = std::mem::take(&mut *lock(&threads));
+    let p = Arc::new(LibPool { pool, threads: Mutex::new(handles) });
+    *slot = Some(Arc::clone(&p));
+    Ok(p)
+}
+
+/// A value moved to a pool thread while the thread that owns it waits for the result.
+struct AssertSend<T>(T);
+// SAFETY: used only by `guarded`, whose caller blocks in `install` until the closure has
+// run: the closure's borrows (raw pointers the C caller keeps valid for the call, a
+// statement's lock guard held by the waiting thread) are used by one thread at a time.
+unsafe impl<T> Send for AssertSend<T> {}
+
+impl<T> AssertSend<T> {
+    fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// Run `f` on the library's worker pool (so its parallel work, and nothing else, runs on
+/// threads `msdb_shutdown` joins), turning a panic into [`Error::Internal`] with the
+/// panic's message. The calling thread waits; a call made from a pool thread runs inline.
 fn guarded(what: &str, f: impl FnOnce() -> Result<c_int>) -> Result<c_int> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+    let pool = lib_pool()?;
+    let job = AssertSend(f);
+    let res = pool.pool.install(move || {
+        let f = job.into_inner();
+        AssertSend(catch_unwind(AssertUnwindSafe(f)))
+    });
+    res.into_inner().unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(ToString::to_string)

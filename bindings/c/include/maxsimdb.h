@@ -33,6 +33,9 @@
  *
  * Panics inside the library are caught at the boundary and returned as MSDB_INTERNAL.
  *
+ * Worker threads. Calls compute on the library's own worker threads (one per core); the
+ * calling thread waits. msdb_shutdown() joins them once everything is released.
+ *
  * ABI. The structs a caller fills (msdb_open_options, msdb_doc, msdb_query,
  * msdb_collection_spec) start with `size`, which must be sizeof the struct in the header
  * the program was compiled with: the library reads the fields that fit and treats any
@@ -380,6 +383,13 @@ MSDB_API const char *msdb_version(void);
 // the header's `MSDB_VERSION_NUMBER` (a program built against a newer header than the
 // library it runs with may use structs this library does not know).
 MSDB_API uint32_t msdb_version_number(void);
+
+// Join the library's worker threads (as `sqlite3_shutdown`), so that nothing of the
+// library is left running — for leak checkers and for programs that unload it. Every
+// database handle, statement, document and cursor must be released first (`MSDB_BUSY`
+// naming what is still open otherwise). A later call into the library starts the workers
+// again. Not thread-safe with other calls: call it when no other thread uses the library.
+MSDB_API int msdb_shutdown(void);
 
 // The name of a status code (`"MSDB_NOT_FOUND"`), or `"MSDB_UNKNOWN"` (static; do not free).
 MSDB_API const char *msdb_status_name(int status);

@@ -78,7 +78,7 @@ mkdir "$work/asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$work/test_a
 echo "== run: shared$(command -v valgrind >/dev/null && echo ', under valgrind memcheck')"
 mkdir "$work/shared"
 if command -v valgrind >/dev/null; then
-    valgrind --quiet --suppressions=bindings/c/tests/valgrind.supp --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+    valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
         --errors-for-leak-kinds=definite,indirect,possible --track-origins=yes \
         "$work/test_shared" "$work/shared"
 else
