@@ -937,6 +937,62 @@ static void test_tail_columns_and_names(msdb_db *db) {
     CHECK_RC(msdb_db_exec(db, "DROP COLLECTION t2"), MSDB_OK);
 }
 
+/* Items of the first C-programmer review: REALs in values_json exact, doubles and query
+ * shapes refused early, the lent message, counts for programs. */
+static void test_review_defects(msdb_db *db) {
+    CHECK_RC(msdb_db_exec(db, "CREATE COLLECTION rv (r REAL) WITH (dim = 2)"), MSDB_OK);
+    float t[2] = {1.0f, 0.0f};
+    msdb_doc d = MSDB_SIZED(msdb_doc);
+    d.id = "x";
+    d.tokens = t;
+    d.n_tokens = 1;
+    d.dim = 2;
+    d.values_json = "{\"r\": 0.097264783048820247}";
+    CHECK_RC(msdb_db_insert(db, "rv", &d, 1, 0), MSDB_OK);
+    msdb_document *doc = NULL;
+    CHECK_RC(msdb_db_get(db, "rv", "x", 0, &doc), MSDB_OK);
+    msdb_value v = {0};
+    CHECK_RC(msdb_document_value(doc, 0, &v), MSDB_OK);
+    CHECK(v.kind == MSDB_TYPE_REAL && v.real_value == 0.097264783048820247);
+    msdb_document_free(doc);
+    uint64_t n = 0;
+    CHECK_RC(msdb_db_count(db, "rv", "r = 0.097264783048820247", &n), MSDB_OK);
+    CHECK(n == 1);
+    /* NaN at bind, not at step. */
+    msdb_stmt *st = NULL;
+    CHECK_RC(msdb_stmt_prepare(db, "INSERT INTO rv (id, tokens, r) VALUES ('y', '[[1,0]]', ?)", &st), MSDB_OK);
+    CHECK_RC(msdb_stmt_bind_double(st, 1, NAN), MSDB_INVALID_ARGUMENT);
+    CHECK_RC(msdb_stmt_bind_double(st, 1, 0.5), MSDB_OK);
+    CHECK_RC(msdb_stmt_step(st), MSDB_DONE);
+    CHECK_RC(msdb_stmt_finalize(st), MSDB_OK);
+    CHECK_RC(msdb_changes(db, &n), MSDB_OK);
+    CHECK(n == 1);
+    CHECK_RC(msdb_db_exec(db, "DELETE FROM rv"), MSDB_OK);
+    CHECK_RC(msdb_changes(db, &n), MSDB_OK);
+    CHECK(n == 2);
+    /* No query vectors, or two for a dense query: errors that say so. */
+    msdb_query q = MSDB_SIZED(msdb_query);
+    q.vectors = t;
+    q.n_vectors = 0;
+    q.dim = 2;
+    msdb_hit hits[2];
+    size_t nh = 0;
+    CHECK_RC(msdb_db_search(db, "docs", &q, hits, 2, &nh), MSDB_INVALID_ARGUMENT);
+    CHECK(msg_has(msdb_db_errmsg(db), "at least one query vector"));
+    float two[4] = {1, 0, 0, 1};
+    q.kind = MSDB_QUERY_DENSE;
+    q.vectors = two;
+    q.n_vectors = 2;
+    CHECK_RC(msdb_db_search(db, "docs", &q, hits, 2, &nh), MSDB_INVALID_ARGUMENT);
+    /* The lent message: the same text, not to be freed, NULL after a success. */
+    const char *lent = msdb_errmsg(db);
+    CHECK(lent != NULL && strstr(lent, "exactly one vector") != NULL);
+    CHECK_RC(msdb_db_exec(db, "DROP COLLECTION rv"), MSDB_OK);
+    CHECK(msdb_errmsg(db) == NULL);
+    CHECK_RC(msdb_interrupt(db), MSDB_OK); /* nothing long runs: a no-op */
+    CHECK_RC(msdb_db_exec(db, "SHOW COLLECTIONS"), MSDB_OK);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s SCRATCH_DIR\n", argv[0]);
@@ -953,6 +1009,7 @@ int main(int argc, char **argv) {
     test_insert(db);
     test_search(db);
     test_statements(db);
+    test_review_defects(db);
     test_direct_calls(db);
     test_tail_columns_and_names(db);
     test_threads(db);
