@@ -241,9 +241,10 @@ impl ModernBert {
             return Err(bad(file, "ModernBERT weights must be in model.safetensors (file not found)"));
         }
         let tensors = candle_core::safetensors::load(file, &super::bert::cpu()).map_err(|e| bad(file, e))?;
-        let prefix = if tensors.contains_key("embeddings.tok_embeddings.weight") {
-            ""
-        } else if tensors.contains_key("model.embeddings.tok_embeddings.weight") {
+        // A `ModernBertForMaskedLM` save prefixes the backbone with `model.`.
+        let prefix = if !tensors.contains_key("embeddings.tok_embeddings.weight")
+            && tensors.contains_key("model.embeddings.tok_embeddings.weight")
+        {
             "model."
         } else {
             ""

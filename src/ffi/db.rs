@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    alloc_string, guarded, lock, misuse, opt_text, product, put, slice, status, text, LastError, MSDB_OK,
+    alloc_string, lock, misuse, on_pool, opt_text, product, put, slice, status, text, LastError, MSDB_OK,
     REGISTRY,
 };
 use crate::sql::{parse_filter, Session};
-use crate::{Database, DocId, Document, Error, IdType, Query, Result, SearchRequest, Value, MAX_LIMIT};
+use crate::{Database, DocId, Document, Error, Query, Result, SearchRequest, Value, MAX_LIMIT};
 
 /// An open database (opaque). Any number of threads may call functions on one handle at
 /// the same time; see the header's thread-safety notes.
@@ -184,7 +184,7 @@ pub(super) fn with_db(db: *const msdb_db, what: &str, f: impl FnOnce(&DbHandle) 
         Ok(h) => h,
         Err(e) => return status(&Err(e)),
     };
-    let r = guarded(what, || f(&h));
+    let r = on_pool(what, || f(&h));
     let code = status(&r);
     lock(&h.err).set(code, r.as_ref().err());
     code
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn msdb_db_open(
     out: *mut *mut msdb_db,
     errmsg: *mut *mut c_char,
 ) -> c_int {
-    let r = guarded("msdb_db_open", || {
+    let r = on_pool("msdb_db_open", || {
         // SAFETY: caller contract.
         unsafe { put(out, std::ptr::null_mut(), "msdb_db_open: out")? };
         // SAFETY: caller contract.
@@ -293,27 +293,21 @@ pub unsafe extern "C" fn msdb_db_close(db: *mut msdb_db) -> c_int {
     if db.is_null() {
         return MSDB_OK;
     }
-    let busy = {
-        let reg = lock(&REGISTRY);
+    let code = with_db(db, "msdb_db_close", |_| {
         let t = db as usize;
-        match reg.dbs.get(&t) {
-            None => None,
-            Some(h) => {
-                let stmts = reg.stmts.values().filter(|s| s.db_token == t).count();
-                let cursors = reg.cursors.values().filter(|c| c.db_token == t).count();
-                (stmts + cursors > 0).then(|| (Arc::clone(h), stmts, cursors))
-            }
+        let reg = lock(&REGISTRY);
+        let stmts = reg.stmts.values().filter(|s| s.db_token == t).count();
+        let cursors = reg.cursors.values().filter(|c| c.db_token == t).count();
+        if stmts + cursors == 0 {
+            return Ok(MSDB_OK);
         }
-    };
-    if let Some((h, stmts, cursors)) = busy {
-        let e = Error::Busy(format!(
+        Err(Error::Busy(format!(
             "msdb_db_close: {stmts} statement{} and {cursors} cursor{} are still open on this handle: finalize them (msdb_db_finalize_statements finalizes all), or close with msdb_db_close_v2",
             if stmts == 1 { "" } else { "s" },
             if cursors == 1 { "" } else { "s" },
-        ));
-        let r = Err(e);
-        let code = status(&r);
-        lock(&h.err).set(code, r.as_ref().err());
+        )))
+    });
+    if code != MSDB_OK {
         return code;
     }
     // SAFETY: forwarded.
@@ -337,7 +331,7 @@ pub unsafe extern "C" fn msdb_db_close_v2(db: *mut msdb_db) -> c_int {
         Some(h) => h,
         None => return status(&Err(misuse("msdb_db_close: not an open database handle (closed twice?)"))),
     };
-    status(&guarded("msdb_db_close", || {
+    status(&on_pool("msdb_db_close", || {
         if h.flush_on_close {
             h.db().clone().close()?;
         }
@@ -506,12 +500,8 @@ pub unsafe extern "C" fn msdb_db_flush(db: *mut msdb_db, collection: *const c_ch
 unsafe fn document(d: &msdb_doc, i: usize, spec: &crate::CollectionSpec) -> Result<Document> {
     let what = |f: &str| format!("msdb_db_insert: docs[{i}].{f}");
     // SAFETY: caller contract for every pointer below.
-    let id = match unsafe { opt_text(d.id, &what("id"))? } {
-        Some(s) if spec.id_type == IdType::Integer => DocId::Int(
-            s.parse().map_err(|_| Error::invalid(format!("{}: '{s}' is not an integer id", what("id"))))?,
-        ),
-        Some(s) => DocId::Text(s.to_string()),
-        None => DocId::Int(d.int_id),
+    let id = unsafe {
+        super::docs::doc_id(&super::docs::msdb_id { id: d.id, int_id: d.int_id }, spec.id_type, &what("id"))?
     };
     if d.n_tokens > 0 && d.dim != spec.vectors.token_dim {
         return Err(Error::DimensionMismatch {
@@ -828,7 +818,7 @@ pub unsafe extern "C" fn msdb_restore(
     dir: *const c_char,
     errmsg: *mut *mut c_char,
 ) -> c_int {
-    let r = guarded("msdb_restore", || {
+    let r = on_pool("msdb_restore", || {
         // SAFETY: caller contract.
         let (archive, dir) =
             unsafe { (text(archive, "msdb_restore: archive")?, text(dir, "msdb_restore: dir")?) };

@@ -159,7 +159,7 @@ pub(super) struct CursorData {
 }
 
 fn cstring(s: &str) -> CString {
-    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
+    super::nul_terminated(s).unwrap_or_default()
 }
 
 fn doc_data(doc: StoredDocument, token_dim: usize) -> DocData {
@@ -222,7 +222,7 @@ fn with_doc(doc: *const msdb_document, what: &str, f: impl FnOnce(&DocData) -> R
 ///
 /// # Safety
 /// The pointers inside `id` follow `msdb_id`'s documentation.
-unsafe fn doc_id(id: &msdb_id, id_type: IdType, what: &str) -> Result<DocId> {
+pub(super) unsafe fn doc_id(id: &msdb_id, id_type: IdType, what: &str) -> Result<DocId> {
     // SAFETY: caller contract.
     Ok(match unsafe { opt_text(id.id, what)? } {
         Some(s) if id_type == IdType::Integer => {
@@ -530,7 +530,7 @@ pub unsafe extern "C" fn msdb_db_scan(
 /// `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn msdb_cursor_next(cursor: *mut msdb_cursor, out: *mut *mut msdb_document) -> c_int {
-    let r = guarded("msdb_cursor_next", || {
+    let r = super::on_pool("msdb_cursor_next", || {
         // SAFETY: caller contract.
         unsafe { put(out, std::ptr::null_mut(), "msdb_cursor_next: out")? };
         let c = lock(&REGISTRY).cursors.get(&(cursor as usize)).cloned().ok_or_else(|| {
@@ -673,6 +673,18 @@ pub unsafe extern "C" fn msdb_db_drop_collection(db: *mut msdb_db, collection: *
     })
 }
 
+/// A C filter: the WHERE syntax, or NULL for every document.
+///
+/// # Safety
+/// `filter` is NULL or a NUL-terminated string.
+unsafe fn filter_or_all(filter: *const c_char, what: &str) -> Result<crate::Filter> {
+    // SAFETY: caller contract.
+    match unsafe { opt_text(filter, what)? } {
+        Some(f) => parse_filter(f),
+        None => Ok(crate::sql::every_document()),
+    }
+}
+
 fn report_changes(h: &DbHandle, n: u64, out: *mut u64) -> Result<c_int> {
     h.changes.store(n, Ordering::SeqCst);
     if !out.is_null() {
@@ -729,10 +741,7 @@ pub unsafe extern "C" fn msdb_db_delete_where(
         // SAFETY: caller contract.
         let coll = unsafe { text(collection, "msdb_db_delete_where: collection")? };
         // SAFETY: caller contract.
-        let f = match unsafe { opt_text(filter, "msdb_db_delete_where: filter")? } {
-            Some(f) => parse_filter(f)?,
-            None => crate::sql::every_document(),
-        };
+        let f = unsafe { filter_or_all(filter, "msdb_db_delete_where: filter")? };
         let n = h.db().delete_where(coll, &f)?;
         report_changes(h, n, deleted)
     })
@@ -787,10 +796,7 @@ pub unsafe extern "C" fn msdb_db_update_where(
         // SAFETY: caller contract.
         let coll = unsafe { text(collection, "msdb_db_update_where: collection")? };
         // SAFETY: caller contract.
-        let f = match unsafe { opt_text(filter, "msdb_db_update_where: filter")? } {
-            Some(f) => parse_filter(f)?,
-            None => crate::sql::every_document(),
-        };
+        let f = unsafe { filter_or_all(filter, "msdb_db_update_where: filter")? };
         // SAFETY: caller contract.
         let vals = unsafe { typed_values(values, n, "msdb_db_update_where: values")? };
         let n = h.db().update_where(coll, &f, &vals)?;

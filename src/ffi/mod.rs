@@ -337,7 +337,7 @@ fn lib_pool() -> Result<Arc<LibPool>> {
 
 /// A value moved to a pool thread while the thread that owns it waits for the result.
 struct AssertSend<T>(T);
-// SAFETY: used only by `guarded`, whose caller blocks in `install` until the closure has
+// SAFETY: used only by `on_pool`, whose caller blocks in `install` until the closure has
 // run: the closure's borrows (raw pointers the C caller keeps valid for the call, a
 // statement's lock guard held by the waiting thread) are used by one thread at a time.
 unsafe impl<T> Send for AssertSend<T> {}
@@ -348,17 +348,24 @@ impl<T> AssertSend<T> {
     }
 }
 
-/// Run `f` on the library's worker pool (so its parallel work, and nothing else, runs on
-/// threads `msdb_shutdown` joins), turning a panic into [`Error::Internal`] with the
-/// panic's message. The calling thread waits; a call made from a pool thread runs inline.
-fn guarded(what: &str, f: impl FnOnce() -> Result<c_int>) -> Result<c_int> {
+/// Run `f` on the library's worker pool (so its parallel work runs on threads
+/// `msdb_shutdown` joins), as [`guarded`]. The calling thread waits; a call made from a
+/// pool thread runs inline. For calls that may compute in parallel (database calls, a
+/// statement's run); accessors stay on the caller's thread.
+fn on_pool(what: &str, f: impl FnOnce() -> Result<c_int>) -> Result<c_int> {
     let pool = lib_pool()?;
     let job = AssertSend(f);
-    let res = pool.pool.install(move || {
-        let f = job.into_inner();
-        AssertSend(catch_unwind(AssertUnwindSafe(f)))
-    });
-    res.into_inner().unwrap_or_else(|p| {
+    pool.pool
+        .install(move || {
+            let f = job.into_inner();
+            AssertSend(guarded(what, f))
+        })
+        .into_inner()
+}
+
+/// Run `f`, turning a panic into [`Error::Internal`] with the panic's message.
+fn guarded(what: &str, f: impl FnOnce() -> Result<c_int>) -> Result<c_int> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(ToString::to_string)

@@ -390,7 +390,12 @@ pub extern "C" fn msdb_stmt_step(stmt: *mut msdb_stmt) -> c_int {
     with_stmt(stmt, "msdb_stmt_step", |h, st| {
         if st.result.is_none() {
             let mut results = Vec::new();
-            h.session.execute_with(&h.sql, &st.params, &mut |_, _| {}, &mut |r| results.push(r))?;
+            let params = &st.params;
+            super::on_pool("msdb_stmt_step", || {
+                h.session
+                    .execute_with(&h.sql, params, &mut |_, _| {}, &mut |r| results.push(r))
+                    .map(|()| MSDB_OK)
+            })?;
             let r = results.pop().unwrap_or_default();
             if let Some(n) = r.changes {
                 h.changes.store(n, std::sync::atomic::Ordering::SeqCst);
