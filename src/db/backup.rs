@@ -166,7 +166,15 @@ impl<W: Write> ArchiveWriter<W> {
         self.out.write_all(&len.to_le_bytes())
     }
 
-    fn file(&mut self, s: &mut Source, progress: &mut dyn FnMut(u64)) -> std::io::Result<FileEntry> {
+    /// Copy one file. `stop()` is asked after every 1 MiB: when it says so the copy ends
+    /// with an [`std::io::ErrorKind::Interrupted`] error (the caller reports
+    /// [`Error::Interrupted`]).
+    fn file(
+        &mut self,
+        s: &mut Source,
+        progress: &mut dyn FnMut(u64),
+        stop: &dyn Fn() -> bool,
+    ) -> std::io::Result<FileEntry> {
         self.header(KIND_FILE, &s.name, s.len)?;
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -184,6 +192,9 @@ impl<W: Write> ArchiveWriter<W> {
             left -= n as u64;
             self.done += n as u64;
             progress(self.done);
+            if stop() {
+                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"));
+            }
         }
         Ok(FileEntry { name: s.name.clone(), bytes: s.len, xxh3: hex(hasher.digest128()) })
     }
@@ -194,11 +205,11 @@ impl Database {
     /// index sections), full-text indexes — into one zstd-compressed archive at `dest`,
     /// while readers and the writer keep working. `progress(done, total)` is called with
     /// bytes of database files archived so far. The archive appears atomically (written
-    /// to `dest.tmp`, fsynced, renamed).
+    /// to `dest.tmp`, fsynced, renamed). [`Database::interrupt`] stops it within a MiB.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] if `dest` exists; I/O and catalog errors (then no archive
-    /// is left behind).
+    /// [`Error::AlreadyExists`] if `dest` exists; [`Error::Interrupted`]; I/O and catalog
+    /// errors (then no archive is left behind).
     pub fn backup(&self, dest: impl AsRef<Path>, mut progress: impl FnMut(u64, u64)) -> Result<BackupReport> {
         let dest = dest.as_ref();
         let started = Instant::now();
@@ -220,6 +231,7 @@ impl Database {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<BackupReport> {
         let root = &self.inner.root;
+        self.interrupted();
         // 1. Full-text files first (derived state; see the module docs).
         let mut sources = Vec::new();
         for rel in files_under(root, &root.join("fulltext"))? {
@@ -262,7 +274,16 @@ impl Database {
         w.out.write_all(MAGIC).at(tmp)?;
         let mut files = Vec::with_capacity(sources.len());
         for s in &mut sources {
-            files.push(w.file(s, &mut |d| progress(d, total)).at(&root.join(&s.name))?);
+            match w.file(s, &mut |d| progress(d, total), &|| self.interrupted()) {
+                Ok(f) => files.push(f),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    return Err(Error::Interrupted(format!(
+                        "BACKUP stopped after {} of {total} bytes; no archive was written: run it again",
+                        w.done
+                    )))
+                }
+                Err(e) => return Err(Error::io(&root.join(&s.name), e)),
+            }
         }
         let manifest = Manifest {
             format: 1,

@@ -267,7 +267,7 @@ fn shared_lock(root: &Path) -> Result<Option<File>> {
 }
 
 /// A handle that interrupts the long operation a [`Database`] is running (IMPORT, CREATE
-/// INDEX) at its next batch boundary; what was committed stays. Cheap to clone, `Send`
+/// INDEX, BACKUP, EXPORT) at its next batch boundary; what was committed stays. Cheap to clone, `Send`
 /// and `Sync`; [`Interrupt::interrupt`] is one atomic store, so a signal handler may call it.
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt(Arc<std::sync::atomic::AtomicBool>);
@@ -453,7 +453,7 @@ impl Database {
     }
 
     /// Stop the long operation running on this database (`import_file*`, `import_text`,
-    /// `create_index`) at its next batch boundary, with [`Error::Interrupted`]; batches
+    /// `create_index`, `backup`, `export_parquet`) at its next batch boundary, with [`Error::Interrupted`]; batches
     /// committed before it stay (the error says how many and how to finish). Callable
     /// from any thread; see [`Database::interrupt_handle`] for signal handlers. With no
     /// long operation running it does nothing (the next one starts afresh).

@@ -494,12 +494,12 @@ impl Database {
     /// pooled vectors — to the Parquet file `dest` (layout in the module docs), from one
     /// consistent snapshot while readers and the writer keep working. `progress(done,
     /// total)` counts documents. The file appears atomically (written to `dest.tmp`,
-    /// fsynced, renamed).
+    /// fsynced, renamed). [`Database::interrupt`] stops it between batches.
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] if `dest` exists, [`Error::NotFound`] for an unknown
-    /// collection, [`Error::Corruption`] for a damaged segment, I/O errors (then no file is
-    /// left behind).
+    /// collection, [`Error::Corruption`] for a damaged segment, [`Error::Interrupted`],
+    /// I/O errors (then no file is left behind).
     pub fn export_parquet(
         &self,
         collection: &str,
@@ -521,6 +521,7 @@ impl Database {
         tmp: &Path,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<ExportReport> {
+        self.interrupted();
         self.with_reader(|cat| {
             let tx = cat.read()?;
             let c: CollectionRow = tx.collection(collection)?;
@@ -611,6 +612,12 @@ impl Database {
                 w.write(&b).map_err(write_err(tmp))?;
                 done += ids.len() as u64;
                 progress(done, total);
+                if done < total && self.interrupted() {
+                    return Err(Error::Interrupted(format!(
+                        "EXPORT of {collection} stopped after {done} of {total} documents; no file was \
+                         written: run it again"
+                    )));
+                }
             }
             w.append_key_value_metadata(KeyValue::new(CONTENT_KEY.to_string(), content.hex()));
             let meta = w.finish().map_err(write_err(tmp))?;

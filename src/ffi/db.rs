@@ -433,8 +433,8 @@ pub unsafe extern "C" fn msdb_changes(db: *const msdb_db, out: *mut u64) -> c_in
     status(&r)
 }
 
-/// Ask the long operation running on this database (an IMPORT, a CREATE INDEX — through
-/// any handle or statement on it) to stop at its next batch boundary; it then returns
+/// Ask the long operation running on this database (an IMPORT, a CREATE INDEX, a BACKUP,
+/// an EXPORT — through any handle or statement on it) to stop at its next batch boundary; it then returns
 /// `MSDB_INTERRUPTED`, keeping what it committed (its message says how to finish). Like
 /// `sqlite3_interrupt`: callable from any thread, does nothing when nothing long runs,
 /// and does not touch the handle's last error.

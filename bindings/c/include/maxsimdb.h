@@ -494,8 +494,8 @@ MSDB_API int msdb_db_exec(struct msdb_db *db, const char *sql);
 // `out` is writable.
 MSDB_API int msdb_changes(const struct msdb_db *db, uint64_t *out);
 
-// Ask the long operation running on this database (an IMPORT, a CREATE INDEX — through
-// any handle or statement on it) to stop at its next batch boundary; it then returns
+// Ask the long operation running on this database (an IMPORT, a CREATE INDEX, a BACKUP,
+// an EXPORT — through any handle or statement on it) to stop at its next batch boundary; it then returns
 // `MSDB_INTERRUPTED`, keeping what it committed (its message says how to finish). Like
 // `sqlite3_interrupt`: callable from any thread, does nothing when nothing long runs,
 // and does not touch the handle's last error.
