@@ -184,3 +184,33 @@ fn backup_refuses_to_copy_a_damaged_file() {
     db.backup(&dest, |_, _| {}).unwrap();
     Database::restore(&dest, dir.path().join("r.msdb"), |_, _| {}).unwrap();
 }
+
+/// `Database::interrupt` from the progress callback stops a backup and an export: no
+/// archive or file (nor its `.tmp`) is left, and the next run, with no interrupt pending,
+/// completes.
+#[test]
+fn an_interrupted_backup_or_export_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = small_db(&dir.path().join("live.msdb"));
+    // More documents than one export batch (1,024), so there is a boundary to stop at.
+    run_op(&db, &InFlight::Insert((100..1300).map(|i| (i, 0)).collect())).unwrap();
+    let archive = dir.path().join("b.zst");
+    let err = db.backup(&archive, |_, _| db.interrupt()).unwrap_err();
+    assert!(matches!(err, Error::Interrupted(_)), "{err}");
+    assert!(err.to_string().contains("no archive was written"), "{err}");
+    let file = dir.path().join("c.parquet");
+    let err = db
+        .export_parquet("c", &file, |done, total| {
+            if done < total {
+                db.interrupt()
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted(_)), "{err}");
+    let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["live.msdb"]);
+    db.interrupt(); // sent while nothing runs: the next operation starts afresh
+    assert!(db.backup(&archive, |_, _| {}).unwrap().files > 0);
+    assert_eq!(db.export_parquet("c", &file, |_, _| {}).unwrap().docs, db.count("c", None).unwrap());
+}
