@@ -92,5 +92,5 @@ cc "${cc_flags[@]}" "$work/example.c" -o "$work/example" -L "$out" -lmaxsimdb -l
 (cd "$work" && ./example) | tee "$work/example.out"
 printf 'a 2.000\nb 1.000\ntitle: Cats purr, 2 x 2 tokens\nlisted a\nlisted b\nDogs bark 1.000\n' | diff - "$work/example.out"
 
-echo "== python binding"
-MAXSIMDB_LIB="$out/libmaxsimdb.so" python3 -m unittest discover -s bindings/python -p 'test_*.py' -v
+echo "== ctypes example (bindings/c/python)"
+MAXSIMDB_LIB="$out/libmaxsimdb.so" python3 -m unittest discover -s bindings/c/python -p 'test_*.py' -v

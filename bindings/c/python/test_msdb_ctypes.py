@@ -1,5 +1,5 @@
 """Tests of the ctypes binding: run by bindings/c/tests/run.sh (MAXSIMDB_LIB set), or
-`python3 -m unittest discover -s bindings/python` after building the library."""
+`python3 -m unittest discover -s bindings/c/python` after building the library."""
 
 import math
 import os
@@ -7,7 +7,7 @@ import tempfile
 import threading
 import unittest
 
-import maxsimdb
+import msdb_ctypes as maxsimdb
 
 
 def tokens(i):

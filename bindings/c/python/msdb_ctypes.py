@@ -1,4 +1,6 @@
-"""maxsimdb for Python: a thin ctypes binding over the C API (bindings/c/include/maxsimdb.h).
+"""A thin ctypes binding over the C API (bindings/c/include/maxsimdb.h): an example of
+calling the C library from another language. The Python package is ``bindings/python``
+(PyO3, numpy in and out); this module stays as the C API's worked example and is tested.
 
 No compiler and no dependencies beyond the standard library: it loads ``libmaxsimdb.so``
 (``.dylib`` on macOS) from ``$MAXSIMDB_LIB``, else from the repository's ``target/release/capi``
@@ -8,8 +10,8 @@ or ``target/debug/capi`` (or those folders' parents), else from the system libra
 
 Example::
 
-    import maxsimdb
-    with maxsimdb.Database("demo.msdb") as db:
+    import msdb_ctypes
+    with msdb_ctypes.Database("demo.msdb") as db:
         db.execute("CREATE COLLECTION docs (year INTEGER) WITH (dim = 2, pooled = 'mean:2')")
         db.insert("docs", [{"id": "a", "tokens": [[1, 0], [0, 1]], "pooled": {"mean": [0.7, 0.7]}, "year": 2020}])
         print(db.search("docs", tokens=[[1, 0]], k=5))          # [('a', 1.0)]
@@ -73,7 +75,8 @@ def _library_path():
     if os.environ.get("MAXSIMDB_LIB"):
         return os.environ["MAXSIMDB_LIB"]
     name = {"darwin": "libmaxsimdb.dylib", "win32": "maxsimdb.dll"}.get(sys.platform, "libmaxsimdb.so")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # this file is bindings/c/python/msdb_ctypes.py: the repository root is three folders up
+    root = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
     for profile in ("release", "debug"):
         for sub in ("capi", ""):  # scripts/build-capi.sh puts the libraries in capi/
             p = os.path.join(root, "target", profile, sub, name)
