@@ -320,11 +320,11 @@ impl Database_ {
     }
 }
 
-fn hits_out<'py>(
-    py: Python<'py>,
-    hits: &[Hit],
-    id_type: IdType,
-) -> PyResult<(Py<PyAny>, Bound<'py, PyArray1<f32>>, Bound<'py, PyDict>)> {
+/// Hits for Python: ids (numpy int64 or a list of str), scores (numpy float32), and
+/// columns (name → list of values).
+type HitArrays<'py> = (Py<PyAny>, Bound<'py, PyArray1<f32>>, Bound<'py, PyDict>);
+
+fn hits_out<'py>(py: Python<'py>, hits: &[Hit], id_type: IdType) -> PyResult<HitArrays<'py>> {
     let ids: Py<PyAny> = match id_type {
         IdType::Integer => PyArray1::from_vec(
             py,
@@ -459,6 +459,7 @@ impl Database_ {
 
     /// Insert (or with `upsert`, replace) documents given as numpy arrays.
     #[pyo3(signature = (collection, ids, tokens = None, pooled = None, columns = None, upsert = false))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn insert(
         &self,
         py: Python<'_>,
@@ -552,7 +553,7 @@ impl Database_ {
         candidates: Option<usize>,
         ef: Option<usize>,
         fusion_k: Option<f32>,
-    ) -> PyResult<(Py<PyAny>, Bound<'py, PyArray1<f32>>, Bound<'py, PyDict>, String)> {
+    ) -> PyResult<(HitArrays<'py>, String)> {
         let spec = self.spec(py, collection)?;
         let text = if query.is_instance_of::<PyString>() { Some(query.extract::<String>()?) } else { None };
         let default_mode = if field.is_some() { "dense" } else { "maxsim" };
@@ -614,8 +615,7 @@ impl Database_ {
         }
         let db = self.db()?;
         let out = py.detach(|| db.search_explained(collection, &req)).map_err(err)?;
-        let (ids, scores, columns) = hits_out(py, &out.hits, spec.id_type)?;
-        Ok((ids, scores, columns, format!("{:?}", out.plan).to_ascii_lowercase()))
+        Ok((hits_out(py, &out.hits, spec.id_type)?, format!("{:?}", out.plan).to_ascii_lowercase()))
     }
 
     /// One document: `None` when absent, else a dict with id, columns and (with

@@ -239,8 +239,9 @@ class Collection:
         lang = 'en'"``); ``plan`` one of ``auto`` (default), ``exact``, ``plaid``,
         ``muvera``, ``hnsw``; ``recall`` the recall target an approximate plan must have
         been calibrated to under ``auto``."""
-        out = self.db._db.search(self.name, query, k, where, plan, mode, field, recall, candidates, ef, fusion_k)
-        return SearchResult(*out)
+        (ids, scores, columns), plan_ran = self.db._db.search(self.name, query, k, where, plan, mode, field, recall,
+                                                             candidates, ef, fusion_k)
+        return SearchResult(ids, scores, columns, plan_ran)
 
     def get(self, id: Id, *, vectors: bool = True) -> Optional[Dict[str, Any]]:
         """The document ``id``, or None: ``{"id", "columns": {...}, "tokens": (n, dim)
