@@ -1,10 +1,12 @@
 //! maxsimdb bench runner: `cargo run --release -p maxsimdb-bench -- SUITE [options]`.
 //!
 //! Prints a readable table; with `--json`, one JSON object as the last line.
-//! Suites: `kernel`, `beir`, `scale`, `embed`, `crash`, `corrupt`, `backup`, `export`.
+//! Suites: `kernel`, `beir`, `scale`, `embed`, `crash`, `corrupt`, `backup`, `export`,
+//! `binding` (the Rust half of bindings/python/bench/overhead.py).
 
 mod backup;
 mod beir;
+mod binding;
 mod corrupt;
 mod crash;
 mod embed;
@@ -98,8 +100,9 @@ fn main() -> ExitCode {
         "beir" => beir::run(&args),
         "scale" => scale::run(&args),
         "embed" => embed::run(&args),
+        "binding" => binding::run(&args),
         other => Err(format!(
-            "unknown suite '{other}': use kernel, beir, scale, embed, crash, corrupt, backup or export"
+            "unknown suite '{other}': use kernel, beir, scale, embed, crash, corrupt, backup, export or binding"
         )),
     };
     match res {
