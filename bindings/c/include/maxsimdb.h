@@ -499,7 +499,8 @@ MSDB_API int msdb_changes(const struct msdb_db *db, uint64_t *out);
 // `MSDB_INTERRUPTED`, keeping what it committed (its message says how to finish). Like
 // `sqlite3_interrupt`: callable from any thread, does nothing when nothing long runs,
 // and does not touch the handle's last error.
-MSDB_API int msdb_interrupt(const struct msdb_db *db);
+MSDB_API
+int msdb_interrupt(const struct msdb_db *db);
 
 // `*out` = the number of live documents of `collection` that match `filter` (the
 // language's WHERE syntax, `year >= 2020`; NULL: all of them).
