@@ -49,6 +49,7 @@ mod db;
 #[cfg(feature = "embed")]
 pub mod embed;
 mod error;
+pub mod eval;
 #[cfg(feature = "capi")]
 #[allow(unsafe_code, reason = "the C API: raw pointers from C, #[no_mangle] entry points")]
 pub mod ffi;
@@ -76,6 +77,8 @@ pub use db::{
     PlanRecall, Query, Refine, SearchOutput, SearchRequest, StageStats, AUTO_EXACT_MAX_DOCS,
     DEFAULT_CODEC_MIN_TOKENS, DEFAULT_FLUSH_THRESHOLD_TOKENS, DEFAULT_RETIRE_GRACE, MAX_LIMIT,
 };
+#[cfg(feature = "embed")]
+pub use db::{EvalOptions, EvalReport, EvalRow};
 #[cfg(feature = "parquet")]
 pub use db::{ExportReport, ImportReport};
 pub use error::{Error, ErrorCode, Result};

@@ -7,6 +7,8 @@ mod candidates;
 mod codec;
 #[cfg(feature = "embed")]
 mod embed;
+#[cfg(feature = "embed")]
+mod evaluate;
 #[cfg(feature = "fulltext")]
 mod fulltext;
 mod fusion;
@@ -28,6 +30,8 @@ pub use crate::index::hnsw::HnswParams;
 pub use backup::BackupReport;
 pub use calibrate::{CalibratedSetting, Calibration};
 pub use codec::CodecInfo;
+#[cfg(feature = "embed")]
+pub use evaluate::{EvalOptions, EvalReport, EvalRow};
 #[cfg(feature = "fulltext")]
 pub use fulltext::FullTextOptions;
 pub use hopfield::{HopfieldLookup, HopfieldResult};

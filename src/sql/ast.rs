@@ -89,4 +89,9 @@ pub(super) enum Statement {
     },
     Check,
     Stats(String),
+    /// `EVALUATE coll [WITH (queries = '…', qrels = '…', sample = n, …)]`: the pooling lab.
+    Evaluate {
+        coll: String,
+        opts: Vec<(String, Value)>,
+    },
 }

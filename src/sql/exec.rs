@@ -91,7 +91,100 @@ impl Session {
             Statement::Restore { from, into } => self.restore(&from, &into, progress)?,
             Statement::Check => self.check()?,
             Statement::Stats(c) => self.stats(&c)?,
+            Statement::Evaluate { coll, opts } => self.evaluate(&coll, &opts, progress)?,
         })
+    }
+
+    #[cfg(not(feature = "embed"))]
+    fn evaluate(&self, _: &str, _: &[(String, Value)], _: Progress<'_>) -> Result<StatementResult> {
+        Err(Error::NotAvailable("EVALUATE needs the `embed` cargo feature (its pooling operators)".into()))
+    }
+
+    /// `EVALUATE`: one row per candidate representation, the recommendation in the message.
+    #[cfg(feature = "embed")]
+    fn evaluate(
+        &self,
+        coll: &str,
+        opts: &[(String, Value)],
+        progress: Progress<'_>,
+    ) -> Result<StatementResult> {
+        check_options(
+            opts,
+            &[
+                "queries",
+                "qrels",
+                "self_column",
+                "sample",
+                "query_sample",
+                "seed",
+                "permutations",
+                "bootstrap",
+                "alpha",
+                "folds",
+            ],
+            "EVALUATE",
+        )?;
+        let text = |k: &str| -> Result<Option<String>> {
+            match opts.iter().find(|(n, _)| n == k).map(|(_, v)| v) {
+                None => Ok(None),
+                Some(Value::Text(t)) => Ok(Some(t.clone())),
+                Some(_) => Err(Error::invalid(format!("option {k} needs a string ('…')"))),
+            }
+        };
+        let d = crate::EvalOptions::default();
+        let o = crate::EvalOptions {
+            queries: text("queries")?.map(Into::into),
+            qrels: text("qrels")?.map(Into::into),
+            self_column: text("self_column")?,
+            sample_docs: opt_usize(opts, "sample")?,
+            sample_queries: opt_usize(opts, "query_sample")?,
+            seed: opt_usize(opts, "seed")?.map_or(d.seed, |s| s as u64),
+            permutations: opt_usize(opts, "permutations")?.unwrap_or(d.permutations),
+            bootstrap: opt_usize(opts, "bootstrap")?.unwrap_or(d.bootstrap),
+            alpha: f64::from(opt_f32(opts, "alpha", d.alpha as f32)?),
+            folds: opt_usize(opts, "folds")?.unwrap_or(d.folds),
+        };
+        if !(o.alpha > 0.0 && o.alpha < 1.0) {
+            return Err(Error::invalid(format!(
+                "option alpha is a significance level in (0, 1), got {}",
+                o.alpha
+            )));
+        }
+        let r = self.db.evaluate(coll, &o, &mut |step, done, _| progress(done, step))?;
+        let real = |x: f64| Value::Real((x * 1e4).round() / 1e4);
+        let rows = r
+            .rows
+            .iter()
+            .map(|row| {
+                vec![
+                    Value::Text(row.candidate.clone()),
+                    Value::Text(row.kind.into()),
+                    real(row.ndcg_at_10),
+                    real(row.recall_at_100),
+                    real(row.mrr_at_10),
+                    Value::Integer(row.bytes_per_doc.round() as i64),
+                    Value::Real((row.p50_ms * 1e3).round() / 1e3),
+                    real(row.diff),
+                    real(row.ci.0),
+                    real(row.ci.1),
+                    real(row.p_value),
+                    real(row.p_holm),
+                    Value::Text(row.verdict.into()),
+                    row.statement.clone().map_or(Value::Null, Value::Text),
+                ]
+            })
+            .collect();
+        let mut out = table(EVALUATE_COLUMNS, rows);
+        out.message = Some(format!(
+            "{} documents, {} queries, {:.1} s; {}. Recommended: {} Notes: {}",
+            r.docs,
+            r.queries,
+            r.seconds,
+            r.judgments,
+            r.recommendation,
+            r.notes.join("; ")
+        ));
+        Ok(out)
     }
 
     fn show_collections(&self) -> Result<StatementResult> {
@@ -643,6 +736,22 @@ const STATS_COLUMNS: &[&str] = &["stat", "value"];
 pub(super) const EXPLAIN_COLUMNS: &[&str] = &["step", "name", "docs", "ms"];
 const HOPFIELD_COLUMNS: &[&str] = &["id", "weight"];
 const CHECK_COLUMNS: &[&str] = &["problem"];
+const EVALUATE_COLUMNS: &[&str] = &[
+    "candidate",
+    "kind",
+    "ndcg_at_10",
+    "recall_at_100",
+    "mrr_at_10",
+    "bytes_per_doc",
+    "p50_ms",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_holm",
+    "verdict",
+    "statement",
+];
 
 pub(super) fn strings(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| (*s).to_string()).collect()
@@ -663,6 +772,7 @@ impl Session {
             Statement::Stats(_) => strings(STATS_COLUMNS),
             Statement::Hopfield { .. } => strings(HOPFIELD_COLUMNS),
             Statement::Check => strings(CHECK_COLUMNS),
+            Statement::Evaluate { .. } => strings(EVALUATE_COLUMNS),
             _ => Vec::new(),
         })
     }

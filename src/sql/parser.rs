@@ -196,6 +196,11 @@ impl Grammar<'_, '_> {
             self.expect_word("into")?;
             return self.insert(replace);
         }
+        if self.word("evaluate") {
+            let coll = self.name()?;
+            let opts = self.with_options()?;
+            return Ok(Statement::Evaluate { coll, opts });
+        }
         if self.word("backup") {
             self.expect_word("to")?;
             return Ok(Statement::Backup(self.string()?));

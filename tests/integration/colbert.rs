@@ -388,3 +388,69 @@ fn pytorch_bin_equals_safetensors() {
     let Err(err) = Encoder::load(&bin) else { panic!("damaged pytorch_model.bin must fail") };
     assert!(err.to_string().contains("model"), "{err}");
 }
+
+/// `EVALUATE` without judgments on a collection with a model: each sampled document's
+/// title is the query for that document (self-supervised), the stored pooled vector and
+/// BM25 are candidates, their fusions too, and the report says the judgments are
+/// self-supervised and optimistic (the title is also embedded).
+#[cfg(feature = "fulltext")]
+#[test]
+fn a_self_supervised_evaluation_with_a_model() {
+    use maxsimdb::{
+        CollectionSpec, ColumnType, Database, Document, EmbeddingSpec, EvalOptions, FullTextOptions,
+        VectorSpec,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    write_base(&model, "BertModel");
+    let mut rng = Rng::new(5);
+    candle_core::safetensors::save(&bert_weights(&mut rng, ""), model.join("model.safetensors")).unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let spec = CollectionSpec::new("t", VectorSpec::new(0).pooled("model", 0))
+        .column("title", ColumnType::Text)
+        .embedding(EmbeddingSpec::new(model.display().to_string(), &["title"]));
+    db.create_collection(&spec).unwrap();
+    // 40 distinct titles of three of the vocabulary's words.
+    let words = ["hello", "world", "late", "interaction", "a", "b", "c"];
+    let mut docs = Vec::new();
+    'outer: for x in &words {
+        for y in &words {
+            for z in &words {
+                if x != y && y != z && x != z {
+                    docs.push(Document::new(format!("d{}", docs.len())).set("title", format!("{x} {y} {z}")));
+                    if docs.len() == 40 {
+                        break 'outer;
+                    }
+                }
+            }
+        }
+    }
+    db.insert_text("t", &docs).unwrap();
+    db.create_fulltext_index("t", FullTextOptions::default()).unwrap();
+    let o = EvalOptions {
+        sample_queries: Some(25),
+        permutations: 1000,
+        bootstrap: 300,
+        ..EvalOptions::default()
+    };
+    let r = db.evaluate("t", &o, &mut |_, _, _| {}).unwrap();
+    assert_eq!((r.docs, r.queries), (40, 25));
+    assert!(r.judgments.contains("self-supervised") && r.judgments.contains("optimistic"), "{}", r.judgments);
+    let names: Vec<&str> = r.rows.iter().map(|x| x.candidate.as_str()).collect();
+    for want in ["maxsim", "dense:model", "dense max", "bm25"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("rrf(")) && names.iter().any(|n| n.starts_with("weighted-cv("))
+    );
+    // A query that is its document's whole title: BM25 ranks that document first for
+    // most queries (titles share words, so not all), whatever the random encoder does.
+    let bm25 = r.rows.iter().find(|x| x.candidate == "bm25").unwrap();
+    assert!(bm25.mrr_at_10 > 0.5, "{}", bm25.mrr_at_10);
+    assert!(r.rows.iter().all(|x| x.per_query.len() == 25 && (0.0..=1.0).contains(&x.ndcg_at_10)));
+    // An unknown pseudo-query column is named.
+    let err = db
+        .evaluate("t", &EvalOptions { self_column: Some("abstract".into()), ..o }, &mut |_, _, _| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("abstract"), "{err}");
+}

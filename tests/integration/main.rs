@@ -14,6 +14,8 @@ mod crud;
 #[cfg(feature = "embed")]
 mod embed;
 mod errors;
+#[cfg(feature = "embed")]
+mod evaluate;
 #[cfg(feature = "parquet")]
 mod export;
 mod faults;
