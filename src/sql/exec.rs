@@ -141,7 +141,8 @@ impl Session {
             seed: opt_usize(opts, "seed")?.map_or(d.seed, |s| s as u64),
             permutations: opt_usize(opts, "permutations")?.unwrap_or(d.permutations),
             bootstrap: opt_usize(opts, "bootstrap")?.unwrap_or(d.bootstrap),
-            alpha: f64::from(opt_f32(opts, "alpha", d.alpha as f32)?),
+            // Parsed as f32: round away the widening's tail (0.05, not 0.0500000007).
+            alpha: (f64::from(opt_f32(opts, "alpha", d.alpha as f32)?) * 1e6).round() / 1e6,
             folds: opt_usize(opts, "folds")?.unwrap_or(d.folds),
         };
         if !(o.alpha > 0.0 && o.alpha < 1.0) {
