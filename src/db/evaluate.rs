@@ -772,7 +772,7 @@ impl Database {
         runs.extend(fused);
 
         // 6. Statistics against the best row.
-        let per: Vec<Vec<[f64; 3]>> = runs.iter().map(|r| metrics(r)).collect();
+        let per: Vec<Vec<[f64; 3]>> = runs.iter().map(&metrics).collect();
         let ndcg: Vec<Vec<f64>> = per.iter().map(|m| m.iter().map(|x| x[0]).collect()).collect();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let best = (0..runs.len())
@@ -866,5 +866,135 @@ impl Database {
             notes,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+#[cfg(feature = "charts")]
+impl EvalReport {
+    /// The rows as an SVG chart: nDCG@10 against vector bytes per document (log scale),
+    /// one point per row coloured by kind, error bars = the row's 95 % interval (the
+    /// interval of its difference to the best, moved to its own mean), and the Pareto
+    /// front — rows no other row beats with fewer bytes — joined and labelled.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when plotters fails (it does not on valid rows).
+    pub fn chart_svg(&self, title: &str) -> Result<String> {
+        use plotters::prelude::*;
+        let fail = |e: &dyn std::fmt::Display| Error::Internal(format!("chart: {e}"));
+        let rows: Vec<&EvalRow> = self.rows.iter().filter(|r| r.bytes_per_doc > 0.0).collect();
+        if rows.is_empty() {
+            return Err(Error::invalid("nothing to chart: no row"));
+        }
+        let band = |r: &EvalRow| (r.ndcg_at_10 + r.ci.0 - r.diff, r.ndcg_at_10 + r.ci.1 - r.diff);
+        let (xmin, xmax) =
+            rows.iter().fold((f64::MAX, 0f64), |(a, b), r| (a.min(r.bytes_per_doc), b.max(r.bytes_per_doc)));
+        let (ymin, ymax) = rows.iter().fold((f64::MAX, f64::MIN), |(a, b), r| {
+            let (lo, hi) = band(r);
+            (a.min(lo.min(r.ndcg_at_10)), b.max(hi.max(r.ndcg_at_10)))
+        });
+        let mut front: Vec<&EvalRow> = Vec::new();
+        let mut by_bytes = rows.clone();
+        by_bytes.sort_by(|a, b| {
+            a.bytes_per_doc.total_cmp(&b.bytes_per_doc).then(b.ndcg_at_10.total_cmp(&a.ndcg_at_10))
+        });
+        for r in by_bytes {
+            if front.last().is_none_or(|l| r.ndcg_at_10 > l.ndcg_at_10) {
+                front.push(r);
+            }
+        }
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (960, 600)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| fail(&e))?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 20))
+                .margin(20)
+                .x_label_area_size(50)
+                .y_label_area_size(60)
+                .build_cartesian_2d(
+                    ((xmin / 2.0).max(1.0)..xmax * 2.0).log_scale(),
+                    (ymin - 0.02).max(0.0)..(ymax + 0.02).min(1.0),
+                )
+                .map_err(|e| fail(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc("vector bytes stored per document (log scale)")
+                .y_desc("nDCG@10 (95 % interval)")
+                .x_label_formatter(&|b: &f64| match *b {
+                    b if b >= 1e6 => format!("{:.0} MB", b / 1e6),
+                    b if b >= 1e3 => format!("{:.0} kB", b / 1e3),
+                    b => format!("{b:.0} B"),
+                })
+                .light_line_style(WHITE)
+                .draw()
+                .map_err(|e| fail(&e))?;
+            let kinds = [("maxsim", BLUE), ("dense", GREEN), ("bm25", MAGENTA), ("fusion", RED)];
+            for (kind, colour) in kinds {
+                let pts: Vec<&&EvalRow> = rows.iter().filter(|r| r.kind == kind).collect();
+                if pts.is_empty() {
+                    continue;
+                }
+                chart
+                    .draw_series(pts.iter().map(|r| {
+                        let (lo, hi) = band(r);
+                        ErrorBar::new_vertical(
+                            r.bytes_per_doc,
+                            lo,
+                            r.ndcg_at_10,
+                            hi,
+                            colour.mix(0.6).stroke_width(1),
+                            6,
+                        )
+                    }))
+                    .map_err(|e| fail(&e))?;
+                chart
+                    .draw_series(
+                        pts.iter().map(|r| Circle::new((r.bytes_per_doc, r.ndcg_at_10), 4, colour.filled())),
+                    )
+                    .map_err(|e| fail(&e))?
+                    .label(kind)
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 12, y + 4)], colour.filled()));
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    front.iter().map(|r| (r.bytes_per_doc, r.ndcg_at_10)),
+                    BLACK.mix(0.5),
+                ))
+                .map_err(|e| fail(&e))?
+                .label("Pareto front")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], BLACK));
+            // Labels: the front, and the recommended and best rows wherever they are, in a
+            // column (best first) with a leader line to each point, so that rows close in
+            // bytes and quality never print over each other.
+            let mut labelled: Vec<&&EvalRow> = rows
+                .iter()
+                .filter(|r| {
+                    r.candidate == self.recommended
+                        || r.candidate == self.best
+                        || front.iter().any(|f| f.candidate == r.candidate)
+                })
+                .collect();
+            labelled.sort_by(|a, b| b.ndcg_at_10.total_cmp(&a.ndcg_at_10));
+            for (i, r) in labelled.iter().enumerate() {
+                let (px, py) = chart.backend_coord(&(r.bytes_per_doc, r.ndcg_at_10));
+                let (lx, ly) = (300, 80 + 16 * i as i32);
+                let mark = if r.candidate == self.recommended { "  ← recommended" } else { "" };
+                let text = format!("{} ({:.4}){mark}", r.candidate, r.ndcg_at_10);
+                // ~6.5 px per character at 12 px: the line leaves the label on the point's side.
+                let end = if px > lx { lx + (6.5 * text.chars().count() as f64) as i32 + 4 } else { lx - 4 };
+                root.draw(&PathElement::new(vec![(end, ly + 6), (px, py)], BLACK.mix(0.25)))
+                    .map_err(|e| fail(&e))?;
+                root.draw(&Text::new(text, (lx, ly), ("sans-serif", 12))).map_err(|e| fail(&e))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| fail(&e))?;
+            root.present().map_err(|e| fail(&e))?;
+        }
+        Ok(svg)
     }
 }

@@ -121,6 +121,7 @@ impl Session {
                 "bootstrap",
                 "alpha",
                 "folds",
+                "chart",
             ],
             "EVALUATE",
         )?;
@@ -151,7 +152,29 @@ impl Session {
                 o.alpha
             )));
         }
+        let chart = text("chart")?;
+        if chart.is_some() && !cfg!(feature = "charts") {
+            return Err(Error::NotAvailable(
+                "EVALUATE … WITH (chart = …) needs the `charts` cargo feature".into(),
+            ));
+        }
         let r = self.db.evaluate(coll, &o, &mut |step, done, _| progress(done, step))?;
+        #[cfg(feature = "charts")]
+        let chart_note = match &chart {
+            Some(path) => {
+                let title = format!(
+                    "EVALUATE {coll}: quality against bytes ({} documents, {} queries)",
+                    r.docs, r.queries
+                );
+                crate::storage::create_atomically(std::path::Path::new(path), |tmp| {
+                    std::fs::write(tmp, r.chart_svg(&title)?).map_err(|e| Error::io(tmp, e))
+                })?;
+                format!(" Chart written to {path}.")
+            }
+            None => String::new(),
+        };
+        #[cfg(not(feature = "charts"))]
+        let chart_note = String::new();
         let real = |x: f64| Value::Real((x * 1e4).round() / 1e4);
         let rows = r
             .rows
@@ -177,7 +200,7 @@ impl Session {
             .collect();
         let mut out = table(EVALUATE_COLUMNS, rows);
         out.message = Some(format!(
-            "{} documents, {} queries, {:.1} s; {}. Recommended: {} Notes: {}",
+            "{} documents, {} queries, {:.1} s; {}. Recommended: {}{chart_note} Notes: {}",
             r.docs,
             r.queries,
             r.seconds,

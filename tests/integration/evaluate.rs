@@ -131,6 +131,28 @@ fn evaluate_statement_and_its_errors() {
     assert_eq!(out.rows[0][12], Value::Text("best".into()));
     let msg = out.message.unwrap();
     assert!(msg.contains("Recommended:") && msg.contains("40 queries"), "{msg}");
+    // The chart: one point per row, the recommended row labelled on the Pareto front.
+    let svg_path = dir.path().join("lab.svg");
+    let out = s
+        .execute(&format!(
+            "EVALUATE c WITH (queries = '{q}', qrels = '{r}', permutations = 500, bootstrap = 200, chart = '{}')",
+            svg_path.display()
+        ))
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(out.message.as_deref().unwrap().contains("Chart written"));
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.matches("<circle").count() >= out.rows.len(), "a point per row");
+    assert!(svg.contains("← recommended") && svg.contains("Pareto front") && svg.contains("nDCG@10"));
+    let err = s
+        .execute(&format!(
+            "EVALUATE c WITH (queries = '{q}', qrels = '{r}', chart = '{}')",
+            svg_path.display()
+        ))
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "an existing chart is not overwritten: {err}");
     for (sql, want) in [
         (format!("EVALUATE c WITH (queries = '{q}')"), "both queries"),
         ("EVALUATE c".to_string(), "self-supervised"),

@@ -332,3 +332,17 @@ def test_create_parents_and_flush_threshold(tmp_path):
         coll.insert(["a", "b", "c"], tokens=random_docs(3, 8, lo=5, hi=6))  # 15 tokens > 10
         s = coll.stats()  # flushed by the threshold, not by a call
         assert s["segments"] == 1 and s["pending_docs"] == 0
+
+
+def test_evaluate_statement_from_python(db, tmp_path):
+    coll, keys, docs = make(db, n=60)
+    with open(tmp_path / "q.jsonl", "w") as f:
+        for i in range(20):
+            f.write(json.dumps({"_id": f"q{i}", "tokens": docs[i][:2].tolist()}) + "\n")
+    with open(tmp_path / "qrels.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(20)))
+    rows = db.execute(f"EVALUATE docs WITH (queries = '{tmp_path / 'q.jsonl'}', qrels = '{tmp_path / 'qrels.tsv'}', "
+                      f"permutations = 500, bootstrap = 200, chart = '{tmp_path / 'lab.svg'}')")
+    by = {r["candidate"]: r for r in rows}
+    assert by["maxsim"]["ndcg_at_10"] > 0.9 and rows[0]["verdict"] == "best"
+    assert "Recommended:" in rows.message and (tmp_path / "lab.svg").read_text().startswith("<svg")
