@@ -14,6 +14,8 @@
 //! - `hopfield`: MaxSim with Hopfield query refinement (`--beta`, default 20; `--alpha`,
 //!   default 0.5; memory = the top 10 documents' token vectors);
 //! - `hopfield_dense`: dense search with Hopfield refinement (same knobs).
+//!
+//! `--chart FILE` writes an SVG bar chart of nDCG@10 and recall@100 per mode.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -282,6 +284,27 @@ pub fn run(args: &Args) -> Result<(), String> {
     });
     for (k, v) in extra {
         out[k] = v;
+    }
+    // `--chart FILE`: nDCG@10 and recall@100 per mode.
+    if let Some(path) = args.opt("chart") {
+        let rows: Vec<(String, f64, f64)> = modes
+            .iter()
+            .map(|m| {
+                let r = &out["modes"][m];
+                (
+                    m.clone(),
+                    r["ndcg_at_10"].as_f64().unwrap_or(0.0),
+                    r["recall_at_100"].as_f64().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        let name = data.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        crate::chart::modes(
+            path,
+            &format!("{name}: quality per mode ({model}, {} queries)", judged.len()),
+            &rows,
+        )?;
+        eprintln!("chart written to {path}");
     }
     report(args, "beir", &out);
     Ok(())

@@ -7,6 +7,7 @@
 mod backup;
 mod beir;
 mod binding;
+mod chart;
 mod corrupt;
 mod crash;
 mod embed;

@@ -22,6 +22,10 @@
 //! then exact MaxSim over the original f32 vectors, regenerated from the seed and scored
 //! streaming (never stored), and `exact_codes_recall_at_10` says what exact search over
 //! the stored codes keeps of it.
+//!
+//! `--chart FILE` sweeps PLAID's `ncells` (1, 2, 4) × `ndocs` (128 … 4,096) on the same
+//! queries (JSON field `sweep`) and writes an SVG of recall@10 against p50 latency, with
+//! exact search and, when the `next-plaid` feature is on, next-plaid's point.
 
 use std::time::Instant;
 
@@ -342,6 +346,45 @@ pub fn run(args: &Args) -> Result<(), String> {
         fast_recall += hits.iter().filter(|h| want.contains(&h.id.to_string())).count() as f64 / k as f64;
     }
     let fast_qps = nq as f64 / wall.elapsed().as_secs_f64();
+    // `--chart FILE`: a sweep of PLAID's parameters (ncells × ndocs, while the index
+    // exists: it is dropped below), each point recall@10 against the truth and p50
+    // latency over the same queries, plus exact search; next-plaid's point on the same
+    // axes when its feature is on.
+    let chart = args.opt("chart").map(str::to_string);
+    let mut sweep: Vec<crate::chart::Series> = Vec::new();
+    let mut points = Vec::new();
+    if chart.is_some() {
+        for ncells in [1usize, 2, 4] {
+            let mut line = Vec::new();
+            for ndocs in [128usize, 256, 512, 1024, 2048, 4096] {
+                let p = SearchParams { ncells, ndocs, ..params };
+                let (mut lat, mut rec) = (Vec::new(), 0.0);
+                for (q, want) in queries.iter().zip(&truth) {
+                    let t = Instant::now();
+                    let hits = db.search("scale", &req(q).plaid_params(p)).map_err(e)?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    rec += hits.iter().filter(|h| want.contains(&h.id.to_string())).count() as f64 / k as f64;
+                }
+                let (p50, r) = (pct(&mut lat, 0.5), rec / nq as f64);
+                eprintln!("sweep: ncells {ncells} ndocs {ndocs}: recall@10 {r:.3}, p50 {p50:.2} ms");
+                points.push(json!({"ncells": ncells, "ndocs": ndocs, "recall_at_10": r, "p50_ms": p50}));
+                line.push((format!("{ndocs}"), p50, r));
+            }
+            sweep.push((format!("PLAID ncells {ncells} (labels: ndocs)"), line));
+        }
+        let (mut lat, mut rec) = (Vec::new(), 0.0);
+        for (q, want) in queries.iter().zip(&truth) {
+            let t = Instant::now();
+            let hits = db
+                .search("scale", &SearchRequest::maxsim(q.clone()).limit(k).plan(Plan::Exact))
+                .map_err(e)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            rec += hits.iter().filter(|h| want.contains(&h.id.to_string())).count() as f64 / k as f64;
+        }
+        let (p50, r) = (pct(&mut lat, 0.5), rec / nq as f64);
+        points.push(json!({"plan": "exact", "recall_at_10": r, "p50_ms": p50}));
+        sweep.push((format!("exact ({storage})"), vec![("exact".into(), p50, r)]));
+    }
     let index_bpt = info.bytes as f64 / tokens as f64;
     // Everything a reader needs: the live segments, the index side files and state files,
     // and the catalog (retired files awaiting their grace period are not counted).
@@ -418,9 +461,23 @@ pub fn run(args: &Args) -> Result<(), String> {
         out["muvera_method"] =
             json!(format!("database MUVERA index {}; 200 candidates per segment, exact rerank", info.params));
     }
+    if !points.is_empty() {
+        out["sweep"] = json!(points);
+    }
     #[cfg(feature = "next-plaid")]
     if args.get("next-plaid", true)? {
         next_plaid(n, &queries, &truth, nbits, &mut out)?;
+    }
+    if let Some(path) = chart {
+        let mut peer = Vec::new();
+        if let (Some(qps), Some(r)) =
+            (out["next_plaid_qps"].as_f64(), out["next_plaid_recall_at_10"].as_f64())
+        {
+            peer.push(("next-plaid (1/QPS)".to_string(), 1e3 / qps, r));
+        }
+        let title = format!("scale: {n} documents, {nq} queries, {storage} tokens: recall against latency");
+        crate::chart::recall_latency(&path, &title, &sweep, &peer)?;
+        eprintln!("chart written to {path}");
     }
     report(args, "scale (database PLAID index vs exact MaxSim)", &out);
     Ok(())
