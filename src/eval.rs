@@ -16,6 +16,52 @@
 use std::collections::HashMap;
 
 use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// Judgments: query id → document id → gain.
+pub type Qrels = HashMap<String, HashMap<String, f64>>;
+
+/// A BEIR `qrels.tsv` (query id, document id, gain; a header line is skipped) or a TREC
+/// qrels file (query, 0, document, gain): query id → document id → gain.
+///
+/// # Errors
+/// I/O errors; [`Error::InvalidArgument`] naming the line for a malformed one.
+pub fn read_qrels(path: &std::path::Path) -> Result<Qrels> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out: HashMap<String, HashMap<String, f64>> = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split(['\t', ' ']).filter(|s| !s.is_empty()).collect();
+        if f.is_empty() {
+            continue;
+        }
+        // query, doc, gain — or TREC's query, 0, doc, gain.
+        let (q, d, g) = match f.len() {
+            3 => (f[0], f[1], f[2]),
+            4 => (f[0], f[2], f[3]),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{}:{}: a qrels line is 'query-id<TAB>corpus-id<TAB>score'",
+                    path.display(),
+                    n + 1
+                )))
+            }
+        };
+        match g.parse::<f64>() {
+            Ok(g) => {
+                out.entry(q.to_string()).or_default().insert(d.to_string(), g);
+            }
+            Err(_) if n == 0 => {} // the header
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "{}:{}: score '{g}' is not a number",
+                    path.display(),
+                    n + 1
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// nDCG@k of `ranking` under `qrels` (0 when nothing is relevant).
 #[must_use]
@@ -141,6 +187,39 @@ mod tests {
 
     fn ids(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| (*x).to_string()).collect()
+    }
+
+    #[test]
+    fn graded_ndcg_and_recall_match_a_hand_checked_example() {
+        // Relevant: a (2), b (1), z (1, never retrieved). Ranking: x a y b.
+        let q = qrels(&[("a", 2.0), ("b", 1.0), ("z", 1.0), ("n", 0.0)]);
+        let r = ids(&["x", "a", "y", "b"]);
+        // DCG@4 = 2/log2(3) + 1/log2(5) = 1.26186 + 0.43068 = 1.69254
+        // IDCG@4 = 2/log2(2) + 1/log2(3) + 1/log2(4) = 2 + 0.63093 + 0.5 = 3.13093
+        let want = (2.0 / 3f64.log2() + 1.0 / 5f64.log2()) / (2.0 + 1.0 / 3f64.log2() + 0.5);
+        assert!((ndcg_at(&r, &q, 4) - want).abs() < 1e-12);
+        assert!((ndcg_at(&r, &q, 4) - 0.540_586).abs() < 1e-6);
+        // @1: x is not relevant.
+        assert_eq!(ndcg_at(&r, &q, 1), 0.0);
+        assert!((recall_at(&r, &q, 4) - 2.0 / 3.0).abs() < 1e-12);
+        assert!((recall_at(&r, &q, 2) - 1.0 / 3.0).abs() < 1e-12);
+        // Perfect ranking scores 1.
+        assert!((ndcg_at(&ids(&["a", "b", "z"]), &q, 10) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn qrels_files_in_beir_and_trec_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let beir = dir.path().join("qrels.tsv");
+        std::fs::write(&beir, "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t2\nq2\td3\t0\n").unwrap();
+        let q = read_qrels(&beir).unwrap();
+        assert_eq!((q["q1"]["d2"], q["q2"]["d3"], q.len()), (2.0, 0.0, 2));
+        let trec = dir.path().join("qrels.trec");
+        std::fs::write(&trec, "q1 0 d1 1\n").unwrap();
+        assert_eq!(read_qrels(&trec).unwrap()["q1"]["d1"], 1.0);
+        std::fs::write(&trec, "q1 0 d1 1\nq2 d1\n").unwrap();
+        let err = read_qrels(&trec).unwrap_err().to_string();
+        assert!(err.contains(":2:"), "names the line: {err}");
     }
 
     #[test]

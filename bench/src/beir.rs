@@ -17,17 +17,16 @@
 //!
 //! `--chart FILE` writes an SVG bar chart of nDCG@10 and recall@100 per mode.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use maxsimdb::eval::{ndcg_at, read_qrels, recall_at};
 use maxsimdb::{
     CollectionSpec, ColumnType, Database, Document, Dtype, EmbeddingSpec, FullTextOptions, Fusion,
     PlaidOptions, Plan, Query, Refine, SearchRequest, VectorSpec,
 };
 use serde_json::{json, Value};
 
-use crate::metrics::{ndcg_at, recall_at};
 use crate::{report, Args};
 
 pub(crate) fn read_jsonl(path: &Path) -> Result<Vec<Value>, String> {
@@ -36,18 +35,6 @@ pub(crate) fn read_jsonl(path: &Path) -> Result<Vec<Value>, String> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
         .collect()
-}
-
-fn read_qrels(path: &Path) -> Result<HashMap<String, HashMap<String, i32>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut q: HashMap<String, HashMap<String, i32>> = HashMap::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() >= 3 {
-            q.entry(f[0].to_string()).or_default().insert(f[1].to_string(), f[2].trim().parse().unwrap_or(0));
-        }
-    }
-    Ok(q)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -67,8 +54,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         args.opt("modes").unwrap_or("maxsim,dense,bm25,hybrid").split(',').map(str::to_string).collect();
     let corpus = read_jsonl(&data.join("corpus.jsonl"))?;
     let queries = read_jsonl(&data.join("queries.jsonl"))?;
-    let qrels = read_qrels(&data.join("qrels.tsv"))?;
     let e = |e: maxsimdb::Error| e.to_string();
+    let qrels = read_qrels(&data.join("qrels.tsv")).map_err(e)?;
 
     // `--db PATH` keeps the database; an existing one is reused (no re-indexing).
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;

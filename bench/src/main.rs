@@ -13,7 +13,6 @@ mod crash;
 mod embed;
 mod export;
 mod kernel;
-mod metrics;
 mod roofline;
 mod scale;
 

@@ -38,7 +38,7 @@ use rayon::prelude::*;
 use super::Database;
 use crate::embed::pooling::{l2_normalize, GemTransform, HopfieldInit, Pooling};
 use crate::embed::token_pool::pool_tokens;
-use crate::eval::{holm, mrr_at, ndcg_at, paired_test, recall_at};
+use crate::eval::{holm, mrr_at, ndcg_at, paired_test, read_qrels, recall_at};
 use crate::rng::Rng;
 use crate::scoring::{DocRef, PreparedQuery};
 use crate::types::{CollectionSpec, Dtype, Value};
@@ -178,43 +178,6 @@ fn top_k(scores: Vec<f32>, k: usize) -> Vec<(usize, f32)> {
     v
 }
 
-fn parse_qrels(path: &std::path::Path) -> Result<HashMap<String, HashMap<String, f64>>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut out: HashMap<String, HashMap<String, f64>> = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let f: Vec<&str> = line.split(['\t', ' ']).filter(|s| !s.is_empty()).collect();
-        if f.is_empty() {
-            continue;
-        }
-        // query, doc, gain — or TREC's query, 0, doc, gain.
-        let (q, d, g) = match f.len() {
-            3 => (f[0], f[1], f[2]),
-            4 => (f[0], f[2], f[3]),
-            _ => {
-                return Err(Error::invalid(format!(
-                    "{}:{}: a qrels line is 'query-id<TAB>corpus-id<TAB>score'",
-                    path.display(),
-                    n + 1
-                )))
-            }
-        };
-        match g.parse::<f64>() {
-            Ok(g) => {
-                out.entry(q.to_string()).or_default().insert(d.to_string(), g);
-            }
-            Err(_) if n == 0 => {} // the header
-            Err(_) => {
-                return Err(Error::invalid(format!(
-                    "{}:{}: score '{g}' is not a number",
-                    path.display(),
-                    n + 1
-                )))
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     for i in (1..v.len()).rev() {
         v.swap(i, rng.below(i as u64 + 1) as usize);
@@ -281,7 +244,7 @@ impl Database {
         // 1. Judgments and the documents to rank.
         let (judgments, mut queries, doc_ids) = match (&opts.queries, &opts.qrels) {
             (Some(qp), Some(rp)) => {
-                let qrels = parse_qrels(rp)?;
+                let qrels = read_qrels(rp)?;
                 let text = std::fs::read_to_string(qp).map_err(|e| Error::io(qp, e))?;
                 let mut qs = Vec::new();
                 for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
