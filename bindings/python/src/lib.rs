@@ -266,6 +266,16 @@ fn vector(v: &Bound<'_, PyAny>, what: &str, dim: usize) -> PyResult<Vec<f32>> {
     )))
 }
 
+/// A Python dict from `"key" => value` pairs (the report dicts of stats, backup, export
+/// and import).
+macro_rules! dict {
+    ($py:expr, $($k:literal => $v:expr),+ $(,)?) => {{
+        let d = PyDict::new($py);
+        $(d.set_item($k, $v)?;)+
+        d
+    }};
+}
+
 /// A shape as Python prints it: `(2, 5)`, `(4,)`.
 fn shape_str(shape: &[usize]) -> String {
     match shape {
@@ -729,18 +739,18 @@ impl Database_ {
     fn stats<'py>(&self, py: Python<'py>, collection: &str) -> PyResult<Bound<'py, PyDict>> {
         let db = self.db()?;
         let s = py.detach(|| db.stats(collection)).map_err(err)?;
-        let d = PyDict::new(py);
-        d.set_item("name", s.name)?;
-        d.set_item("docs", s.docs)?;
-        d.set_item("pending_docs", s.pending_docs)?;
-        d.set_item("pending_tokens", s.pending_tokens)?;
-        d.set_item("segments", s.segments)?;
-        d.set_item("segment_tokens", s.segment_tokens)?;
-        d.set_item("tombstones", s.tombstones)?;
-        d.set_item("segment_bytes", s.segment_bytes)?;
-        d.set_item("index_bytes", s.index_bytes.into_iter().collect::<std::collections::BTreeMap<_, _>>())?;
-        d.set_item("catalog_bytes", s.catalog_bytes)?;
-        Ok(d)
+        Ok(dict!(py,
+            "name" => s.name,
+            "docs" => s.docs,
+            "pending_docs" => s.pending_docs,
+            "pending_tokens" => s.pending_tokens,
+            "segments" => s.segments,
+            "segment_tokens" => s.segment_tokens,
+            "tombstones" => s.tombstones,
+            "segment_bytes" => s.segment_bytes,
+            "index_bytes" => s.index_bytes.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "catalog_bytes" => s.catalog_bytes,
+        ))
     }
 
     /// Consistent snapshot into one archive; `progress(done_bytes, total_bytes)`.
@@ -755,12 +765,12 @@ impl Database_ {
         let progress = Progress::new(progress);
         let r = py.detach(|| db.backup(&dest, |done, total| progress.report(&db, done, Some(total))));
         let r = progress.finish(r)?;
-        let d = PyDict::new(py);
-        d.set_item("files", r.files)?;
-        d.set_item("bytes", r.bytes)?;
-        d.set_item("archive_bytes", r.archive_bytes)?;
-        d.set_item("seconds", r.seconds)?;
-        Ok(d)
+        Ok(dict!(py,
+            "files" => r.files,
+            "bytes" => r.bytes,
+            "archive_bytes" => r.archive_bytes,
+            "seconds" => r.seconds,
+        ))
     }
 
     /// Export a collection to Parquet (f32 vectors); `progress(done_docs, total_docs)`.
@@ -778,13 +788,13 @@ impl Database_ {
             db.export_parquet(collection, &dest, |done, total| progress.report(&db, done, Some(total)))
         });
         let r = progress.finish(r)?;
-        let d = PyDict::new(py);
-        d.set_item("docs", r.docs)?;
-        d.set_item("tokens", r.tokens)?;
-        d.set_item("row_groups", r.row_groups)?;
-        d.set_item("file_bytes", r.file_bytes)?;
-        d.set_item("seconds", r.seconds)?;
-        Ok(d)
+        Ok(dict!(py,
+            "docs" => r.docs,
+            "tokens" => r.tokens,
+            "row_groups" => r.row_groups,
+            "file_bytes" => r.file_bytes,
+            "seconds" => r.seconds,
+        ))
     }
 
     /// Import a Parquet file (one maxsimdb exported, or any with an id column and
@@ -805,12 +815,12 @@ impl Database_ {
             })
         });
         let r = progress.finish(r)?;
-        let d = PyDict::new(py);
-        d.set_item("docs", r.docs)?;
-        d.set_item("tokens", r.tokens)?;
-        d.set_item("created", r.created)?;
-        d.set_item("seconds", r.seconds)?;
-        Ok(d)
+        Ok(dict!(py,
+            "docs" => r.docs,
+            "tokens" => r.tokens,
+            "created" => r.created,
+            "seconds" => r.seconds,
+        ))
     }
 
     /// Stream text documents into a text collection in committed batches;
