@@ -99,10 +99,11 @@ fn main() -> ExitCode {
         "crash-child" => crash::child(&args),
         "beir" => beir::run(&args),
         "scale" => scale::run(&args),
+        "codec" => scale::codec(&args),
         "embed" => embed::run(&args),
         "binding" => binding::run(&args),
         other => Err(format!(
-            "unknown suite '{other}': use kernel, beir, scale, embed, crash, corrupt, backup, export or binding"
+            "unknown suite '{other}': use kernel, beir, scale, codec, embed, crash, corrupt, backup, export or binding"
         )),
     };
     match res {

@@ -158,6 +158,12 @@ pub fn run(args: &Args) -> Result<(), String> {
     let codes = crate::token_codes(&storage)?;
     let nbits = codes.unwrap_or(nbits);
     let batch: usize = args.get("batch", 2000)?;
+    // `--topics-of N`: the first `--docs` documents of the `N`-document corpus (its topic
+    // structure, `N / 50` topics): a smaller run in the regime of a bigger one.
+    let topics_of: usize = args.get("topics-of", n)?;
+    if topics_of < n {
+        return Err(format!("--topics-of {topics_of} must be at least --docs {n}"));
+    }
     let k = 10;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path: std::path::PathBuf =
@@ -183,7 +189,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
         db.create_collection(&CollectionSpec::new("scale", vectors)).map_err(e)?;
     }
-    let mut gen = Corpus::new(n, 17);
+    let mut gen = Corpus::new(topics_of, 17);
     let mut done = 0;
     while done < n {
         let count = (done + batch).min(n) - done;
@@ -243,7 +249,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         .map_err(e)?;
     let exact_ms = t.elapsed().as_secs_f64() * 1e3 / exact_db.len() as f64;
     eprintln!("exact ({storage}): {exact_ms:.0} ms/query");
-    let truth = if codes.is_some() { f32_truth(n, &queries, k)? } else { exact_db.clone() };
+    let truth = if codes.is_some() { f32_truth(n, topics_of, &queries, k)? } else { exact_db.clone() };
     let recall_of = |got: &[Vec<String>]| -> f64 {
         got.iter()
             .zip(&truth)
@@ -328,11 +334,18 @@ pub fn run(args: &Args) -> Result<(), String> {
     let first_query_ms = t.elapsed().as_secs_f64() * 1e3;
 
     let (mut lat, mut recall, mut stages, mut stage_us) = (Vec::new(), 0.0, vec![0u64; 6], vec![0u64; 6]);
+    // PLAID against the database's own exact search (over the stored representation), on
+    // the queries that have it: what the approximate plan itself loses.
+    let mut recall_vs_db = 0.0;
     let wall = Instant::now();
-    for (q, want) in queries.iter().zip(&truth) {
+    for (qi, (q, want)) in queries.iter().zip(&truth).enumerate() {
         let t = Instant::now();
         let out = db.search_explained("scale", &req(q)).map_err(e)?;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
+        if let Some(w) = exact_db.get(qi) {
+            recall_vs_db +=
+                out.hits.iter().filter(|h| w.contains(&h.id.to_string())).count() as f64 / k as f64;
+        }
         stages.iter_mut().zip(&out.stages).for_each(|(a, s)| *a += s.docs);
         stage_us.iter_mut().zip(&out.stages).for_each(|(a, s)| *a += s.micros);
         recall += out.hits.iter().filter(|h| want.contains(&h.id.to_string())).count() as f64 / k as f64;
@@ -414,6 +427,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         "truth": if codes.is_some() { "exact MaxSim over the original f32 vectors" } else { "exact MaxSim over the stored f16 vectors" },
         "exact_codes_recall_at_10": exact_codes_recall,
         "recall_at_10_vs_exact": recall / nq as f64,
+        "recall_at_10_vs_exact_stored": recall_vs_db / exact_db.len() as f64,
+        "topics_of": topics_of,
         "p50_ms": pct(&mut lat.clone(), 0.5),
         "p99_ms": pct(&mut lat, 0.99),
         "qps": qps,
@@ -466,7 +481,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     #[cfg(feature = "next-plaid")]
     if args.get("next-plaid", true)? {
-        next_plaid(n, &queries, &truth, nbits, &mut out)?;
+        next_plaid(n, topics_of, &queries, &truth, nbits, &mut out)?;
     }
     if let Some(path) = chart {
         let mut peer = Vec::new();
@@ -485,7 +500,7 @@ pub fn run(args: &Args) -> Result<(), String> {
 
 /// Exact top-`k` of every query over the original f32 vectors, regenerated from the seed
 /// and scored streaming (one document in memory per worker at a time).
-fn f32_truth(n: usize, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<String>>, String> {
+fn f32_truth(n: usize, topics_of: usize, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<String>>, String> {
     use maxsimdb::scoring::{DocRef, PreparedQuery};
     use rayon::prelude::*;
     let t = Instant::now();
@@ -494,7 +509,7 @@ fn f32_truth(n: usize, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<String>
         .map(|q| PreparedQuery::new(q, DIM, None))
         .collect::<maxsimdb::Result<_>>()
         .map_err(|e| e.to_string())?;
-    let mut gen = Corpus::new(n, 17);
+    let mut gen = Corpus::new(topics_of, 17);
     let mut best: Vec<Vec<(f32, usize)>> = vec![Vec::new(); queries.len()];
     let chunk = 4096;
     let mut done = 0;
@@ -524,6 +539,7 @@ fn f32_truth(n: usize, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<String>
 #[cfg(feature = "next-plaid")]
 fn next_plaid(
     n: usize,
+    topics_of: usize,
     queries: &[Vec<f32>],
     truth: &[Vec<String>],
     nbits: u8,
@@ -547,7 +563,7 @@ fn next_plaid(
     };
     let (docs_p, q_p, t_p) =
         (dir.path().join("docs.bin"), dir.path().join("q.bin"), dir.path().join("truth.bin"));
-    let mut gen = Corpus::new(n, 17);
+    let mut gen = Corpus::new(topics_of, 17);
     let mut batch: std::vec::IntoIter<Vec<f32>> = Vec::new().into_iter();
     write_mats(
         &docs_p,
@@ -596,6 +612,105 @@ fn next_plaid(
     let build = out["build_s"].as_f64().unwrap_or(f64::NAN);
     out["build_speedup_vs_next_plaid"] =
         serde_json::json!(np["next_plaid_build_s"].as_f64().unwrap_or(f64::NAN) / build);
+    Ok(())
+}
+
+/// `codec` suite: how well the token codec describes the `scale` generator's vectors in the
+/// regime of a `--topics-of N`-document corpus (default 1,000,000: 20,000 topics), trained
+/// as a codes-only collection trains it — on the first `--docs` documents (default 20,000,
+/// the 1M run's first batch) — for each codebook size of `--centroids-list`. Per size:
+/// training time, encoding throughput, and on `--check-tokens` tokens of later documents
+/// the share whose two-level assignment finds the exhaustive nearest centroid, and the
+/// quantisation error (`1 − cos(x, decode(encode(x)))`) with either assignment.
+pub fn codec(args: &Args) -> Result<(), String> {
+    use maxsimdb::index::plaid::{self, Codec, CodecParams};
+    let topics_of: usize = args.get("topics-of", 1_000_000)?;
+    let n: usize = args.get("docs", 20_000)?;
+    let check: usize = args.get("check-tokens", 20_000)?;
+    let nbits: u8 = args.get("nbits", 2)?;
+    let list: String = args.get("centroids-list", "16384,65536".to_string())?;
+    let ks: Vec<usize> = list
+        .split(',')
+        .map(|k| k.trim().parse().map_err(|_| format!("--centroids-list {list}")))
+        .collect::<Result<_, _>>()?;
+    let mut gen = Corpus::new(topics_of, 17);
+    let docs = gen.next_batch(n);
+    let train: Vec<f32> = docs.into_iter().flatten().collect();
+    let later: Vec<f32> = gen.next_batch(check / 100 + 1).into_iter().flatten().take(check * DIM).collect();
+    let (ntrain, ncheck) = (train.len() / DIM, later.len() / DIM);
+    eprintln!("{ntrain} training tokens ({} topics), {ncheck} check tokens", (topics_of / 50).max(16));
+    let mut rows = Vec::new();
+    for &k in &ks {
+        // The database's rule (db/codec.rs): k-means on max(262,144, 16·K) tokens.
+        let params = CodecParams {
+            nbits,
+            centroids: Some(k),
+            sample: (16 * k).max(262_144),
+            ..CodecParams::default()
+        };
+        let t = Instant::now();
+        let codec = Codec::train(&train, DIM, params).map_err(|e| e.to_string())?;
+        let train_s = t.elapsed().as_secs_f64();
+        let _ = codec.assign_many(&later[..DIM]); // builds the two-level search
+        let t = Instant::now();
+        let (fast, bits) = codec.encode_many(&later);
+        let encode_tps = ncheck as f64 / t.elapsed().as_secs_f64();
+        let best = plaid::assign(codec.centroids(), DIM, &later);
+        let same = fast.iter().zip(&best).filter(|(a, b)| a == b).count() as f64 / ncheck as f64;
+        let err = |codes: &[u32], bits: &[u8]| {
+            let rb = codec.residual_bytes();
+            let mut out = vec![0f32; DIM];
+            let mut sum = 0.0f64;
+            for (i, x) in later.chunks_exact(DIM).enumerate() {
+                codec.decode(codes[i], &bits[i * rb..(i + 1) * rb], &mut out);
+                sum += 1.0 - f64::from(x.iter().zip(&out).map(|(a, b)| a * b).sum::<f32>());
+            }
+            sum / ncheck as f64
+        };
+        // `--shapes G:P,…`: other two-level shapes (cells, cells probed) on the same codec.
+        let mut shapes = Vec::new();
+        if let Some(list) = args.opt("shapes") {
+            for sh in list.split(',') {
+                // G:P or G:P:W (W: refinement window, 0 = none).
+                let v: Vec<usize> = sh
+                    .split(':')
+                    .map(|x| x.parse().map_err(|_| format!("--shapes {sh}")))
+                    .collect::<Result<_, _>>()?;
+                let (g, p, w) = match v[..] {
+                    [g, p] => (g, p, 0),
+                    [g, p, w] => (g, p, w),
+                    _ => return Err(format!("--shapes {sh}: G:P or G:P:W")),
+                };
+                let a = plaid::Assigner::with_shape(codec.centroids(), DIM, g, p).refine_window(w);
+                let t = Instant::now();
+                let got = a.assign(&later);
+                let tps = ncheck as f64 / t.elapsed().as_secs_f64();
+                let same = got.iter().zip(&best).filter(|(a, b)| a == b).count() as f64 / ncheck as f64;
+                eprintln!(
+                    "  shape {g}:{p}:{w}: finds nearest {same:.3}, {tps:.0} tokens/s (assignment only)"
+                );
+                shapes.push(json!({"cells": g, "probe": p, "window": w, "finds_nearest": same, "assign_tokens_per_s": tps}));
+            }
+        }
+        let exact_bits: Vec<u8> =
+            later.chunks_exact(DIM).zip(&best).flat_map(|(x, &c)| codec.quantize(c, x)).collect();
+        let row = json!({
+            "centroids": k,
+            "train_s": train_s,
+            "encode_tokens_per_s": encode_tps,
+            "two_level_finds_nearest": same,
+            "quant_error_two_level": err(&fast, &bits),
+            "quant_error_exhaustive": err(&best, &exact_bits),
+            "shapes": shapes,
+        });
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    let out = json!({
+        "topics_of": topics_of, "training_docs": n, "training_tokens": ntrain, "check_tokens": ncheck,
+        "nbits": nbits, "codecs": rows,
+    });
+    report(args, "codec", &out);
     Ok(())
 }
 
