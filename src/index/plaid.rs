@@ -90,8 +90,8 @@ pub struct Assigner {
     probe: usize,
     /// Rows per context window of the refinement pass (0: none).
     window: usize,
-    /// Every centroid, row-major (the refinement pass scores any of them).
-    centroids: Vec<f32>,
+    /// Where each centroid's vector lies in `members`: (cell, position in the cell).
+    slot: Vec<(u32, u32)>,
     centres: Vec<f32>,
     /// Centroid ids of each cell, and their vectors (row-major).
     members: Vec<(Vec<u32>, Vec<f32>)>,
@@ -146,11 +146,14 @@ impl Assigner {
             }
         }
         let mut members: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); g];
+        let mut slot = Vec::with_capacity(k);
         for (i, (c, &a)) in centroids.chunks_exact(dim).zip(&cell).enumerate() {
-            members[a as usize].0.push(i as u32);
-            members[a as usize].1.extend_from_slice(c);
+            let m = &mut members[a as usize];
+            slot.push((a, m.0.len() as u32));
+            m.0.push(i as u32);
+            m.1.extend_from_slice(c);
         }
-        Self { dim, probe: probe.max(1), window: 0, centroids: centroids.to_vec(), centres, members }
+        Self { dim, probe: probe.max(1), window: 0, slot, centres, members }
     }
 
     /// The (approximately) nearest centroid of each row of `xs`, [`ASSIGN_CHUNK`] rows at
@@ -226,7 +229,12 @@ impl Assigner {
                 ids.dedup();
                 let cand: Vec<f32> = ids
                     .iter()
-                    .flat_map(|&c| self.centroids[c as usize * dim..(c as usize + 1) * dim].iter().copied())
+                    .flat_map(|&c| {
+                        let (cell, pos) = self.slot[c as usize];
+                        self.members[cell as usize].1[pos as usize * dim..(pos as usize + 1) * dim]
+                            .iter()
+                            .copied()
+                    })
                     .collect();
                 let s = scores(&cand, dim, rows);
                 let m = ids.len();
